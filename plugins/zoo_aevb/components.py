@@ -1,0 +1,161 @@
+"""Components of the reference plugin, built on zoo's public interfaces and torch.distributions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    ContinuousBernoulli,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+)
+
+import zoo
+
+
+def _downsampled(size: int) -> int:
+    """Spatial size after two 3x3, stride-2, padding-1 convolutions."""
+    for _ in range(2):
+        size = (size - 1) // 2 + 1
+    return size
+
+
+class ConvEncoder(zoo.Encoder):
+    """The seed's encoder: two stride-2 convs then one conv covering the remaining map.
+
+    The output has ``2 * latent_size`` channels: the first half is the mean of q(z|x), the
+    second half its log-variance.
+    """
+
+    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        in_channels, height, width = data_shape
+        h, w = _downsampled(height), _downsampled(width)
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * channels, 2 * latent_size, (h, w)),
+        )
+
+    def forward(self, x: Tensor) -> Independent:
+        mean, log_var = self.net(x).flatten(1).chunk(2, dim=1)
+        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+
+
+class ConvDecoder(zoo.Decoder):
+    """The seed's decoder: a transposed conv to a 7x7 map, then two stride-2 transposed convs.
+
+    Produces ``output_shape`` (asked of the likelihood): one logit per pixel for a Bernoulli.
+    """
+
+    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.output_shape = tuple(output_shape)
+        out_channels, height, width = self.output_shape
+        h, w = _downsampled(height), _downsampled(width)
+        if (4 * h, 4 * w) != (height, width):
+            raise zoo.ZooError(f"conv-mnist decoder needs height and width divisible by 4, got {height}x{width}")
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(latent_size, 2 * channels, (h, w)),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(channels, out_channels, 3, stride=2, padding=1, output_padding=1),
+        )
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class StandardNormalPrior(zoo.Prior):
+    """p(z) = N(0, I)."""
+
+    def __init__(self, latent_size: int) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.register_buffer("loc", torch.zeros(latent_size), persistent=False)
+        self.register_buffer("scale", torch.ones(latent_size), persistent=False)
+
+    def forward(self) -> Independent:
+        return Independent(Normal(self.loc, self.scale, validate_args=False), 1, validate_args=False)
+
+
+class MixtureOfGaussiansPrior(zoo.Prior):
+    """A learnable mixture of ``components`` diagonal Gaussians. torch has no analytic KL for
+    it, so the ELBO takes the Monte-Carlo path."""
+
+    def __init__(self, latent_size: int, components: int = 10) -> None:
+        super().__init__()
+        if components < 1:
+            raise zoo.ZooError(f"mixture-of-gaussians needs at least 1 component (got {components})")
+        self.latent_size = latent_size
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(torch.randn(components, latent_size))
+        self.log_scales = nn.Parameter(torch.zeros(components, latent_size))
+
+    def forward(self) -> MixtureSameFamily:
+        components = Independent(Normal(self.means, self.log_scales.exp(), validate_args=False), 1)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components, validate_args=False)
+
+
+class BernoulliLikelihood(zoo.Likelihood):
+    """Independent Bernoulli per pixel, parameterised by logits (stable under autocast)."""
+
+    support = (0.0, 1.0)
+
+    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28)) -> None:
+        super().__init__()
+        self.event_dims = len(data_shape)
+
+    def forward(self, logits: Tensor) -> Independent:
+        return Independent(Bernoulli(logits=logits.float(), validate_args=False), self.event_dims, validate_args=False)
+
+
+class ContinuousBernoulliLikelihood(zoo.Likelihood):
+    """Continuous Bernoulli per pixel: the normalised density for data in [0, 1]."""
+
+    support = (0.0, 1.0)
+
+    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28)) -> None:
+        super().__init__()
+        self.event_dims = len(data_shape)
+
+    def forward(self, logits: Tensor) -> Independent:
+        dist = ContinuousBernoulli(logits=logits.float(), validate_args=False)
+        return Independent(dist, self.event_dims, validate_args=False)
+
+
+class GaussianLikelihood(zoo.Likelihood):
+    """Independent Gaussian per pixel. ``variance='fixed'`` uses ``scale`` for every pixel;
+    ``variance='learned'`` has the decoder output a log-scale per pixel too (twice the channels)."""
+
+    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), variance: str = "fixed", scale: float = 0.1) -> None:
+        super().__init__()
+        if variance not in ("fixed", "learned"):
+            raise zoo.ZooError(f"gaussian variance must be 'fixed' or 'learned' (got {variance!r})")
+        if scale <= 0:
+            raise zoo.ZooError(f"gaussian scale must be positive (got {scale})")
+        self.event_dims = len(data_shape)
+        self.learned = variance == "learned"
+        self.scale = scale
+
+    def param_shape(self, data_shape):
+        channels, *rest = data_shape
+        return (2 * channels, *rest) if self.learned else tuple(data_shape)
+
+    def forward(self, params: Tensor) -> Independent:
+        params = params.float()
+        if self.learned:
+            channel_dim = params.ndim - self.event_dims
+            mean, log_scale = params.chunk(2, dim=channel_dim)
+            scale = nn.functional.softplus(log_scale) + 1e-3
+        else:
+            mean, scale = params, torch.full_like(params, self.scale)
+        return Independent(Normal(mean, scale, validate_args=False), self.event_dims, validate_args=False)

@@ -1,0 +1,94 @@
+"""zoo: a plugin-based zoo of variational autoencoders for PyTorch.
+
+Public API (imported lazily, so ``import zoo`` and the CLI's help do not import torch)::
+
+    zoo.list_models("vae-*")          # registered recipe ids
+    zoo.create("vae-conv-mnist")      # a zoo.VAE (torch.nn.Module)
+    zoo.compose(encoder=..., decoder=..., prior=..., likelihood=..., latent_size=20)
+    zoo.load("runs/x/checkpoints/last.pt")
+
+Plugin authors use :data:`hookimpl`, the interfaces :class:`Encoder`, :class:`Decoder`,
+:class:`Prior`, :class:`Likelihood`, and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import IncompatibleComponentsError, PluginError, UnknownIdError, ZooError
+from zoo.hookspecs import hookimpl
+from zoo.recipe import Recipe, Training
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Encoder": "zoo.interfaces",
+    "Decoder": "zoo.interfaces",
+    "Prior": "zoo.interfaces",
+    "Likelihood": "zoo.interfaces",
+    "VAE": "zoo.model",
+    "compose": "zoo.model",
+    "create": "zoo.model",
+    "from_recipe": "zoo.model",
+    "ELBOTerms": "zoo.objectives",
+    "DatasetInfo": "zoo.data",
+    "Trainer": "zoo.trainer",
+    "load": "zoo.checkpoint",
+}
+
+if TYPE_CHECKING:
+    from zoo.data import DatasetInfo
+    from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
+    from zoo.model import VAE, compose, create, from_recipe
+    from zoo.objectives import ELBOTerms
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Ids of the registered model recipes, optionally filtered by a wildcard (``'vae-*'``)."""
+    from zoo.plugins import get_registry
+
+    return get_registry().ids("recipe", pattern)
+
+
+def list_components(kind: str, pattern: str | None = None) -> list[str]:
+    """Ids of registered components of ``kind`` (encoder, decoder, prior, likelihood, dataset)."""
+    from zoo.plugins import get_registry
+
+    registry = get_registry()
+    if kind not in registry.entries:
+        raise ZooError(f"unknown kind {kind!r} (expected one of {', '.join(registry.entries)})")
+    return registry.ids(kind, pattern)
+
+
+def get_recipe(model_id: str) -> Recipe:
+    """The registered :class:`Recipe` of ``model_id``."""
+    from zoo.plugins import get_registry
+
+    return get_registry().recipe(model_id)
+
+
+__all__ = [
+    "__version__",
+    "hookimpl",
+    "Recipe",
+    "Training",
+    "ZooError",
+    "UnknownIdError",
+    "PluginError",
+    "IncompatibleComponentsError",
+    "list_models",
+    "list_components",
+    "get_recipe",
+    *_LAZY,
+]

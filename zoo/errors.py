@@ -1,0 +1,34 @@
+"""Errors a user can act on.
+
+Everything the CLI reports as a one-line message (no traceback) is a :class:`ZooError`.
+Anything else that escapes is a bug in zoo or in a plugin and is shown with its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ZooError(Exception):
+    """A mistake the user can fix; the message says what to do."""
+
+
+class UnknownIdError(ZooError, KeyError):
+    """An id that no loaded plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(ZooError):
+    """A plugin registered something invalid or failed while registering."""
+
+
+class IncompatibleComponentsError(ZooError):
+    """Components that cannot be composed into one model."""
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Close matches of ``name`` among ``candidates``, best first."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
