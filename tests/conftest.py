@@ -1,0 +1,74 @@
+"""Shared fixtures.
+
+Tests never see plugins installed on the developer's machine: ``ZOO_PLUGINS`` limits entry-point
+loading to the reference plugin, and each test starts from a fresh process-wide registry.
+The per-user cache points into a temporary folder so tests never write to the real one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_data() -> Path | None:
+    for candidate in (os.environ.get("ZOO_TEST_DATA"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+            return Path(candidate)
+    return None
+
+
+DATA_ROOT = _find_data()
+requires_data = pytest.mark.skipif(
+    DATA_ROOT is None,
+    reason="MNIST files not found: set ZOO_TEST_DATA to a folder holding MNIST/raw/*.gz (torchvision layout)",
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    saved = {k: os.environ.get(k) for k in ("ZOO_PLUGINS", "XDG_CACHE_HOME", "ZOO_DATA", "ZOO_DISABLE_PLUGINS")}
+    os.environ["ZOO_PLUGINS"] = "aevb"
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    os.environ.pop("ZOO_DATA", None)
+    os.environ.pop("ZOO_DISABLE_PLUGINS", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    """Every test starts and ends with no cached registry, so nothing leaks between tests."""
+    from zoo import plugins
+
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """The read-only folder holding the real MNIST / Fashion-MNIST files (skips without it)."""
+    if DATA_ROOT is None:
+        pytest.skip("MNIST files not found: set ZOO_TEST_DATA to a folder holding MNIST/raw/*.gz")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist_test_batch():
+    """128 real MNIST test images in [0, 1], [128, 1, 28, 28] float32 (skips without the data)."""
+    if DATA_ROOT is None:
+        pytest.skip("MNIST files not found: set ZOO_TEST_DATA to a folder holding MNIST/raw/*.gz")
+    from zoo.data import BUILTIN_DATASETS
+
+    images, _ = BUILTIN_DATASETS[0].load("test", DATA_ROOT, download=False)
+    return images[:128].float() / 255
