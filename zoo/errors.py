@@ -15,7 +15,12 @@ class ZooError(Exception):
 
 
 class UnknownIdError(ZooError, KeyError):
-    """An id that no loaded plugin registered."""
+    """An id that no loaded plugin registered (``kind`` and ``id`` say which)."""
+
+    def __init__(self, message: str, kind: str | None = None, id: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.id = id
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""

@@ -160,7 +160,7 @@ def _call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any]
         raise ZooError(f"{what}: bad options {options}: {exc}") from None
 
 
-def _build(kind: str, spec: Any, options: dict[str, Any], context: dict[str, Any]) -> tuple[nn.Module, str | None]:
+def _build(kind: str, spec: Any, options: dict[str, Any], context: dict[str, Any]) -> tuple[nn.Module, dict | None]:
     interface = _INTERFACES[kind]
     if isinstance(spec, interface):
         if options:
@@ -178,11 +178,15 @@ def _build(kind: str, spec: Any, options: dict[str, Any], context: dict[str, Any
         raise PluginError(
             f"plugin {entry.plugin!r}: {kind} {spec!r} built a {type(obj).__name__}, not a zoo.{interface.__name__}"
         )
-    return obj, spec
+    from zoo.plugins import get_registry as _reg
+
+    info = _reg().plugins.get(entry.plugin)
+    return obj, {"id": spec, "options": options, "plugin": entry.plugin,
+                 "distribution": getattr(info, "distribution", None), "version": getattr(info, "version", None)}
 
 
-def _describe(kind: str, obj: nn.Module, id: str | None) -> str:
-    return f"{kind} {id!r}" if id else f"{kind} {type(obj).__name__}"
+def _describe(kind: str, obj: nn.Module, source: dict | None) -> str:
+    return f"{kind} {source['id']!r}" if source else f"{kind} {type(obj).__name__}"
 
 
 def compose(
@@ -240,7 +244,7 @@ def compose(
             f"{_describe('likelihood', lik, lik_id)} needs {context['output_shape']} for data {data_shape}"
         )
     spec = {
-        "components": {k: ({"id": ids[k], "options": options[k]} if ids[k] else None) for k in COMPONENT_KINDS},
+        "components": dict(ids),
         "latent_size": latent_size,
         "data_shape": list(data_shape),
         "beta": beta,
@@ -294,13 +298,31 @@ def from_spec(spec: dict[str, Any]) -> VAE:
             f"this model was composed from unregistered {', '.join(missing)} object(s) and cannot be rebuilt "
             "by id; rebuild it in Python and load the weights with model.load_state_dict(checkpoint['model'])"
         )
-    model = compose(
+    from zoo.errors import UnknownIdError
+
+    try:
+        model = _compose_from(components, spec)
+    except UnknownIdError as exc:
+        kind = exc.kind
+        if kind not in COMPONENT_KINDS or components[kind]["id"] != exc.id:
+            raise
+        c = components[kind]
+        where = c.get("distribution") or c.get("plugin")
+        raise ZooError(
+            f"this checkpoint needs {kind} {c['id']!r} from plugin {c.get('plugin')!r}"
+            f"{f' (package {where!r})' if where else ''}, which is not installed; install it "
+            "(pip install ...) and check 'zoo plugins'"
+        ) from None
+    if "recipe" in spec:
+        model.spec["recipe"] = spec["recipe"]
+    return model
+
+
+def _compose_from(components: dict[str, Any], spec: dict[str, Any]) -> VAE:
+    return compose(
         **{k: components[k]["id"] for k in COMPONENT_KINDS},
         latent_size=spec["latent_size"],
         data_shape=spec["data_shape"],
         beta=spec.get("beta", 1.0),
         **{f"{k}_options": components[k]["options"] for k in COMPONENT_KINDS},
     )
-    if "recipe" in spec:
-        model.spec["recipe"] = spec["recipe"]
-    return model

@@ -187,7 +187,7 @@ class Registry:
             message += f"; plugin(s) {', '.join(repr(b) for b in broken)} failed to load (see 'zoo plugins')"
         else:
             message += " and 'zoo plugins' for the installed plugins"
-        raise UnknownIdError(message)
+        raise UnknownIdError(message, kind=kind, id=id)
 
     def recipe(self, id: str):
         return self.get("recipe", id).load()

@@ -44,7 +44,8 @@ class ConvEncoder(zoo.Encoder):
         )
 
     def forward(self, x: Tensor) -> Independent:
-        mean, log_var = self.net(x).flatten(1).chunk(2, dim=1)
+        # fp32 posterior parameters keep the KL term exact under mixed precision.
+        mean, log_var = self.net(x).flatten(1).float().chunk(2, dim=1)
         return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
 
 

@@ -1,0 +1,110 @@
+"""Checkpoints: self-describing, written atomically, loaded without unpickling arbitrary objects.
+
+A checkpoint is a ``torch.save``'d dict of plain data (tensors, numbers, strings, lists, dicts):
+``format``, ``spec`` (what :func:`zoo.model.from_spec` needs to rebuild the model: component ids,
+options, the plugins that provide them, latent size, data shape, recipe), ``model`` (state dict),
+and for training checkpoints ``optimizer``, ``epoch``, ``rng`` and ``history``. It is always
+read with ``torch.load(weights_only=True)``, which refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+FORMAT = "zoo-checkpoint-v1"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plain data and tensors only) to ``path`` atomically."""
+    import torch
+
+    payload = {"format": FORMAT, **payload}
+    try:
+        atomic_write(path, lambda f: torch.save(payload, f))
+    except OSError as exc:
+        raise ZooError(
+            f"could not write checkpoint {path}: {exc.strerror or exc}; free some space or choose another --out "
+            "(the previous checkpoint is intact)"
+        ) from None
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or the ``checkpoints/last.pt`` of a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        candidate = p / "checkpoints" / "last.pt"
+        if not candidate.is_file():
+            raise ZooError(f"{p} is a folder without checkpoints/last.pt; give a run directory or a .pt file")
+        return candidate
+    if not p.exists():
+        raise ZooError(f"checkpoint {p} does not exist; give a run directory (runs/...) or a .pt file")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); any malformed file is a :class:`ZooError`."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = resolve_checkpoint_path(path)
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ZooError(
+            f"{p} was refused: it holds objects other than tensors and plain data, which could run code "
+            f"when loaded ({str(exc).splitlines()[0][:200]}); only load checkpoints written by zoo"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: {str(exc)[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ZooError(f"{p} is not a zoo checkpoint (no '{FORMAT}' marker)")
+    return payload
+
+
+def load(path: str | os.PathLike, device: Any = "cpu"):
+    """Rebuild a trained model from a checkpoint file or a run directory, in eval mode.
+
+    The checkpoint alone is enough: it names the components and the plugins that provide them.
+    """
+    from zoo.model import from_spec
+
+    payload = load_checkpoint(path)
+    model = from_spec(payload["spec"])
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval()
