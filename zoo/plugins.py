@@ -140,7 +140,7 @@ def build(
 def call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry | None = None, **kwargs: Any) -> None:
     """Call ``hook_name`` on every plugin separately, so one that raises is recorded, not fatal."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order (pluggy itself calls them last-first)
         _trace(f"{impl.plugin_name}.{hook_name}()")
         try:
             impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
@@ -161,7 +161,9 @@ def _fill(registry: Registry, pm: pluggy.PluginManager) -> None:
 
     failed: set[str] = set()
     for hook_name, kind in REGISTER_HOOKS.items():
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        # Registration order, so the plugin loaded first keeps a contested id and the later one
+        # is the one reported (pluggy's own calls run last-registered first).
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             name = impl.plugin_name
             info = registry.plugins.setdefault(name, PluginInfo(name, source="manual"))
             if name in failed:
