@@ -228,14 +228,16 @@ def compose(
     ids = {"encoder": enc_id, "decoder": dec_id, "prior": pri_id, "likelihood": lik_id}
     objs = {"encoder": enc, "decoder": dec, "prior": pri, "likelihood": lik}
 
-    problems = []
+    problems, fitting = [], []
     for kind in ("encoder", "decoder", "prior"):
         size = getattr(objs[kind], "latent_size", None)
-        if size != latent_size:
-            problems.append(f"{_describe(kind, objs[kind], ids[kind])} has latent_size {size}")
+        described = f"{_describe(kind, objs[kind], ids[kind])} has latent_size {size}"
+        (fitting if size == latent_size else problems).append(described)
     if problems:
+        # Name every side of the mismatch: the odd ones out and the ones they disagree with.
+        others = f" (while {', '.join(fitting)})" if fitting else ""
         raise IncompatibleComponentsError(
-            f"components do not fit together for latent_size {latent_size}: {'; '.join(problems)}"
+            f"components do not fit together for latent_size {latent_size}: {'; '.join(problems)}{others}"
         )
     out_shape = tuple(getattr(dec, "output_shape", context["output_shape"]))
     if out_shape != context["output_shape"]:

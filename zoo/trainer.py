@@ -1,0 +1,608 @@
+"""The generic trainer: any composed model, on CPU or GPU, one process or many (``torchrun``).
+
+Nothing here knows about convolutions, Gaussians or MNIST. The model owns its objective
+(``terms = model(x)``, ``loss = model.loss(terms)``); the trainer owns devices, precision,
+distribution, checkpoints and logging. Reading order: :class:`Trainer` (setup), :meth:`Trainer.fit`
+(the loop), :meth:`Trainer._train_epoch` (the hot path), :meth:`Trainer.evaluate`.
+
+The run directory it leaves::
+
+    RUN/config.json                 resolved recipe, overrides, settings, versions
+    RUN/metrics.jsonl               one JSON object per epoch
+    RUN/checkpoints/last.pt         after every epoch (best.pt: lowest test loss), written atomically
+    RUN/samples/epoch-NNN.png       images decoded from prior samples
+    RUN/reconstructions/epoch-NNN.png   test images (odd rows) above their reconstructions
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import zoo
+from zoo.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from zoo.errors import ZooError
+from zoo.model import VAE, from_recipe
+from zoo.recipe import Recipe
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    """How to run (as opposed to what to train, which is the recipe)."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    eval_batch_size: int = 1000
+    sample_count: int = 64
+    progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a usable device, or a clear error."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ZooError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ZooError(f"--device {spec} asked for CUDA, but no CUDA device is available here; use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ZooError(f"--device {spec}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % count)
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ZooError(f"--device {spec} asked for Apple MPS, which is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ZooError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 on CUDA devices that support it, fp32 elsewhere (the fastest correct choice)."""
+    if precision not in PRECISIONS:
+        raise ZooError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ZooError("--precision fp16 needs a CUDA device; use fp32 (or bf16) on this device")
+    return precision
+
+
+# -- distributed -----------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        if self.enabled and not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def broadcast_object(self, obj: Any) -> Any:
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+# -- RNG state -------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    state["python_version"] = random.getstate()[0]
+    state["python_gauss"] = random.getstate()[2]
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# -- data on the device ----------------------------------------------------------------------
+
+
+class DeviceData:
+    """A split held on the device as uint8 and served in batches by indexing.
+
+    Each epoch's order is a permutation drawn from ``(seed, epoch)`` alone, so it is the same
+    after a resume; under ``torchrun`` each process takes every ``world_size``-th index of it.
+    Binarized data sets redraw every pixel as Bernoulli(grey level) at each use.
+    """
+
+    def __init__(self, images: Tensor, device: torch.device, binarized: bool, dist: Dist) -> None:
+        self.images = images.to(device, non_blocking=True)
+        self.device = device
+        self.binarized = binarized
+        self.dist = dist
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _generator(self, seed: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        return g
+
+    def _to_float(self, batch: Tensor, generator: torch.Generator | None) -> Tensor:
+        x = batch.float().div_(255.0)
+        if self.binarized:
+            x = torch.bernoulli(x, generator=generator)
+        return x
+
+    def train_batches(self, batch_size: int, seed: int, epoch: int):
+        """Yield this process's batches of a shuffled epoch; ``batch_size`` is the global batch."""
+        order_gen = torch.Generator(device="cpu")
+        order_gen.manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.images), generator=order_gen).to(self.device)
+        per_rank = batch_size // self.dist.world_size
+        steps = len(self.images) // batch_size  # drop the ragged last batch, as the seed's loop keeps all
+        if steps == 0:
+            raise ZooError(f"batch size {batch_size} is larger than the training set ({len(self.images)} images)")
+        pixel_gen = self._generator(seed * 7919 + epoch * 104_729 + self.dist.rank) if self.binarized else None
+        for step in range(steps):
+            idx = order[step * batch_size : (step + 1) * batch_size][self.dist.rank :: self.dist.world_size]
+            yield self._to_float(self.images[idx[:per_rank]], pixel_gen)
+
+    def eval_batches(self, batch_size: int):
+        """This process's share of the split, in order. Binarized splits use one fixed draw."""
+        gen = self._generator(12345) if self.binarized else None
+        n = len(self.images)
+        shard = range(self.dist.rank * n // self.dist.world_size, (self.dist.rank + 1) * n // self.dist.world_size)
+        for start in range(shard.start, shard.stop, batch_size):
+            yield self._to_float(self.images[start : min(start + batch_size, shard.stop)], gen)
+
+
+# -- the trainer -----------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, Any]:
+    import torchvision
+
+    from zoo.plugins import get_registry
+
+    plugins = {
+        p.name: {"distribution": p.distribution, "version": p.version}
+        for p in get_registry().plugins.values()
+        if not p.error
+    }
+    return {"zoo": zoo.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": sys.version.split()[0], "plugins": plugins}
+
+
+def default_run_dir(model_id: str) -> Path:
+    return Path("runs") / f"{model_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class Trainer:
+    """Train a registered model (or a :class:`Recipe`) and write a self-describing run directory.
+
+    >>> trainer = zoo.Trainer("vae-conv-mnist", overrides={"epochs": 1}, device="cpu",
+    ...                       data_dir="data", out="runs/first")
+    >>> history = trainer.fit()          # one dict per epoch, as in metrics.jsonl
+
+    ``overrides`` take the keys of ``zoo train --set`` (``epochs``, ``lr``, ``latent_size``,
+    ``encoder.<option>``...). Under ``torchrun`` each process trains a shard of every epoch;
+    ``batch_size`` is the global batch, split evenly across processes, so the optimisation
+    matches a single process.
+    """
+
+    def __init__(
+        self,
+        model: str | Recipe,
+        *,
+        overrides: dict[str, Any] | None = None,
+        out: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        seed: int = 0,
+        data_dir: str | os.PathLike | None = None,
+        progress: bool | None = None,
+        _resume: dict[str, Any] | None = None,
+    ) -> None:
+        from zoo.plugins import get_registry
+
+        registry = get_registry()
+        base = model if isinstance(model, Recipe) else registry.recipe(model)
+        self.overrides = dict(overrides or {})
+        self.recipe = base.with_overrides(self.overrides) if self.overrides else base
+        self.settings = RunSettings(
+            device=str(device), precision=precision, compile=compile, seed=int(seed),
+            data_dir=str(data_dir) if data_dir is not None else None, progress=progress,
+        )
+        self.dist = Dist.from_env()
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        if self.recipe.training.batch_size % self.dist.world_size:
+            raise ZooError(
+                f"batch size {self.recipe.training.batch_size} does not split evenly across "
+                f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}"
+            )
+        self.out = Path(out) if out is not None else default_run_dir(self.recipe.id)
+        self._resume = _resume
+        if _resume is None and self.dist.is_main:
+            self._claim_run_dir(overwrite)
+        self.dist.init(self.device)
+        self.dataset = registry.get("dataset", self.recipe.dataset).load()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _claim_run_dir(self, overwrite: bool) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise ZooError(f"--out {self.out} is a file; choose a folder for the run")
+        if self.out.is_dir() and any(self.out.iterdir()):
+            if not overwrite:
+                raise ZooError(
+                    f"run directory {self.out} already holds a run; continue it with 'zoo train --resume {self.out}', "
+                    "choose another --out, or pass --overwrite to replace it"
+                )
+            for name in ("metrics.jsonl", "config.json"):
+                (self.out / name).unlink(missing_ok=True)
+            for sub in ("checkpoints", "samples", "reconstructions"):
+                for f in (self.out / sub).glob("*") if (self.out / sub).is_dir() else []:
+                    f.unlink()
+        try:
+            for sub in ("checkpoints", "samples", "reconstructions"):
+                (self.out / sub).mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ZooError(f"cannot write to --out {self.out}: {exc.strerror or exc}; choose a writable folder") from None
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "model": self.recipe.id,
+            "recipe": self.recipe.to_dict(),
+            "overrides": self.overrides,
+            "settings": dataclasses.asdict(self.settings),
+            "resolved": {"device": str(self.device), "precision": self.precision, "world_size": self.dist.world_size},
+            "versions": _versions(),
+            "command": sys.argv,
+        }
+
+    def _build(self) -> None:
+        seed_everything(self.settings.seed + self.dist.rank)
+        model = from_recipe(self.recipe)
+        self.model: VAE = model.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            # NHWC is faster for these convolutions with oneDNN and cuDNN; it is a no-op for other layers.
+            self.model = self.model.to(memory_format=torch.channels_last)
+        t = self.recipe.training
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if t.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+        elif t.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, momentum=0.9)
+        self.forward_model: Any = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.settings.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+
+        images, _ = self.dataset.load("train", self.settings.data_dir)
+        test_images, _ = self.dataset.load("test", self.settings.data_dir)
+        self.train_data = DeviceData(images, self.device, self.dataset.binarized, self.dist)
+        self.test_data = DeviceData(test_images, self.device, self.dataset.binarized, self.dist)
+        # Check the data against the likelihood once, then keep the hot loop free of that check.
+        self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
+        self.model.check_inputs = False
+        self.start_epoch = 1
+        self.history: list[dict[str, Any]] = []
+        self.best = math.inf
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> list[dict[str, Any]]:
+        """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics."""
+        self._build()
+        if self._resume is not None:
+            self._restore(self._resume)
+        elif self.dist.is_main:
+            atomic_write(self.out / "config.json", lambda f: f.write(json.dumps(self._config(), indent=2).encode()))
+            (self.out / "metrics.jsonl").write_text("")
+        epochs = self.recipe.training.epochs
+        try:
+            for epoch in range(self.start_epoch, epochs + 1):
+                train_loss, seconds, images = self._train_epoch(epoch)
+                test = self.evaluate()
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "test_loss": test["test_loss"],
+                    "test_recon": test["test_recon"],
+                    "test_kl": test["test_kl"],
+                    "epoch_seconds": seconds,
+                    "images_per_second": images / seconds if seconds > 0 else float("nan"),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                }
+                self.history.append(row)
+                self._end_of_epoch(epoch, row)
+        finally:
+            if self.dist.enabled and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+        return self.history
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
+        model, optimizer, clip = self.forward_model, self.optimizer, self.recipe.training.grad_clip
+        self.model.train()
+        batch_size = self.recipe.training.batch_size
+        steps = len(self.train_data) // batch_size
+        loss_sum = torch.zeros((), device=self.device)
+        # Finiteness is checked at every step on the CPU; on accelerators every `check_every`
+        # steps, so the host does not wait on the device each step (the step is still exact).
+        check_every = 1 if self.device.type == "cpu" else 50
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        bar = self._progress(epoch, steps)
+        start = time.perf_counter()
+        for step, x in enumerate(self.train_data.train_batches(batch_size, self.settings.seed, epoch), 1):
+            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+            with self._autocast():
+                terms = model(x)
+            loss = self.model.loss(terms)
+            optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                optimizer.step()
+            detached = loss.detach()
+            loss_sum += detached
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
+            if step % check_every == 0 or step == steps:
+                bad = int(first_bad)
+                if bad >= 0:
+                    self._non_finite(epoch, bad)
+            if bar is not None:
+                bar.update(x.shape[0] * self.dist.world_size)
+                if step % 50 == 0 or step == steps:
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix(loss=f"{float(loss_sum) / step:.2f}", img_s=f"{step * batch_size / elapsed:.0f}")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= self.dist.world_size
+        return float(loss_sum) / steps, seconds, steps * batch_size
+
+    def _non_finite(self, epoch: int, step: int) -> None:
+        last = self.out / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise ZooError(
+            f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; {kept}. "
+            "Try a lower --lr, --set grad_clip=1.0, or --precision fp32"
+        )
+
+    def _progress(self, epoch: int, steps: int):
+        show = self.settings.progress
+        if show is None:
+            show = sys.stderr.isatty()
+        if not self.dist.is_main or not show:
+            return None
+        from tqdm.auto import tqdm
+
+        total = steps * self.recipe.training.batch_size
+        return tqdm(total=total, desc=f"epoch {epoch}/{self.recipe.training.epochs}", unit="img",
+                    unit_scale=True, leave=False, file=sys.stderr)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Test-set negative ELBO, reconstruction and KL terms, nats per image (exact under DDP)."""
+        from torchmetrics.aggregation import MeanMetric
+
+        self.model.eval()
+        metrics = {name: MeanMetric(nan_strategy="disable").to(self.device) for name in ("loss", "recon", "kl")}
+        for x in self.test_data.eval_batches(self.settings.eval_batch_size):
+            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+            with self._autocast():
+                terms = self.model(x)
+            metrics["loss"].update(-terms.elbo.float())
+            metrics["recon"].update(-terms.recon.float())
+            metrics["kl"].update(terms.kl.float())
+        values = {name: float(m.compute()) for name, m in metrics.items()}
+        return {"test_loss": values["loss"], "test_recon": values["recon"], "test_kl": values["kl"]}
+
+    # -- checkpoints and artefacts -------------------------------------------------------------
+    def _payload(self, epoch: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "spec": self.model.spec,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": epoch,
+            "rng": rng,
+            "history": self.history,
+            "best": self.best,
+            "config": json.loads(json.dumps(self._config(), default=str)),
+        }
+
+    def _end_of_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        rng = self.dist.gather_objects(rng_state(self.device))
+        if self.dist.is_main:
+            improved = row["test_loss"] < self.best
+            if improved:
+                self.best = row["test_loss"]
+            payload = self._payload(epoch, rng)
+            save_checkpoint(self.out / "checkpoints" / "last.pt", payload)
+            if improved:
+                save_checkpoint(self.out / "checkpoints" / "best.pt", payload)
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self._save_images(epoch)
+            self._report(row)
+        self.dist.barrier()
+
+    def _report(self, row: dict[str, Any]) -> None:
+        print(
+            f"epoch {row['epoch']}/{self.recipe.training.epochs}: train {row['train_loss']:.2f}  "
+            f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, kl {row['test_kl']:.2f})  "
+            f"{row['epoch_seconds']:.1f} s, {row['images_per_second']:.0f} img/s",
+            file=sys.stderr,
+        )
+
+    @torch.no_grad()
+    def _save_images(self, epoch: int) -> None:
+        from zoo.images import save_grid
+
+        # Fixed noise, so successive epochs' sample grids are comparable; the training RNG is untouched.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.settings.seed)
+            samples = self.model.sample(self.settings.sample_count)
+        save_grid(samples, self.out / "samples" / f"epoch-{epoch:03d}.png")
+        x = next(self.test_data.eval_batches(32))[:32]
+        recon = self.model.reconstruct(x)
+        rows = torch.stack([x.reshape(4, 8, *x.shape[1:]), recon.reshape(4, 8, *x.shape[1:])], dim=1)
+        save_grid(rows.reshape(-1, *x.shape[1:]), self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=8)
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.start_epoch = int(payload["epoch"]) + 1
+        self.history = list(payload.get("history", []))
+        self.best = float(payload.get("best", math.inf))
+        states = payload["rng"]
+        if len(states) != self.dist.world_size:
+            raise ZooError(
+                f"this run was trained with {len(states)} process(es); resume it with the same number "
+                f"(got {self.dist.world_size})"
+            )
+        set_rng_state(states[self.dist.rank], self.device)
+        if self.dist.is_main:
+            # Rewrite the metrics from the checkpoint, so an epoch logged after the last checkpoint
+            # (a crash in between) is not listed twice.
+            text = "".join(json.dumps(row) + "\n" for row in self.history)
+            atomic_write(self.out / "metrics.jsonl", lambda f: f.write(text.encode()))
+
+    # -- resuming ------------------------------------------------------------------------------
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike, *, epochs: int | None = None, device: str | None = None,
+               progress: bool | None = None) -> Trainer:
+        """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
+
+        ``epochs`` may raise the total number of epochs; everything else comes from the run.
+        """
+        run = Path(run_dir)
+        last = run / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with 'zoo train'")
+        payload = load_checkpoint(last)
+        config = payload["config"]
+        # The stored recipe already has the run's overrides applied; a new epoch count wins.
+        recipe = Recipe.from_dict(config["recipe"])
+        overrides = dict(config.get("overrides", {}))
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        settings = config["settings"]
+        return cls(
+            recipe,
+            overrides=overrides,
+            out=run,
+            device=device or settings["device"],
+            precision=settings["precision"],
+            compile=settings["compile"],
+            seed=settings["seed"],
+            data_dir=settings["data_dir"],
+            progress=progress,
+            _resume=payload,
+        )
