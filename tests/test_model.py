@@ -1,0 +1,260 @@
+"""Models: a smoke test over every registered model, and composition from ids and objects."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Independent, Normal
+
+import zoo
+from zoo import plugins
+from zoo.errors import IncompatibleComponentsError, ZooError
+
+SMOKE_BATCH = 16
+
+
+def registered_models() -> list[str]:
+    """Every model id, computed at collection time, which runs before conftest's session fixture
+    limits plugin loading, so the same limit (the reference plugin only) is applied here."""
+    saved = os.environ.get("ZOO_PLUGINS")
+    os.environ["ZOO_PLUGINS"] = "aevb"
+    try:
+        registry, _ = plugins.build()
+        return registry.ids("recipe")
+    finally:
+        if saved is None:
+            del os.environ["ZOO_PLUGINS"]
+        else:
+            os.environ["ZOO_PLUGINS"] = saved
+
+
+MODEL_IDS = registered_models()
+
+
+def component(kind: str, id: str, **kwargs):
+    """Build a registered component directly (as a user holding its class would)."""
+    return plugins.get_registry().get(kind, id).load()(**kwargs)
+
+
+class TinyEncoder(zoo.Encoder):
+    """A user's own encoder: one linear layer to the mean and log-variance of q(z|x)."""
+
+    def __init__(self, latent_size: int, data_size: int = 784) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.linear = nn.Linear(data_size, 2 * latent_size)
+
+    def forward(self, x):
+        mean, log_var = self.linear(x.flatten(1)).chunk(2, dim=1)
+        return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
+
+
+def batch_for(model_id: str, images: torch.Tensor) -> torch.Tensor:
+    """The real MNIST batch as the model's data set presents it (binarized if it is binarized)."""
+    recipe = zoo.get_recipe(model_id)
+    dataset = plugins.get_registry().get("dataset", recipe.dataset).load()
+    x = images[:SMOKE_BATCH]
+    if dataset.binarized:
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
+    return x
+
+
+# -- every registered model -------------------------------------------------------------------
+
+
+def test_registry_wide_smoke_test_covers_every_model():
+    assert MODEL_IDS == zoo.list_models() and len(MODEL_IDS) >= 5
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_every_registered_model(model_id, mnist_test_batch):
+    torch.manual_seed(0)
+    model = zoo.create(model_id)
+    x = batch_for(model_id, mnist_test_batch)
+
+    terms = model(x)
+    assert isinstance(terms, zoo.ELBOTerms)
+    for value in terms:
+        assert value.shape == (len(x),)
+        assert torch.isfinite(value).all()
+    assert torch.allclose(terms.elbo, terms.recon - terms.kl)
+
+    loss = model.loss(terms)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, f"{model_id}: no gradient reaches {name}"
+            assert torch.isfinite(parameter.grad).all(), f"{model_id}: non-finite gradient in {name}"
+            assert parameter.grad.abs().sum() > 0, f"{model_id}: zero gradient in {name}"
+
+    with torch.no_grad():
+        # Several one-sample ELBOs, so their mean is a fair estimate of the bound itself.
+        elbo = torch.stack([model.elbo(x).elbo for _ in range(8)]).mean()
+        iwae = model.iwae(x, samples=32)
+    assert iwae.shape == (len(x),) and torch.isfinite(iwae).all()
+    assert iwae.mean() >= elbo, f"{model_id}: IWAE {iwae.mean():.2f} below ELBO {elbo:.2f}"
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_every_registered_model_describes_itself(model_id):
+    model = zoo.create(model_id)
+    recipe = zoo.get_recipe(model_id)
+    assert model.spec["recipe"]["id"] == model_id
+    for kind in ("encoder", "decoder", "prior", "likelihood"):
+        assert model.spec["components"][kind]["id"] == getattr(recipe, kind)
+    assert model.latent_size == recipe.latent_size
+
+
+# -- composing ------------------------------------------------------------------------------------
+
+
+def test_compose_from_ids():
+    model = zoo.compose("conv-mnist", "conv-mnist", "standard-normal", "continuous-bernoulli", latent_size=16)
+    assert isinstance(model, zoo.VAE)
+    assert model.latent_size == 16
+    assert model.spec["components"]["likelihood"]["id"] == "continuous-bernoulli"
+    terms = model.elbo(torch.rand(4, 1, 28, 28))
+    assert torch.isfinite(terms.elbo).all()
+
+
+def test_compose_from_objects():
+    model = zoo.compose(
+        encoder=TinyEncoder(8),
+        decoder=component("decoder", "conv-mnist", latent_size=8),
+        prior=component("prior", "mixture-of-gaussians", latent_size=8, components=3),
+        likelihood=component("likelihood", "bernoulli"),
+        latent_size=8,
+    )
+    assert all(value is None for value in model.spec["components"].values())
+    assert torch.isfinite(model.elbo(torch.rand(4, 1, 28, 28)).elbo).all()
+
+
+def test_compose_mixing_ids_and_objects():
+    encoder = TinyEncoder(20)
+    model = zoo.compose(encoder=encoder, decoder="conv-mnist", prior="standard-normal",
+                        likelihood="continuous-bernoulli", latent_size=20)
+    assert model.encoder is encoder
+    assert model.spec["components"]["encoder"] is None
+    assert model.spec["components"]["decoder"]["id"] == "conv-mnist"
+    x = torch.rand(4, 1, 28, 28)
+    model.loss(model(x)).backward()
+    assert encoder.linear.weight.grad is not None
+
+
+def test_latent_size_mismatch_names_both_components():
+    with pytest.raises(IncompatibleComponentsError) as info:
+        zoo.compose(encoder=TinyEncoder(20), decoder="conv-mnist", latent_size=16)
+    message = str(info.value)
+    assert "encoder TinyEncoder has latent_size 20" in message
+    assert "decoder 'conv-mnist' has latent_size 16" in message
+
+
+def test_latent_size_mismatch_between_objects():
+    decoder = component("decoder", "conv-mnist", latent_size=16)
+    with pytest.raises(IncompatibleComponentsError) as info:
+        zoo.compose(encoder=TinyEncoder(20), decoder=decoder, latent_size=20)
+    assert "ConvDecoder has latent_size 16" in str(info.value)
+    assert "TinyEncoder has latent_size 20" in str(info.value)
+
+
+def test_decoder_output_shape_must_match_likelihood():
+    decoder = component("decoder", "conv-mnist", latent_size=20, output_shape=(1, 28, 28))
+    with pytest.raises(IncompatibleComponentsError) as info:
+        zoo.compose("conv-mnist", decoder, likelihood="gaussian", likelihood_options={"variance": "learned"},
+                    latent_size=20)
+    message = str(info.value)
+    assert "ConvDecoder" in message and "(1, 28, 28)" in message
+    assert "'gaussian'" in message and "(2, 28, 28)" in message
+
+
+def test_bad_option_lists_valid_options():
+    with pytest.raises(ZooError) as info:
+        zoo.compose("conv-mnist", "conv-mnist", latent_size=20, encoder_options={"hidden": 500})
+    assert "encoder 'conv-mnist' has no option 'hidden'" in str(info.value)
+    assert "channels" in str(info.value)
+
+
+def test_bad_option_value_is_a_zoo_error():
+    with pytest.raises(ZooError, match="'fixed' or 'learned'"):
+        zoo.compose("conv-mnist", "conv-mnist", likelihood="gaussian", latent_size=20,
+                    likelihood_options={"variance": "sometimes"})
+
+
+def test_create_with_overrides():
+    model = zoo.create("vae-conv-mnist", latent_size=8, beta=2.0, **{"encoder.channels": 8, "epochs": 1})
+    assert model.latent_size == 8 and model.beta == 2.0
+    assert model.encoder.net[0].out_channels == 8
+    with pytest.raises(ZooError, match="unknown setting 'colour'"):
+        zoo.create("vae-conv-mnist", colour="red")
+    with pytest.raises(ZooError, match="has no option 'hidden'"):
+        zoo.create("vae-conv-mnist", **{"decoder.hidden": 3})
+
+
+def test_options_with_a_ready_made_object_are_refused():
+    with pytest.raises(ZooError, match="ready-made"):
+        zoo.compose(TinyEncoder(20), "conv-mnist", latent_size=20, encoder_options={"data_size": 784})
+
+
+def test_component_of_the_wrong_kind_is_refused():
+    with pytest.raises(ZooError, match="zoo.Decoder"):
+        zoo.compose("conv-mnist", TinyEncoder(20), latent_size=20)
+    with pytest.raises(ZooError, match="latent_size must be a positive integer"):
+        zoo.compose("conv-mnist", "conv-mnist", latent_size=0)
+
+
+# -- using a model --------------------------------------------------------------------------------
+
+
+def test_sample_shape_and_range():
+    model = zoo.create("vae-conv-mnist")
+    images = model.sample(64)
+    assert images.shape == (64, 1, 28, 28)
+    assert images.min() >= 0 and images.max() <= 1
+    assert not images.requires_grad
+
+
+def test_reconstruct():
+    model = zoo.create("vae-conv-mnist")
+    x = torch.rand(5, 1, 28, 28)
+    out = model.reconstruct(x)
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, model.reconstruct(x))  # the posterior mean: deterministic
+
+
+def test_data_outside_the_unit_interval_is_refused_by_bernoulli():
+    model = zoo.create("vae-conv-mnist")
+    x = torch.rand(4, 1, 28, 28) * 255
+    with pytest.raises(ZooError, match=r"outside \[0, 1\]"):
+        model.elbo(x)
+    with pytest.raises(ZooError, match=r"outside \[0, 1\]"):
+        model.iwae(x, samples=2)
+    with pytest.raises(ZooError, match=r"outside \[0, 1\]"):
+        model.reconstruct(x - 300)
+
+
+def test_wrong_input_shape_is_refused():
+    model = zoo.create("vae-conv-mnist")
+    with pytest.raises(ZooError, match=r"\[B, 1, 28, 28\]"):
+        model.elbo(torch.rand(4, 784))
+
+
+def test_gaussian_with_learned_variance_composes_and_trains_a_step():
+    torch.manual_seed(0)
+    model = zoo.compose("conv-mnist", "conv-mnist", likelihood="gaussian",
+                        likelihood_options={"variance": "learned"}, latent_size=8)
+    assert model.decoder.output_shape == (2, 28, 28)
+    x = torch.randn(8, 1, 28, 28)  # a Gaussian has no support limits
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model.loss(model(x))
+    assert torch.isfinite(loss)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert model.sample(3).shape == (3, 1, 28, 28)
