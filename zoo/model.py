@@ -103,9 +103,12 @@ class VAE(nn.Module):
         q = self.encoder(x)
         prior = self.prior()
         chunk = chunk_size or max(1, min(samples, 4096 // max(1, x.shape[0])))
+        # All latents are drawn at once ([K, B, L] is small next to the decoded images), so the
+        # result for a given RNG seed does not depend on the chunk size.
+        z_all = q.rsample((samples,))
         for start in range(0, samples, chunk):
-            k = min(chunk, samples - start)
-            z = q.rsample((k,))  # [k, B, L]
+            z = z_all[start:start + chunk]  # [k, B, L]
+            k = len(z)
             log_px = self.likelihood(self.decoder(z)).log_prob(x.expand(k, *x.shape))
             yield log_px + prior.log_prob(z) - q.log_prob(z)
 
