@@ -1,0 +1,1 @@
+"""zoo-mlp: the one-hidden-layer MLP encoder and decoder of "Auto-Encoding Variational Bayes"."""
