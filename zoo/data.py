@@ -165,14 +165,25 @@ def load_idx(root: Path, split: str, download: bool, *, folder: str, torchvision
     return images.unsqueeze(1).contiguous(), labels.to(torch.int64)
 
 
+#: Seconds a download waits on a silent connection: torchvision's urlopen has no timeout of its
+#: own, so behind a firewall that drops packets it would hang instead of reaching the clear error.
+DOWNLOAD_TIMEOUT = 30.0
+
+
 def _download(root: Path, folder: str, torchvision_class: str) -> None:
+    import socket
+
     import torchvision.datasets as tvd
 
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
         getattr(tvd, torchvision_class)(str(root), train=True, download=True)
         getattr(tvd, torchvision_class)(str(root), train=False, download=True)
     except Exception:  # noqa: BLE001 - offline, read-only root, server down: the caller explains
         return
+    finally:
+        socket.setdefaulttimeout(saved)
 
 
 BUILTIN_DATASETS = (
