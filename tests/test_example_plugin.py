@@ -1,16 +1,12 @@
-"""The third-party example plugin in examples/zoo-mlp, installed the way a user installs it.
-
-``pip install --target`` builds a wheel from a copy of the example (offline: no index, no
-build isolation, setuptools from this environment) and unpacks it into a temporary folder,
-which is then put on the path. Nothing in zoo changes for it to be found.
-"""
+"""The third-party example plugin in examples/zoo-mlp, installed the way a user installs it
+(``pip install --target`` into a temporary folder put on the path; see
+helpers_example_plugin.py). Nothing in zoo changes for it to be found."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,28 +15,15 @@ import pytest
 import torch
 
 import zoo
+from helpers_example_plugin import EXAMPLE, forget_example_modules, install_example
 from zoo import plugins
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "zoo-mlp"
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The folder pip installed zoo-mlp into."""
-    work = tmp_path_factory.mktemp("zoo-mlp")
-    source = work / "src"
-    # Build from a copy, so the build never writes into the repository.
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = work / "site"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--quiet", "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (target / "zoo_mlp" / "plugin.py").is_file()
-    return target
+    return install_example(tmp_path_factory.mktemp("zoo-mlp"))
 
 
 @pytest.fixture
@@ -50,8 +33,7 @@ def with_mlp(installed, monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "aevb,mlp")
     plugins.reset()
     yield installed
-    for name in [m for m in sys.modules if m == "zoo_mlp" or m.startswith("zoo_mlp.")]:
-        del sys.modules[name]
+    forget_example_modules()
 
 
 def test_it_is_a_separate_distribution():
