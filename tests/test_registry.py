@@ -315,6 +315,10 @@ def test_cli_info():
 
 
 def test_cli_info_json():
+    plain = json.loads(run_cli("info", "vae-conv-mnist", "--json").stdout)
+    assert (plain["id"], plain["dataset"], plain["latent_size"]) == ("vae-conv-mnist", "mnist", 20)
+    assert {k: v["id"] for k, v in plain["components"].items()} == {
+        "encoder": "conv-mnist", "decoder": "conv-mnist", "prior": "standard-normal", "likelihood": "bernoulli"}
     result = run_cli("info", "vae-conv-mog-mnist", "--json")
     data = json.loads(result.stdout)
     assert data["id"] == "vae-conv-mog-mnist" and data["plugin"] == "aevb"
