@@ -549,9 +549,13 @@ class Trainer:
             samples = self.model.sample(self.settings.sample_count)
         save_grid(samples, self.out / "samples" / f"epoch-{epoch:03d}.png")
         x = next(self.test_data.eval_batches(32))[:32]
+        # Up to 4 rows of 8; fewer when this process's share of the test set is small.
+        cols = min(8, len(x))
+        x = x[: len(x) // cols * cols]
         recon = self.model.reconstruct(x)
-        rows = torch.stack([x.reshape(4, 8, *x.shape[1:]), recon.reshape(4, 8, *x.shape[1:])], dim=1)
-        save_grid(rows.reshape(-1, *x.shape[1:]), self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=8)
+        shape = (len(x) // cols, cols, *x.shape[1:])
+        rows = torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1)
+        save_grid(rows.reshape(-1, *x.shape[1:]), self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])

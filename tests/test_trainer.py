@@ -1,0 +1,637 @@
+"""The trainer, end to end on a tiny data set: run directory, checkpoints, resume, DDP, CLI.
+
+A throwaway plugin (:data:`TINY_PLUGIN`, written to a temporary folder) registers tiny data sets
+of random-ish 28x28 images and recipes built from the reference components, so every test goes
+through the real code paths in seconds. In-process tests register it with
+``zoo.plugins.build(plugins=...)``; subprocesses (torchrun) find it as an installed entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo import plugins
+from zoo.checkpoint import load_checkpoint
+from zoo.cli import main
+from zoo.errors import ZooError
+from zoo.trainer import DeviceData, Dist, Trainer, resolve_device, resolve_precision, seed_everything
+
+PLUGIN_MODULE = "zoo_trainer_tiny"
+PLUGIN_NAME = "tinytrain"
+
+TINY_PLUGIN = '''
+"""Test plugin (tests/test_trainer.py): tiny data sets and recipes that train in about a second."""
+import zoo
+from zoo.data import DatasetInfo
+
+
+def load(root, split, download, train=200, test=100):
+    """Noisy copies of 8 random prototypes, uint8 [N, 1, 28, 28]: something to learn, quickly."""
+    import torch
+
+    prototypes = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(42))
+    g = torch.Generator().manual_seed(1 if split == "train" else 2)
+    n = train if split == "train" else test
+    labels = torch.randint(0, 8, (n,), generator=g)
+    images = (0.8 * prototypes[labels] + 0.2 * torch.rand(n, 1, 28, 28, generator=g)) * 255
+    return images.round().to(torch.uint8), labels
+
+
+def nan_encoder(latent_size, data_shape, channels=4, nan_after=0):
+    """The reference conv encoder, whose posterior turns NaN after `nan_after` training passes."""
+    from torch.distributions import Independent, Normal
+    from zoo_aevb.components import ConvEncoder
+
+    class NanEncoder(ConvEncoder):
+        def __init__(self):
+            super().__init__(latent_size, data_shape, channels)
+            self.calls = 0
+
+        def forward(self, x):
+            q = super().forward(x)
+            if self.training:
+                self.calls += 1
+                if nan_after and self.calls > nan_after:
+                    base = q.base_dist
+                    return Independent(Normal(base.loc * float("nan"), base.scale, validate_args=False), 1,
+                                       validate_args=False)
+            return q
+
+    return NanEncoder()
+
+
+@zoo.hookimpl
+def register_datasets(register):
+    register(DatasetInfo("tiny", "200 train / 100 test noisy prototypes", (1, 28, 28), load, {},
+                         {"train": 200, "test": 100}))
+    register(DatasetInfo("tiny-mini", "100 train / 50 test noisy prototypes", (1, 28, 28), load,
+                         {"train": 100, "test": 50}, {"train": 100, "test": 50}))
+    register(DatasetInfo("tiny-micro", "50 train / 20 test noisy prototypes", (1, 28, 28), load,
+                         {"train": 50, "test": 20}, {"train": 50, "test": 20}))
+
+
+@zoo.hookimpl
+def register_encoders(register):
+    register("nan-after", nan_encoder, description="conv-mnist that turns NaN after nan_after training passes")
+
+
+_SMALL = dict(decoder="conv-mnist", decoder_options={"channels": 4}, prior="standard-normal",
+              likelihood="bernoulli", latent_size=4)
+
+
+@zoo.hookimpl
+def register_recipes(register):
+    register(zoo.Recipe(id="tiny-vae", encoder="conv-mnist", encoder_options={"channels": 4}, dataset="tiny",
+                        training=zoo.Training(epochs=1, batch_size=50), **_SMALL))
+    register(zoo.Recipe(id="tiny-mini-vae", encoder="conv-mnist", encoder_options={"channels": 4},
+                        dataset="tiny-mini", training=zoo.Training(epochs=1, batch_size=50), **_SMALL))
+    register(zoo.Recipe(id="tiny-micro-vae", encoder="conv-mnist", encoder_options={"channels": 4},
+                        dataset="tiny-micro", training=zoo.Training(epochs=1, batch_size=50), **_SMALL))
+    register(zoo.Recipe(id="tiny-nan-vae", encoder="nan-after", encoder_options={"channels": 4, "nan_after": 3},
+                        dataset="tiny-mini", training=zoo.Training(epochs=2, batch_size=50), **_SMALL))
+'''
+
+METRIC_KEYS = {"epoch", "train_loss", "test_loss", "test_recon", "test_kl", "epoch_seconds", "images_per_second", "lr"}
+GRID_SIDE = 8 * 28 + 9 * 2  # 8 images of 28 pixels per row, 2-pixel padding (torchvision's make_grid)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory) -> Path:
+    """A folder holding the tiny plugin as an installed distribution (module + dist-info)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / f"{PLUGIN_MODULE}.py").write_text(textwrap.dedent(TINY_PLUGIN))
+    info = site / "zoo_trainer_tiny-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-trainer-tiny\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[zoo]\n{PLUGIN_NAME} = {PLUGIN_MODULE}\n")
+    return site
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tiny_site):
+    """A registry with the reference plugin and the tiny plugin (built once for the module)."""
+    sys.path.insert(0, str(tiny_site))
+    try:
+        import importlib
+
+        module = importlib.import_module(PLUGIN_MODULE)
+        registry, pm = plugins.build(plugins=[(PLUGIN_NAME, module)])
+        assert registry.plugins[PLUGIN_NAME].error is None, registry.plugins[PLUGIN_NAME].error
+        yield registry, pm
+    finally:
+        sys.path.remove(str(tiny_site))
+        sys.modules.pop(PLUGIN_MODULE, None)
+
+
+@pytest.fixture
+def tiny(tiny_zoo):
+    """Make the tiny registry the process-wide one for this test."""
+    with plugins.using(*tiny_zoo) as registry:
+        yield registry
+
+
+def cli(*args: str) -> None:
+    """Run ``zoo ARGS`` in this process; a failure raises SystemExit with its exit code."""
+    main([str(a) for a in args])
+
+
+def cli_error(capsys, *args: str) -> str:
+    """Run ``zoo ARGS``, expect a one-line ``Error:`` and exit code 1; return the message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli(*args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 1, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def files_in(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_zoo):
+    """The runs several tests look at, trained once.
+
+    ``a``: 2 epochs uninterrupted (Python API); ``b1``: 1 epoch (CLI), as it was after that epoch;
+    ``b``: the same run resumed to 2 epochs with ``Trainer.resume``.
+    """
+    root = tmp_path_factory.mktemp("runs")
+    with plugins.using(*tiny_zoo):
+        a = Trainer("tiny-vae", overrides={"epochs": 2}, out=root / "a", device="cpu", seed=0, progress=False)
+        a.fit()
+        cli("train", "tiny-vae", "--epochs", "1", "--device", "cpu", "--seed", "0", "--no-progress",
+            "--set", "latent_size=4", "--out", root / "b")
+        shutil.copytree(root / "b", root / "b1")
+        resumed = Trainer.resume(root / "b", epochs=2, progress=False)
+        resumed.fit()
+    return {"root": root, "a": root / "a", "b": root / "b", "b1": root / "b1",
+            "trainer_a": a, "resumed": resumed}
+
+
+# -- the run directory ------------------------------------------------------------------------
+
+
+def test_run_directory_contents(runs):
+    assert files_in(runs["b1"]) == {
+        "config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+        "samples/epoch-001.png", "reconstructions/epoch-001.png",
+    }
+    assert files_in(runs["a"]) == files_in(runs["b1"]) | {"samples/epoch-002.png", "reconstructions/epoch-002.png"}
+
+
+def test_config_json(runs):
+    config = json.loads((runs["b1"] / "config.json").read_text())
+    assert {"model", "recipe", "overrides", "settings", "resolved", "versions"} <= set(config)
+    assert config["model"] == "tiny-vae"
+    assert config["overrides"] == {"latent_size": "4", "epochs": 1}
+    assert config["recipe"]["id"] == "tiny-vae" and config["recipe"]["dataset"] == "tiny"
+    assert config["recipe"]["training"]["epochs"] == 1 and config["recipe"]["training"]["batch_size"] == 50
+    assert config["settings"]["seed"] == 0 and config["settings"]["device"] == "cpu"
+    assert config["resolved"] == {"device": "cpu", "precision": "fp32", "world_size": 1}
+    versions = config["versions"]
+    assert versions["zoo"] == zoo.__version__ and versions["torch"] == torch.__version__
+    assert {"torchvision", "python", "plugins"} <= set(versions)
+    assert versions["plugins"]["aevb"] == {"distribution": "zoo", "version": zoo.__version__}
+    assert PLUGIN_NAME in versions["plugins"]
+
+
+def test_metrics_jsonl(runs):
+    rows = read_metrics(runs["a"])
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for row in rows:
+        assert METRIC_KEYS <= set(row)
+        assert all(math.isfinite(row[key]) for key in METRIC_KEYS)
+        assert row["test_loss"] == pytest.approx(row["test_recon"] + row["test_kl"], rel=1e-5)
+        assert row["test_kl"] >= 0 and row["epoch_seconds"] > 0 and row["lr"] == 1e-3
+        assert row["images_per_second"] == pytest.approx(200 / row["epoch_seconds"], rel=1e-6)
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_checkpoints_load_with_weights_only(runs):
+    rows = read_metrics(runs["a"])
+    for name in ("last.pt", "best.pt"):
+        payload = torch.load(runs["a"] / "checkpoints" / name, weights_only=True)
+        assert {"format", "spec", "model", "optimizer", "epoch", "rng", "history", "config"} <= set(payload)
+    last = torch.load(runs["a"] / "checkpoints" / "last.pt", weights_only=True)
+    best = torch.load(runs["a"] / "checkpoints" / "best.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["history"] == rows
+    assert rows[best["epoch"] - 1]["test_loss"] == min(row["test_loss"] for row in rows)
+    assert not [p for p in runs["a"].rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+
+def test_images_are_png_grids(runs):
+    for sub in ("samples", "reconstructions"):
+        assert png_size(runs["b1"] / sub / "epoch-001.png") == (GRID_SIDE, GRID_SIDE)
+
+
+def test_reconstruction_grid_shows_test_images_above_reconstructions(runs, tiny):
+    from PIL import Image
+
+    images, _ = plugins.get_registry().get("dataset", "tiny").load().load("test")
+    with Image.open(runs["b1"] / "reconstructions" / "epoch-001.png") as png:
+        grid = torch.frombuffer(bytearray(png.convert("L").tobytes()), dtype=torch.uint8).reshape(png.height, png.width)
+    for row in range(4):  # rows 0, 2, 4, 6 are test images 0-7, 8-15, ...
+        for col in range(8):
+            top, left = 2 + 2 * row * 30, 2 + col * 30
+            assert torch.equal(grid[top : top + 28, left : left + 28], images[8 * row + col, 0])
+
+
+def test_data_is_held_on_the_device_as_uint8(runs):
+    trainer = runs["trainer_a"]
+    assert trainer.train_data.images.dtype == torch.uint8 and trainer.train_data.images.device.type == "cpu"
+    assert len(trainer.train_data) == 200 and len(trainer.test_data) == 100
+
+
+def test_zoo_load_rebuilds_the_model(runs, tiny):
+    trainer = runs["trainer_a"]
+    model = zoo.load(runs["a"])
+    assert isinstance(model, zoo.VAE) and not model.training
+    assert model.spec["components"]["encoder"]["id"] == "conv-mnist"
+    trained = {k: v for k, v in trainer.model.state_dict().items()}
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    x = torch.rand(16, 1, 28, 28)
+    trainer.model.eval()
+    torch.testing.assert_close(model.reconstruct(x), trainer.model.reconstruct(x))
+    torch.manual_seed(5)
+    mine = model(x)
+    torch.manual_seed(5)
+    theirs = trainer.model(x)
+    torch.testing.assert_close(mine.elbo, theirs.elbo)
+
+
+def test_zoo_sample_writes_a_png_of_n_images(runs, tiny, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    cli("sample", runs["b1"], "--n", "10", "--out", out)
+    assert capsys.readouterr().out.strip() == str(out)
+    assert png_size(out) == (GRID_SIDE, 2 * 28 + 3 * 2)  # 10 images: a row of 8 and a row of 2
+    cli("sample", runs["b1"] / "checkpoints" / "best.pt", "--n", "3", "--out", tmp_path / "three.png", "--seed", "1")
+    assert png_size(tmp_path / "three.png") == (3 * 28 + 4 * 2, 28 + 2 * 2)
+
+
+def test_zoo_sample_errors(runs, tiny, tmp_path, capsys):
+    assert "--n must be at least 1" in cli_error(capsys, "sample", runs["b1"], "--n", "0")
+    assert "does not exist" in cli_error(capsys, "sample", tmp_path / "nope")
+    assert "without checkpoints/last.pt" in cli_error(capsys, "sample", tmp_path)
+
+
+# -- resume and determinism -------------------------------------------------------------------
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(runs):
+    """2 epochs straight vs 1 epoch + resume: bit-identical parameters and optimizer state on CPU."""
+    straight = load_checkpoint(runs["a"] / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(runs["b"] / "checkpoints" / "last.pt")
+    assert straight["epoch"] == resumed["epoch"] == 2
+    assert straight["model"].keys() == resumed["model"].keys()
+    for key in straight["model"]:
+        assert torch.equal(straight["model"][key], resumed["model"][key]), key
+    a_opt, b_opt = straight["optimizer"], resumed["optimizer"]
+    assert a_opt["param_groups"] == b_opt["param_groups"]
+    assert a_opt["state"].keys() == b_opt["state"].keys()
+    for index, state in a_opt["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b_opt["state"][index][name]), (index, name)
+    assert torch.equal(straight["rng"][0]["torch"], resumed["rng"][0]["torch"])
+
+
+def test_resumed_metrics_list_each_epoch_once(runs):
+    straight, resumed = read_metrics(runs["a"]), read_metrics(runs["b"])
+    assert [row["epoch"] for row in resumed] == [1, 2]
+    for a_row, b_row in zip(straight, resumed):
+        for key in ("train_loss", "test_loss", "test_recon", "test_kl", "lr"):
+            assert a_row[key] == b_row[key], key
+    assert files_in(runs["b"]) == files_in(runs["a"])
+
+
+def test_same_seed_same_run(runs):
+    """Runs a (API) and b (CLI) share recipe and seed: their first epochs agree to the last bit."""
+    first_a, first_b = read_metrics(runs["a"])[0], read_metrics(runs["b1"])[0]
+    for key in ("train_loss", "test_loss", "test_recon", "test_kl"):
+        assert first_a[key] == first_b[key], key
+
+
+def test_seed_sets_initialisation_and_data_order(tiny):
+    recipe = zoo.get_recipe("tiny-vae")
+    weights = []
+    for seed in (0, 0, 1):
+        seed_everything(seed)
+        weights.append(zoo.from_recipe(recipe).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    data = DeviceData(torch.arange(100, dtype=torch.uint8).reshape(100, 1, 1, 1), torch.device("cpu"), False, Dist())
+    orders = {(seed, epoch): torch.cat(list(data.train_batches(10, seed, epoch))) for seed in (0, 1) for epoch in (1, 2)}
+    assert torch.equal(orders[0, 1], torch.cat(list(data.train_batches(10, 0, 1))))
+    assert len({tuple(o.flatten().tolist()) for o in orders.values()}) == 4  # new order every epoch and seed
+
+
+def test_resume_through_the_cli(runs, tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["b1"], run)
+    cli("train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert [row["epoch"] for row in read_metrics(run)] == [1, 2]
+    assert read_metrics(run)[1]["test_loss"] == read_metrics(runs["a"])[1]["test_loss"]
+    # Asking for no more epochs than were trained is a no-op that changes nothing.
+    cli("train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert [row["epoch"] for row in read_metrics(run)] == [1, 2]
+
+
+def test_resume_errors(runs, tiny, tmp_path, capsys):
+    assert "no checkpoints/last.pt" in cli_error(capsys, "train", "--resume", tmp_path)
+    assert "not both" in cli_error(capsys, "train", "tiny-vae", "--resume", runs["b1"])
+    assert "only --epochs and --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--set", "lr=0.1")
+    assert "only --epochs and --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--batch-size", "10")
+    with pytest.raises(ZooError, match="no checkpoints/last.pt"):
+        Trainer.resume(tmp_path)
+
+
+# -- failures during training -----------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_naming_epoch_and_step(tiny, tmp_path, capsys):
+    run = tmp_path / "nan"
+    message = cli_error(capsys, "train", "tiny-nan-vae", "--device", "cpu", "--no-progress", "--out", run)
+    assert "non-finite" in message and "epoch 2, step 2" in message
+    assert str(run / "checkpoints" / "last.pt") in message
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert [row["epoch"] for row in read_metrics(run)] == [1]
+    model = zoo.load(run)  # the last good checkpoint still loads
+    assert torch.isfinite(model.reconstruct(torch.rand(2, 1, 28, 28))).all()
+
+
+def test_non_finite_loss_in_the_first_epoch(tiny, tmp_path):
+    trainer = Trainer("tiny-nan-vae", overrides={"encoder.nan_after": 1}, out=tmp_path / "run", device="cpu",
+                      progress=False)
+    with pytest.raises(ZooError, match="epoch 1, step 2; no checkpoint was written yet"):
+        trainer.fit()
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_gradient_clipping(tiny, tmp_path):
+    """SGD (momentum 0.9) with a tiny clip norm: 2 steps move the parameters at most lr * clip * (1.9 + 1)."""
+    clip, lr = 1e-4, 0.01
+    trainer = Trainer("tiny-mini-vae", overrides={"optimizer": "sgd", "grad_clip": str(clip), "lr": lr},
+                      out=tmp_path / "run", device="cpu", progress=False)
+    trainer.fit()
+    seed_everything(0)
+    initial = zoo.from_recipe(trainer.recipe).state_dict()
+    moved = math.sqrt(sum(float((trainer.model.state_dict()[k] - v).pow(2).sum()) for k, v in initial.items()))
+    assert 0 < moved <= lr * clip * 2.9 * 1.001
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"]["training"]["grad_clip"] == clip and config["recipe"]["training"]["optimizer"] == "sgd"
+    assert config["overrides"] == {"optimizer": "sgd", "grad_clip": str(clip), "lr": lr}
+
+
+def test_batch_larger_than_the_training_set(tiny, tmp_path):
+    with pytest.raises(ZooError, match="batch size 500 is larger than the training set \\(100 images\\)"):
+        Trainer("tiny-mini-vae", overrides={"batch_size": 500}, out=tmp_path / "run", device="cpu",
+                progress=False).fit()
+
+
+# -- the run directory is never clobbered -----------------------------------------------------
+
+
+def test_existing_run_is_refused(runs, tiny, capsys):
+    before = (runs["b1"] / "metrics.jsonl").read_text()
+    message = cli_error(capsys, "train", "tiny-vae", "--device", "cpu", "--out", runs["b1"])
+    assert "already holds a run" in message and "--resume" in message and "--overwrite" in message
+    assert (runs["b1"] / "metrics.jsonl").read_text() == before
+
+
+def test_overwrite_replaces_the_run(runs, tiny, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["a"], run)
+    Trainer("tiny-mini-vae", out=run, overwrite=True, device="cpu", progress=False).fit()
+    assert [row["epoch"] for row in read_metrics(run)] == [1]
+    assert json.loads((run / "config.json").read_text())["model"] == "tiny-mini-vae"
+    assert not (run / "samples" / "epoch-002.png").exists()
+
+
+def test_out_that_is_a_file(tiny, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in cli_error(capsys, "train", "tiny-vae", "--device", "cpu", "--out", tmp_path / "file")
+
+
+# -- devices and precision --------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors on a machine without CUDA")
+def test_cuda_without_cuda():
+    for spec in ("cuda", "cuda:0", "cuda:7"):
+        with pytest.raises(ZooError, match="no CUDA device is available"):
+            resolve_device(spec)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_index_out_of_range():
+    with pytest.raises(ZooError, match="CUDA device\\(s\\)"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_unknown_devices():
+    for spec in ("tpu", "gpu", "cuda:x", ""):
+        with pytest.raises(ZooError, match="device"):
+            resolve_device(spec)
+
+
+def test_auto_device():
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+    assert resolve_device(" CPU ") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the error on a machine without MPS")
+def test_mps_without_mps():
+    with pytest.raises(ZooError, match="MPS"):
+        resolve_device("mps")
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ZooError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ZooError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", cpu)
+
+
+def test_bad_device_and_precision_through_the_cli(tiny, tmp_path, capsys):
+    assert "unknown device 'tpu'" in cli_error(capsys, "train", "tiny-vae", "--device", "tpu", "--out", tmp_path / "r")
+    assert "fp16 needs a CUDA device" in cli_error(
+        capsys, "train", "tiny-vae", "--device", "cpu", "--precision", "fp16", "--out", tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # nothing is created before the settings are checked
+
+
+def test_bf16_on_cpu_trains(tiny, tmp_path):
+    fp32 = Trainer("tiny-micro-vae", out=tmp_path / "fp32", device="cpu", precision="fp32", progress=False).fit()
+    trainer = Trainer("tiny-micro-vae", out=tmp_path / "bf16", device="cpu", precision="bf16", progress=False)
+    bf16 = trainer.fit()
+    assert trainer.precision == "bf16"
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["resolved"]["precision"] == "bf16"
+    for key in ("train_loss", "test_loss", "test_recon", "test_kl"):
+        assert math.isfinite(bf16[0][key])
+    assert bf16[0]["test_loss"] == pytest.approx(fp32[0]["test_loss"], rel=0.02)
+    # 20 test images: the reconstruction grid shows 16 of them (2 rows of 8) above their reconstructions.
+    assert png_size(tmp_path / "fp32" / "reconstructions" / "epoch-001.png") == (GRID_SIDE, 4 * 28 + 5 * 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer("tiny-vae", out=tmp_path / precision, device="cuda", precision=precision, progress=False)
+        results[precision] = trainer.fit()[-1]
+        assert trainer.device.type == "cuda" and trainer.precision == precision
+        assert trainer.train_data.images.device.type == "cuda"
+    if torch.cuda.is_bf16_supported():
+        assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    for key in ("train_loss", "test_loss", "test_recon", "test_kl"):
+        assert math.isfinite(results["bf16"][key]), key
+    assert results["bf16"]["test_loss"] == pytest.approx(results["fp32"]["test_loss"], rel=0.02)
+    assert results["bf16"]["train_loss"] == pytest.approx(results["fp32"]["train_loss"], rel=0.02)
+
+
+# -- overrides and CLI errors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
+    (["--set", "latent_size=abc"], "latent_size expects int, got 'abc'"),
+    (["--set", "lr=fast"], "lr expects float, got 'fast'"),
+    (["--set", "epochs=-1"], "epochs must be at least 1 (got -1)"),
+    (["--set", "batch_size=0"], "batch_size must be at least 1 (got 0)"),
+    (["--set", "grad_clip=-1"], "grad_clip must be >= 0"),
+    (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw or sgd"),
+    (["--set", "novalue"], "--set expects key=value"),
+    (["--epochs", "-1"], "--epochs must be at least 1 (got -1)"),
+    (["--epochs", "0"], "--epochs must be at least 1 (got 0)"),
+    (["--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
+    (["--lr", "0"], "--lr must be positive"),
+])
+def test_bad_overrides_are_one_line_errors(args, expected, tiny, tmp_path, capsys):
+    message = cli_error(capsys, "train", "tiny-vae", "--device", "cpu", "--out", tmp_path / "run", *args)
+    assert expected in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_override_problem_is_reported_at_once(tiny, tmp_path, capsys):
+    message = cli_error(capsys, "train", "tiny-vae", "--out", tmp_path / "run",
+                        "--set", "nonsense=1", "--set", "latent_size=abc", "--set", "epochs=0")
+    assert "nonsense" in message and "latent_size expects int" in message and "epochs must be at least 1" in message
+
+
+def test_component_option_override(tiny, tmp_path):
+    trainer = Trainer("tiny-mini-vae", overrides={"encoder.channels": "2", "latent_size": "3"}, out=tmp_path / "run",
+                      device="cpu", progress=False)
+    trainer.fit()
+    assert trainer.model.latent_size == 3 and trainer.model.encoder.net[0].out_channels == 2
+    assert zoo.load(tmp_path / "run").encoder.net[0].out_channels == 2
+
+
+def test_unknown_model_is_a_one_line_error(tiny, capsys):
+    message = cli_error(capsys, "train", "tiny-vea")
+    assert "unknown model 'tiny-vea'" in message and "tiny-vae" in message
+    assert "which model?" in cli_error(capsys, "train")
+
+
+def test_uneven_batch_across_processes(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ZooError, match="batch size 51 does not split evenly across 2 processes"):
+        Trainer("tiny-vae", overrides={"batch_size": 51}, out=tmp_path / "run", device="cpu")
+
+
+# -- distributed training ---------------------------------------------------------------------
+
+
+def test_process_shards_make_up_the_global_batch():
+    images = torch.arange(120, dtype=torch.uint8).reshape(120, 1, 1, 1)
+    single = list(DeviceData(images, torch.device("cpu"), False, Dist()).train_batches(40, seed=3, epoch=2))
+    shards = [list(DeviceData(images, torch.device("cpu"), False, Dist(rank, 2, rank)).train_batches(40, 3, 2))
+              for rank in range(2)]
+    assert len(single) == len(shards[0]) == len(shards[1]) == 3
+    for whole, part0, part1 in zip(single, *shards):
+        assert part0.shape[0] == part1.shape[0] == 20
+        assert sorted(torch.cat([part0, part1]).flatten().tolist()) == sorted(whole.flatten().tolist())
+    assert all(torch.cat(single).flatten().sort().values == torch.arange(120) / 255)
+    evaluated = [torch.cat(list(DeviceData(images, torch.device("cpu"), False, Dist(r, 2, r)).eval_batches(7)))
+                 for r in range(2)]
+    assert torch.equal(torch.cat(evaluated), images.float() / 255)
+
+
+def test_ddp_two_cpu_processes(runs, tiny_site, tmp_path):
+    """torchrun, 2 processes, gloo: only rank 0 writes, and the result matches a single process."""
+    env = dict(os.environ, ZOO_PLUGINS=f"aevb,{PLUGIN_NAME}", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tiny_site), env.get("PYTHONPATH")]))
+    env.pop("ZOO_DEBUG", None)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "zoo", "train", "tiny-vae", "--device", "cpu", "--no-progress", "--out", "ddp"]
+    proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = work / "ddp"
+    assert sorted(p.name for p in work.iterdir()) == ["ddp"]  # no stray run directory from rank 1
+    assert files_in(run) == files_in(runs["b1"])
+    assert proc.stderr.count("epoch 1/1:") == 1 and proc.stdout.count("done:") == 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["world_size"] == 2
+    assert len(load_checkpoint(run / "checkpoints" / "last.pt")["rng"]) == 2
+    [row] = read_metrics(run)
+    assert METRIC_KEYS <= set(row)
+    single = read_metrics(runs["a"])[0]  # one process, same recipe, seed and global batch
+    assert row["test_loss"] == pytest.approx(single["test_loss"], rel=0.01)
+    assert row["train_loss"] == pytest.approx(single["train_loss"], rel=0.01)
+    assert row["images_per_second"] == pytest.approx(200 / row["epoch_seconds"], rel=1e-6)
+
+
+# -- the real thing ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_vae_conv_mnist_one_epoch_beats_the_seed(data_root, tmp_path, capsys):
+    """`zoo train vae-conv-mnist --epochs 1`: at most the seed's 124.0 nats after one epoch."""
+    run = tmp_path / "run"
+    cli("train", "vae-conv-mnist", "--epochs", "1", "--device", "cpu", "--data-dir", data_root, "--out", run,
+        "--no-progress")
+    [row] = read_metrics(run)
+    assert row["test_loss"] <= 124.0, row
+    assert "done: test negative ELBO" in capsys.readouterr().out
+    model = zoo.load(run)
+    assert model.spec["recipe"]["id"] == "vae-conv-mnist"
