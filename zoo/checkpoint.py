@@ -19,6 +19,12 @@ from zoo.errors import ZooError
 FORMAT = "zoo-checkpoint-v1"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -27,6 +33,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give the result the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -75,6 +83,14 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def _unpickling_reason(exc: Exception) -> str:
+    """The line of torch's weights_only refusal that names the offending object."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(boilerplate)] or lines or [type(exc).__name__]
+    return useful[0][:200]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``); any malformed file is a :class:`ZooError`."""
     import pickle
@@ -86,9 +102,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(p):  # torch.save writes zip files; anything else is damaged or foreign
+            raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file); "
+                           "give a checkpoint written by zoo") from None
         raise ZooError(
             f"{p} was refused: it holds objects other than tensors and plain data, which could run code "
-            f"when loaded ({str(exc).splitlines()[0][:200]}); only load checkpoints written by zoo"
+            f"when loaded ({_unpickling_reason(exc)}); only load checkpoints written by zoo"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: {str(exc)[:200]})") from None

@@ -61,6 +61,13 @@ class DatasetInfo:
             module, _, attr = loader.partition(":")
             loader = getattr(importlib.import_module(module), attr)
         images, labels = loader(resolve_data_dir(data_dir), split, download, **self.loader_options)
+        dtype = str(getattr(images, "dtype", type(images).__name__)).replace("torch.", "")
+        if dtype != "uint8":
+            # The trainer scales by 1/255 itself; floats would be scaled twice (or land outside [0, 1]).
+            raise ZooError(
+                f"{self.id} {split}: the loader returned {dtype} images, but data set loaders must return "
+                "uint8 tensors (grey levels 0..255); convert them with (x * 255).round().to(torch.uint8)"
+            )
         expected = self.split_sizes.get(split)
         if tuple(images.shape[1:]) != tuple(self.shape) or len(images) != len(labels):
             raise ZooError(

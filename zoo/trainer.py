@@ -246,6 +246,15 @@ def _versions() -> dict[str, Any]:
             "python": sys.version.split()[0], "plugins": plugins}
 
 
+def _holds_work(folder: Path) -> bool:
+    """Anything in ``folder`` besides the empty subfolders that a start failing early leaves behind."""
+    for entry in folder.iterdir():
+        if entry.name in ("checkpoints", "samples", "reconstructions") and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return True
+    return False
+
+
 def default_run_dir(model_id: str) -> Path:
     return Path("runs") / f"{model_id}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -307,7 +316,7 @@ class Trainer:
     def _claim_run_dir(self, overwrite: bool) -> None:
         if self.out.exists() and not self.out.is_dir():
             raise ZooError(f"--out {self.out} is a file; choose a folder for the run")
-        if self.out.is_dir() and any(self.out.iterdir()):
+        if self.out.is_dir() and _holds_work(self.out):
             if not overwrite:
                 raise ZooError(
                     f"run directory {self.out} already holds a run; continue it with 'zoo train --resume {self.out}', "
@@ -589,7 +598,8 @@ class Trainer:
         run = Path(run_dir)
         last = run / "checkpoints" / "last.pt"
         if not last.is_file():
-            raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with 'zoo train'")
+            raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with "
+                           f"'zoo train MODEL --out {run} --overwrite'")
         payload = load_checkpoint(last)
         config = payload["config"]
         # The stored recipe already has the run's overrides applied; a new epoch count wins.

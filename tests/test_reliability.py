@@ -1,0 +1,849 @@
+"""Reliability (issue 5): crashes, full disks, bad input, hostile checkpoints, NaN and scale-out.
+
+Training tests use the tiny data set of ``tests/helpers_tiny.py``, provided by a throwaway
+plugin discovered through its entry point exactly as an installed package would be. Real
+training processes are started, SIGKILLed and resumed; their checkpoints are compared bit for
+bit. ``docs/reliability.md`` lists each guarantee with the test here that proves it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 6  # the tiny-vae recipe's default
+TIMING_KEYS = {"epoch_seconds", "images_per_second"}
+
+
+# -- fixtures and helpers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return write_tiny_plugin(tmp_path_factory.mktemp("tinyplugin"))
+
+
+@pytest.fixture
+def tiny(tiny_dir, monkeypatch):
+    """The tiny plugin installed in this process (and forgotten afterwards).
+
+    Training in this process uses one thread, as the subprocesses do: on a shared machine that
+    is faster than two threads contending for the cores.
+    """
+    import torch
+
+    from zoo import plugins
+
+    monkeypatch.syspath_prepend(str(tiny_dir))
+    monkeypatch.setenv("ZOO_PLUGINS", "aevb,tiny")
+    plugins.reset()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tiny_dir
+    torch.set_num_threads(threads)
+    plugins.reset()
+    for name in ("tiny_plugin", "broken_plugin"):
+        sys.modules.pop(name, None)
+
+
+def zoo_proc(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the ``zoo`` console script and wait for it."""
+    return subprocess.run(zoo_command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """Run ``zoo ARGS`` in this process through the console entry point; (exit code, stdout+stderr)."""
+    from zoo.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def assert_user_error(code: int, output: str, *needles: str) -> str:
+    """A non-zero exit, exactly one line ``Error: ...`` (the last), no traceback; returns the message."""
+    assert code != 0, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert output.strip().splitlines()[-1] == errors[0], output
+    for needle in needles:
+        assert needle.lower() in errors[0].lower(), f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A valid checkpoint of an untrained tiny-vae (needs the ``tiny`` fixture)."""
+    from zoo.checkpoint import save_checkpoint
+    from zoo.model import from_recipe
+    from zoo.plugins import get_registry
+
+    model = from_recipe(get_registry().recipe("tiny-vae"))
+    save_checkpoint(path, {"spec": model.spec, "model": model.state_dict()})
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_args(out: Path, *extra: str) -> list[str]:
+    return ["train", "tiny-vae", "--device", "cpu", "--seed", "3", "--out", str(out), *extra]
+
+
+def torchrun_args(*zoo_args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+            "--master-port", str(free_port()), "-m", "zoo", *zoo_args]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a training process in its own session (so a kill reaches every process it started)."""
+    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0, log.read_text()
+
+
+def metric_rows(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def kill_mid_run(proc: subprocess.Popen, run: Path, log: Path, after_epochs: int = 1, delay: float = 0.3) -> int:
+    """SIGKILL ``proc`` (and its children) once ``after_epochs`` checkpoints exist, plus ``delay`` s.
+
+    Returns the epoch of the checkpoint it left. Fails if the run ended before it could be killed.
+    """
+    from zoo.checkpoint import load_checkpoint
+
+    deadline = time.monotonic() + 240
+    while len(metric_rows(run)) < after_epochs:
+        assert proc.poll() is None, f"training ended before it could be killed:\n{log.read_text()}"
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    time.sleep(delay)
+    assert proc.poll() is None, f"training finished before the kill; make the run longer:\n{log.read_text()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = int(load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
+    assert 1 <= left < EPOCHS
+    return left
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Nested dicts/lists/tensors equal bit for bit."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
+                                     and torch.equal(a.nan_to_num(), b.nan_to_num())), f"tensors differ at {where}"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"keys differ at {where}: {set(a) ^ set(b)}"
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_resumed_run_matches(resumed: Path, reference: Path) -> None:
+    """Final parameters, optimizer state, RNG state and per-epoch metrics are bit-for-bit equal."""
+    from zoo.checkpoint import load_checkpoint
+
+    got, want = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (resumed, reference))
+    assert got["epoch"] == want["epoch"] == EPOCHS
+    for key in ("model", "optimizer", "rng", "best"):
+        assert_same(got[key], want[key], key)
+    strip = [lambda rows: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]][0]
+    assert strip(got["history"]) == strip(want["history"])
+    rows = metric_rows(resumed)
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1)), "each epoch listed once, in order"
+    assert strip(rows) == strip(metric_rows(reference))
+    assert_checkpoints_sound(resumed)
+
+
+def assert_checkpoints_sound(run: Path) -> None:
+    """Every checkpoints/*.pt loads; anything else there is an atomic-write temporary (a dot file)."""
+    from zoo.checkpoint import load_checkpoint
+
+    folder = run / "checkpoints"
+    for path in folder.iterdir():
+        if path.suffix == ".pt" and not path.name.startswith("."):
+            load_checkpoint(path)
+        else:
+            assert path.name.startswith(".") and path.name.endswith(".tmp"), path
+
+
+# -- 1. crash safety and exact resume ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_dir):
+    """An uninterrupted single-process tiny-vae run, started in the background when first asked for."""
+    folder = tmp_path_factory.mktemp("reference")
+    log = folder / "log.txt"
+    proc = start(zoo_command(*train_args(folder / "run")), tiny_env(tiny_dir), log)
+
+    def wait() -> Path:
+        finish(proc, log)
+        return folder / "run"
+
+    yield wait
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ddp_reference_run(tmp_path_factory, tiny_dir):
+    """The same run under ``torchrun --nproc-per-node 2`` (gloo on CPU), started in the background."""
+    folder = tmp_path_factory.mktemp("ddp-reference")
+    log = folder / "log.txt"
+    proc = start(torchrun_args(*train_args(folder / "run")), tiny_env(tiny_dir), log)
+
+    def wait() -> Path:
+        finish(proc, log)
+        return folder / "run"
+
+    yield wait
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_sigkill_mid_run_then_resume_is_bit_exact(reference_run, tiny_dir, tmp_path):
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    env = tiny_env(tiny_dir)
+    victim = start(zoo_command(*train_args(run)), env, log)
+    kill_mid_run(victim, run, log)
+    assert_checkpoints_sound(run)
+
+    resumed = zoo_proc("train", "--resume", str(run), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_resumed_run_matches(run, reference_run())
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_sigkill_then_resume_is_bit_exact(ddp_reference_run, tiny_dir, tmp_path):
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    env = tiny_env(tiny_dir)
+    victim = start(torchrun_args(*train_args(run)), env, log)
+    kill_mid_run(victim, run, log)  # kills torchrun and both workers, as a power cut would
+    assert_checkpoints_sound(run)
+
+    resumed = subprocess.run(torchrun_args("train", "--resume", str(run)), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_resumed_run_matches(run, ddp_reference_run())
+    assert load_config(run)["resolved"]["world_size"] == 2
+
+
+def load_config(run: Path) -> dict:
+    return json.loads((run / "config.json").read_text())
+
+
+def test_resume_with_a_different_number_of_processes_is_refused(tiny, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # a non-main rank: it neither claims nor writes the run directory
+    monkeypatch.setattr("zoo.trainer.Dist.init", lambda self, device: None)
+    monkeypatch.setattr("torch.nn.parallel.DistributedDataParallel", lambda model, **kwargs: model)
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
+    assert_user_error(code, out, "1 process", "same number")
+
+
+# -- 2. never lose work ------------------------------------------------------------------------
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    (run / "notes.txt").write_text("my notes")
+
+    code, out = cli(capsys, *train_args(run, "--epochs", "1"))
+    assert_user_error(code, out, "already holds a run", "--resume", "--overwrite")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--seed", "4", "--overwrite"))
+    assert code == 0, out
+    assert (run / "checkpoints" / "last.pt").read_bytes() != before
+    assert [r["epoch"] for r in metric_rows(run)] == [1]
+    assert (run / "notes.txt").read_text() == "my notes", "--overwrite replaces the run, not the user's files"
+
+
+def test_failed_start_does_not_lock_the_run_dir(tiny, tmp_path, capsys):
+    """A start that fails before training (here: bad data) leaves nothing that blocks the retry."""
+    run = tmp_path / "run"
+    code, out = cli(capsys, "train", "tiny-vae-float", "--device", "cpu", "--out", str(run))
+    assert_user_error(code, out, "uint8")
+    code, out = cli(capsys, *train_args(run, "--epochs", "1"))
+    assert code == 0, out
+
+
+def _unwritable_dirs(tmp_path: Path) -> list[Path]:
+    """Folders that cannot be created or written: one under a regular file (works even as root),
+    and a read-only folder where permissions are enforced (not for root)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    found = [blocker / "run"]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if not os.access(locked, os.W_OK):  # root ignores the mode bits
+        found.append(locked / "run")
+    return found
+
+
+def test_out_that_is_a_file_is_refused(tiny, tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("precious")
+    code, out = cli(capsys, *train_args(target))
+    assert_user_error(code, out, "is a file")
+    assert target.read_text() == "precious"
+
+
+@pytest.mark.parametrize("failing", ["torch.save", "os.replace"])
+def test_full_disk_while_checkpointing_keeps_previous_checkpoint(tiny, tmp_path, capsys, monkeypatch, failing):
+    import torch
+
+    import zoo.checkpoint
+    from zoo.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    real_save, real_replace = torch.save, os.replace
+    calls = {"n": 0}
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= 2:  # epoch 1 writes last.pt and best.pt
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_disk_replace(src, dst, *args, **kwargs):
+        if str(dst).endswith(".pt"):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *args, **kwargs)
+
+    if failing == "torch.save":
+        monkeypatch.setattr(torch, "save", full_disk_save)
+    else:
+        monkeypatch.setattr(zoo.checkpoint.os, "replace", full_disk_replace)
+    code, out = cli(capsys, *train_args(run, "--epochs", "3"))
+    monkeypatch.undo()
+
+    assert_user_error(code, out, "could not write checkpoint", "no space left", "previous checkpoint is intact")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")] == [], "temp file left"
+    assert [r["epoch"] for r in metric_rows(run)] == [1]
+
+
+def test_checkpoint_files_follow_the_umask(tiny, tmp_path):
+    """Atomic writes go through a private temporary file; the result is as readable as any other file."""
+    path = tiny_checkpoint(tmp_path / "model.pt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# -- 3. bad input: one line, what to do, non-zero exit, no traceback ---------------------------
+
+
+# -- the console script, for real ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory, tiny_dir):
+    """Error cases run through the ``zoo`` console script in subprocesses, all started at once
+    (each one pays for importing torch; together they take the time of the slowest).
+
+    Returns ``(results, folder)``: ``results[name]`` is ``(exit code, stderr)``.
+    """
+    import torch
+
+    from zoo import plugins
+
+    folder = tmp_path_factory.mktemp("console")
+    env = tiny_env(tiny_dir)
+    with pytest.MonkeyPatch.context() as mp:  # a checkpoint of a tiny-vae, made with the plugin installed
+        mp.syspath_prepend(str(tiny_dir))
+        mp.setenv("ZOO_PLUGINS", "aevb,tiny")
+        plugins.reset()
+        good = tiny_checkpoint(folder / "tiny.pt")
+        plugins.reset()
+    for name in ("tiny_plugin", "broken_plugin"):
+        sys.modules.pop(name, None)
+    (folder / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / "random.pt").write_bytes(os.urandom(4096))
+    _malicious_checkpoint(folder / "evil-run" / "checkpoints" / "last.pt", folder / "pwned")
+    cuda = "cuda:99" if torch.cuda.is_available() else "cuda"
+    png = str(folder / "never.png")
+
+    cases: dict[str, tuple[list[str], dict[str, str]]] = {
+        "misspelt": (["train", "tiny-vea"], env),
+        "debug": (["--debug", "train", "tiny-vea"], env),
+        "cuda": (["train", "tiny-vae", "--device", cuda, "--out", str(folder / "cuda-run")], env),
+        "truncated checkpoint": (["sample", str(folder / "truncated.pt"), "--out", png], env),
+        "random checkpoint": (["sample", str(folder / "random.pt"), "--out", png], env),
+        "missing checkpoint": (["sample", str(folder / "nowhere.pt"), "--out", png], env),
+        # the tiny plugin is not even on the path here: not installed
+        "plugin not installed": (["sample", str(good), "--out", png], tiny_env(folder, plugins="aevb")),
+        "crafted checkpoint": (["sample", str(folder / "evil-run"), "--out", png], env),
+        "crafted checkpoint, resume": (["train", "--resume", str(folder / "evil-run")], env),
+    }
+    for i, out in enumerate(_unwritable_dirs(folder)):
+        cases[f"unwritable out {i}"] = (["train", "tiny-vae", "--device", "cpu", "--out", str(out)], env)
+    procs = {}
+    for name, (args, case_env) in cases.items():
+        log = folder / f"{len(procs)}.stderr"
+        procs[name] = (subprocess.Popen(zoo_command(*args), env=case_env, stdout=subprocess.DEVNULL,
+                                        stderr=log.open("w"), text=True), log)
+    results = {}
+    for name, (proc, log) in procs.items():
+        proc.wait(timeout=300)
+        results[name] = (proc.returncode, log.read_text())
+    (folder / "locked").chmod(0o700)
+    return results, folder
+
+
+def test_misspelt_model_suggests_close_ids_subprocess(console):
+    code, err = console[0]["misspelt"]
+    assert_user_error(code, err, "unknown model 'tiny-vea'", "did you mean", "tiny-vae", "zoo list")
+
+
+def test_debug_shows_the_traceback_subprocess(console):
+    code, err = console[0]["debug"]
+    assert code != 0
+    assert "Traceback" in err and "UnknownIdError" in err and "did you mean" in err
+
+
+def test_device_cuda_without_cuda_subprocess(console):
+    code, err = console[0]["cuda"]
+    assert_user_error(code, err, "--device cuda", "use --device cpu")
+    assert not (console[1] / "cuda-run").exists(), "nothing is created for a run that cannot start"
+
+
+def test_unwritable_out_is_a_clear_error_subprocess(console):
+    cases = {name: result for name, result in console[0].items() if name.startswith("unwritable out")}
+    assert cases
+    for code, err in cases.values():
+        assert_user_error(code, err, "cannot write to --out", "choose a writable folder")
+
+
+def test_bad_checkpoints_subprocess(console):
+    for name, needles in (("truncated checkpoint", ["not a readable checkpoint"]),
+                          ("random checkpoint", ["not a readable checkpoint"]),
+                          ("missing checkpoint", ["does not exist"])):
+        code, err = console[0][name]
+        assert_user_error(code, err, *needles)
+    assert not (console[1] / "never.png").exists()
+
+
+def test_checkpoint_of_a_model_whose_plugin_is_not_installed_subprocess(console):
+    code, err = console[0]["plugin not installed"]
+    assert_user_error(code, err, "encoder 'tiny-conv'", "plugin 'tiny'", "package 'tinyzoo'", "not installed",
+                      "zoo plugins")
+
+
+def test_checkpoint_of_a_model_whose_plugin_is_not_loaded(tiny, tmp_path, capsys, monkeypatch):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    monkeypatch.setenv("ZOO_PLUGINS", "aevb")
+    from zoo import plugins
+
+    plugins.reset()
+    code, out = cli(capsys, "sample", str(ckpt), "--out", str(tmp_path / "s.png"))
+    assert_user_error(code, out, "plugin 'tiny'", "package 'tinyzoo'", "not installed")
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--epochs", "-3"], ["--epochs must be at least 1", "-3"]),
+        (["--epochs", "0"], ["--epochs must be at least 1"]),
+        (["--batch-size", "0"], ["--batch-size must be at least 1"]),
+        (["--lr", "-1"], ["--lr must be positive"]),
+        (["--set", "latent_sise=8"], ["unknown setting 'latent_sise'", "valid:", "latent_size"]),
+        (["--set", "epochs=three"], ["epochs expects int", "'three'"]),
+        (["--set", "lr=fast"], ["lr expects float"]),
+        (["--set", "grad_clip=-1"], ["grad_clip must be >= 0"]),
+        (["--set", "latent_size"], ["--set expects key=value", "'latent_size'"]),
+        (["--set", "=3"], ["--set expects key=value"]),
+        (["--set", "encoder.nosuch=3"], ["has no option 'nosuch'", "its options"]),
+        (["--batch-size", "5000"], ["batch size 5000 is larger than the training set"]),
+        (["--precision", "fp16"], ["fp16 needs a cuda device"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("-") else None,
+)
+def test_bad_option_values(tiny, tmp_path, capsys, extra, needles):
+    code, out = cli(capsys, *train_args(tmp_path / "run"), *extra)
+    assert_user_error(code, out, *needles)
+    with pytest.raises(Exception) as raised:  # --debug: the same error, with its traceback
+        cli(capsys, "--debug", *train_args(tmp_path / "run2"), *extra)
+    assert raised.type.__name__ in ("ZooError", "UnknownIdError", "IncompatibleComponentsError")
+
+
+def test_several_bad_settings_are_reported_at_once(tiny, tmp_path, capsys):
+    code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "epochs=x", "--set", "nosuch=1",
+                    "--set", "beta=-2")
+    assert_user_error(code, out, "epochs expects int", "unknown setting 'nosuch'", "beta must be >= 0")
+
+
+def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
+    code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
+    assert_user_error(code, out, "either MODEL or --resume")
+    code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
+    assert_user_error(code, out, "only --epochs and --device may change")
+    code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
+    assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
+    code, out = cli(capsys, "train")
+    assert_user_error(code, out, "which model", "zoo list")
+
+
+@pytest.fixture
+def mnist_copy(data_root, tmp_path):
+    """A writable data root: links to the real MNIST files, except the test images (a copy to corrupt)."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for src in (data_root / "MNIST" / "raw").iterdir():
+        if src.name.startswith("t10k-images"):
+            (raw / src.name).write_bytes(src.read_bytes())
+        else:
+            (raw / src.name).symlink_to(src)
+    return raw
+
+
+def _corrupt(raw: Path, how: str) -> None:
+    import gzip
+
+    images = raw / "t10k-images-idx3-ubyte.gz"
+    data = images.read_bytes()
+    if how == "missing":
+        images.unlink()
+    elif how == "truncated gzip":
+        images.write_bytes(data[: len(data) // 2])
+    elif how == "truncated idx":
+        images.unlink()
+        (raw / "t10k-images-idx3-ubyte").write_bytes(gzip.decompress(data)[:100_000])
+    elif how == "random bytes":
+        images.write_bytes(os.urandom(5000))
+    elif how == "labels as images":
+        images.write_bytes((raw / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    elif how == "fewer images":  # valid IDX files holding 5000 images and labels
+        plain = bytearray(gzip.decompress(data))
+        plain[4:8] = (5000).to_bytes(4, "big")
+        images.write_bytes(gzip.compress(bytes(plain[: 16 + 5000 * 784]), compresslevel=1))
+        labels = raw / "t10k-labels-idx1-ubyte.gz"
+        plain = bytearray(gzip.decompress(labels.read_bytes()))
+        plain[4:8] = (5000).to_bytes(4, "big")
+        labels.unlink()
+        labels.write_bytes(gzip.compress(bytes(plain[: 8 + 5000]), compresslevel=1))
+
+
+@pytest.mark.parametrize(
+    ("how", "needles"),
+    [
+        ("missing", ["files not found", "t10k-images-idx3-ubyte.gz", "--data-dir"]),
+        ("truncated gzip", ["not a readable gzip file", "download it again"]),
+        ("truncated idx", ["not a valid idx file", "download it again"]),
+        ("random bytes", ["t10k-images-idx3-ubyte.gz", "download it again"]),
+        ("labels as images", ["1-d array, expected 3-d"]),
+        ("fewer images", ["found 5000 images, expected 10000", "replace them"]),
+    ],
+)
+def test_bad_data_files(mnist_copy, tmp_path, capsys, how, needles):
+    _corrupt(mnist_copy, how)
+    code, out = cli(capsys, "train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1",
+                    "--data-dir", str(mnist_copy.parent.parent), "--out", str(tmp_path / "run"))
+    assert_user_error(code, out, *needles)
+
+
+def test_dataset_loader_breaking_the_uint8_contract(tiny, tmp_path, capsys):
+    """DatasetInfo loaders return uint8 images; the trainer scales them into [0, 1] itself, so data
+    outside [0, 1] cannot reach a Bernoulli likelihood through it. A loader returning floats is
+    refused rather than silently divided by 255 a second time."""
+    code, out = cli(capsys, "train", "tiny-vae-float", "--device", "cpu", "--out", str(tmp_path / "run"))
+    assert_user_error(code, out, "tiny-float", "float32", "uint8")
+
+
+def test_data_outside_unit_interval_for_bernoulli(tiny):
+    import torch
+
+    import zoo
+
+    model = zoo.create("tiny-vae")
+    with pytest.raises(zoo.ZooError, match=r"outside \[0, 1\].*Bernoulli.*scale images to \[0, 1\]"):
+        model.elbo(torch.full((2, 1, 16, 16), 2.0))
+    with pytest.raises(zoo.ZooError, match="outside"):
+        model.elbo(torch.full((2, 1, 16, 16), float("nan")))
+
+
+def test_components_that_do_not_fit_name_both():
+    import zoo
+    from zoo_aevb.components import ConvDecoder, ConvEncoder
+
+    with pytest.raises(zoo.IncompatibleComponentsError) as raised:
+        zoo.compose(encoder=ConvEncoder(20), decoder=ConvDecoder(16), latent_size=20)
+    message = str(raised.value)
+    assert "encoder ConvEncoder has latent_size 20" in message
+    assert "decoder ConvDecoder has latent_size 16" in message
+
+
+def test_components_that_do_not_fit_via_cli(tiny, tmp_path, capsys):
+    code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "decoder.latent_size=16")
+    assert_user_error(code, out, "do not fit", "decoder 'conv-mnist' has latent_size 16",
+                      "encoder 'tiny-conv' has latent_size 4")
+
+
+@pytest.mark.parametrize(
+    ("make", "needles"),
+    [
+        ("missing", ["does not exist", "run directory"]),
+        ("folder without checkpoint", ["without checkpoints/last.pt"]),
+        ("truncated", ["not a readable checkpoint", "truncated"]),
+        ("random bytes", ["not a readable checkpoint"]),
+        ("empty", ["not a readable checkpoint"]),
+        ("foreign torch file", ["not a zoo checkpoint"]),
+    ],
+)
+def test_bad_checkpoints(tiny, tmp_path, capsys, make, needles):
+    import torch
+
+    good = tiny_checkpoint(tmp_path / "good.pt")
+    path = tmp_path / "bad.pt"
+    if make == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif make == "random bytes":
+        path.write_bytes(os.urandom(4096))
+    elif make == "empty":
+        path.write_bytes(b"")
+    elif make == "foreign torch file":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif make == "folder without checkpoint":
+        path.mkdir()
+    for command in (["sample", str(path), "--out", str(tmp_path / "s.png")], ["train", "--resume", str(path)]):
+        code, out = cli(capsys, *command)
+        message = assert_user_error(code, out)
+        if command[0] == "sample":
+            assert all(n.lower() in message.lower() for n in needles), message
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_plugin_raising_while_registering_is_recorded(tiny_dir):
+    env = tiny_env(tiny_dir, plugins="aevb,tiny,broken")
+    listed = zoo_proc("list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "tiny-vae" in listed.stdout and "vae-conv-mnist" in listed.stdout
+    assert "plugin 'broken' is broken" in listed.stderr and "Traceback" not in listed.stderr
+    shown = zoo_proc("plugins", env=env)
+    assert shown.returncode == 0, shown.stderr
+    block = shown.stdout.split("broken (tinyzoo 0.0)", 1)[1]
+    assert "ERROR: register_recipes raised RuntimeError: broken on purpose while registering" in block
+
+
+# -- 4. security -------------------------------------------------------------------------------
+
+
+class _RunsCodeWhenUnpickled:
+    """Pickles as a call to os.system: loading it with plain pickle runs the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _malicious_checkpoint(path: Path, marker: Path) -> Path:
+    import torch
+
+    from zoo.checkpoint import FORMAT
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "spec": _RunsCodeWhenUnpickled(f"touch {marker}"), "model": {}, "epoch": 1},
+               path)
+    return path
+
+
+def test_crafted_checkpoint_is_live(tmp_path):
+    """Guard for the test below: the crafted file really runs code when loaded without weights_only."""
+    import torch
+
+    marker = tmp_path / "pwned"
+    path = _malicious_checkpoint(tmp_path / "evil.pt", marker)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(console, tiny, tmp_path, capsys):
+    import zoo
+
+    marker = tmp_path / "pwned"
+    evil = _malicious_checkpoint(tmp_path / "evil.pt", marker)
+    run = tmp_path / "run"
+    _malicious_checkpoint(run / "checkpoints" / "last.pt", marker)
+
+    with pytest.raises(zoo.ZooError, match="refused.*only load checkpoints written by zoo"):
+        zoo.load(evil)
+    code, out = cli(capsys, "sample", str(evil), "--out", str(tmp_path / "s.png"))
+    assert_user_error(code, out, "refused")
+    code, out = cli(capsys, "train", "--resume", str(run))
+    assert_user_error(code, out, "refused")
+    for case in ("crafted checkpoint", "crafted checkpoint, resume"):  # the console script, for real
+        code, err = console[0][case]
+        assert_user_error(code, err, "refused", "posix.system")
+    assert not (console[1] / "pwned").exists(), "the crafted checkpoint ran code in a subprocess"
+    from zoo.cli import cli as group
+
+    if "eval" in group.commands:
+        code, out = cli(capsys, "eval", str(evil))
+        assert_user_error(code, out, "refused")
+    assert not marker.exists(), "the crafted checkpoint ran code"
+    assert not (tmp_path / "s.png").exists()
+
+
+# -- 5. numerical faults -----------------------------------------------------------------------
+
+
+def test_nan_stops_with_epoch_step_and_last_good_checkpoint(tiny, tmp_path, capsys):
+    import torch
+
+    from zoo.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    nan_after = STEPS_PER_EPOCH + 10  # the 11th step of epoch 2 is the first bad one
+    code, out = cli(capsys, *train_args(run, "--set", f"encoder.nan_after={nan_after}"))
+    last = run / "checkpoints" / "last.pt"
+    assert_user_error(code, out, "non-finite", "epoch 2, step 11", f"last good checkpoint is {last}",
+                      "grad_clip")
+    good = load_checkpoint(last)
+    assert good["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in good["model"].values() if t.is_floating_point())
+    assert [r["epoch"] for r in metric_rows(run)] == [1]
+    import zoo
+
+    zoo.load(run)  # the last good checkpoint still loads as a model
+
+
+def test_nan_before_the_first_checkpoint_says_so(tiny, tmp_path, capsys):
+    code, out = cli(capsys, *train_args(tmp_path / "run", "--set", "encoder.nan_after=3"))
+    assert_user_error(code, out, "epoch 1, step 4", "no checkpoint was written yet")
+
+
+def test_huge_learning_rate_is_caught(tiny, tmp_path, capsys):
+    code, out = cli(capsys, *train_args(tmp_path / "run", "--lr", "1e30", "--epochs", "2"))
+    assert_user_error(code, out, "non-finite", "epoch 1, step", "lower --lr")
+
+
+def test_gradient_clipping_option(tiny, tmp_path, capsys, monkeypatch):
+    import torch
+
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        return real(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    run = tmp_path / "run"
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--set", "grad_clip=1.0"))
+    assert code == 0, out
+    assert seen == [1.0] * STEPS_PER_EPOCH
+    assert load_config(run)["recipe"]["training"]["grad_clip"] == 1.0
+    seen.clear()
+    code, out = cli(capsys, *train_args(tmp_path / "run2", "--epochs", "1"))
+    assert code == 0 and seen == [], "clipping is off unless asked for"
+
+
+def test_bf16_on_cpu_keeps_the_loss_in_fp32(tiny, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import zoo
+    from zoo.model import VAE
+
+    model = zoo.create("tiny-vae")
+    x = torch.rand(8, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = model(x)
+    assert {t.dtype for t in terms} == {torch.float32}
+
+    dtypes = set()
+    real_loss = VAE.loss
+
+    def spy(self, terms):
+        dtypes.update(t.dtype for t in terms)
+        loss = real_loss(self, terms)
+        dtypes.add(loss.dtype)
+        return loss
+
+    monkeypatch.setattr(VAE, "loss", spy)
+    run = tmp_path / "run"
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--precision", "bf16"))
+    assert code == 0, out
+    assert dtypes == {torch.float32}
+    assert load_config(run)["resolved"]["precision"] == "bf16"
+
+
+# -- 6. scale-out ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_processes_reach_the_loss_of_one(reference_run, ddp_reference_run):
+    """Same global batch, same epochs: two gloo processes on CPU end where one process does."""
+    one, two = metric_rows(reference_run()), metric_rows(ddp_reference_run())
+    assert len(one) == len(two) == EPOCHS
+    for a, b in zip(one, two):
+        assert b["test_loss"] == pytest.approx(a["test_loss"], rel=0.01), (a, b)
+    assert two[-1]["test_loss"] < two[0]["test_loss"], "the two-process run learns"
+    assert two[1]["test_loss"] == pytest.approx(one[1]["test_loss"], rel=0.005)  # after 2 epochs
+
+
+# -- 7. the guarantees document --------------------------------------------------------------
+
+
+def test_reliability_doc_names_only_tests_that_exist():
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"tests/test_reliability\.py::(\w+)", doc))
+    defined = {name for name in globals() if name.startswith("test_")}
+    assert named, "docs/reliability.md names no tests"
+    assert named <= defined, f"docs name missing tests: {sorted(named - defined)}"
+    assert defined - named <= {"test_reliability_doc_names_only_tests_that_exist"}, (
+        f"tests not described in docs/reliability.md: {sorted(defined - named - {'test_reliability_doc_names_only_tests_that_exist'})}"
+    )
+    for phrase in ("weights_only=True", "plugins are code", "--nnodes 2", "not run here"):
+        assert phrase.lower() in doc.lower(), phrase
