@@ -14,7 +14,9 @@ What ``tiny`` registers:
     The same images returned as float32 in [0, 255]: a loader breaking the uint8 contract.
 ``tiny-conv`` (encoder)
     The reference conv encoder plus ``nan_after``: after that many training forward passes it
-    returns NaN (0: never), to provoke a numerical fault at a known step.
+    returns NaN (0: never), to provoke a numerical fault at a known step. With
+    ``TINY_STEP_SECONDS`` set it sleeps that long at every training step, so a test can kill a
+    run mid-epoch however busy the machine is; the results are unchanged.
 ``tiny-vae`` / ``tiny-vae-float`` (models)
     ``tiny-conv`` encoder, ``conv-mnist`` decoder (from the reference plugin), N(0, I) prior,
     Bernoulli likelihood, 4 latents, 8 channels; 6 epochs of batch 100 by default.
@@ -52,8 +54,12 @@ def load(root, split, download, as_float=False):
 
 
 def make_encoder(latent_size, data_shape, channels=8, nan_after=0):
-    import torch
+    import os
+    import time
+
     from zoo_aevb.components import ConvEncoder
+
+    step_seconds = float(os.environ.get("TINY_STEP_SECONDS", "0"))
 
     class NanAfterEncoder(ConvEncoder):
         """ConvEncoder whose posterior mean turns NaN after `nan_after` training passes."""
@@ -66,6 +72,7 @@ def make_encoder(latent_size, data_shape, channels=8, nan_after=0):
         def forward(self, x):
             q = super().forward(x)
             if self.training:
+                time.sleep(step_seconds)  # a slow run, to SIGKILL it at leisure; the numbers are unchanged
                 self.calls += 1
                 if self.nan_after and self.calls > self.nan_after:
                     base = q.base_dist
