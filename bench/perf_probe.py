@@ -148,29 +148,33 @@ VARIANTS = {
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--only", nargs="*", default=None)
     args = p.parse_args()
     train, _ = load_mnist(args.data_dir)
     names = args.only or [n for n in VARIANTS if n != "baseline"]
     base = Variant(train, **VARIANTS["baseline"])
     base.run(20)  # warm up
+    print("ratio = baseline min chunk / variant min chunk (>1: variant faster); median = median of paired chunk ratios")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps x {args.rounds} rounds")
-    print(f"{'variant':32s} {'warmup s':>9s} {'s/epoch':>8s} {'base s/ep':>9s} {'ratio':>6s} {'loss':>8s} {'base loss':>9s}")
+    print(f"{'variant':32s} {'warmup s':>9s} {'s/epoch':>8s} {'base s/ep':>9s} {'ratio':>6s} {'median':>7s} {'loss':>8s} {'base loss':>9s}")
     for name in names:
         v = Variant(train, **VARIANTS[name])
         t0 = time.perf_counter()
         v.run(3)  # first steps include any compilation
         warm = time.perf_counter() - t0
-        vt, bt, vl, bl = [], [], [], []
-        for _ in range(args.rounds):
-            t, l = base.run(args.steps); bt.append(t); bl.append(l)
-            t, l = v.run(args.steps); vt.append(t); vl.append(l)
+        v.run(10)
+        vt, bt, ratios = [], [], []
+        for _ in range(args.rounds):  # short alternating chunks: both see the same load
+            b, bl = base.run(args.steps)
+            t, vl = v.run(args.steps)
+            vt.append(t); bt.append(b); ratios.append(b / t)
         scale = STEPS_PER_EPOCH / args.steps
         v_ep, b_ep = min(vt) * scale, min(bt) * scale
-        print(f"{name:32s} {warm:9.1f} {v_ep:8.2f} {b_ep:9.2f} {b_ep / v_ep:6.2f} {vl[-1]:8.2f} {bl[-1]:9.2f}", flush=True)
-
+        ratios.sort()
+        med = ratios[len(ratios) // 2]
+        print(f"{name:32s} {warm:9.1f} {v_ep:8.2f} {b_ep:9.2f} {b_ep / v_ep:6.2f} {med:7.2f} {vl:8.2f} {bl:9.2f}", flush=True)
 
 if __name__ == "__main__":
     main()
