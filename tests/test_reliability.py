@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command  # noqa: E402
+from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6  # the tiny-vae recipe's default
