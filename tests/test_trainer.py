@@ -513,14 +513,15 @@ def test_bf16_on_cpu_trains(tiny, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16 support")
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     results = {}
     for precision in ("fp32", "bf16"):
         trainer = Trainer("tiny-vae", out=tmp_path / precision, device="cuda", precision=precision, progress=False)
         results[precision] = trainer.fit()[-1]
         assert trainer.device.type == "cuda" and trainer.precision == precision
         assert trainer.train_data.images.device.type == "cuda"
-    if torch.cuda.is_bf16_supported():
-        assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     for key in ("train_loss", "test_loss", "test_recon", "test_kl"):
         assert math.isfinite(results["bf16"][key]), key
     assert results["bf16"]["test_loss"] == pytest.approx(results["fp32"]["test_loss"], rel=0.02)
