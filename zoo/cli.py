@@ -196,6 +196,11 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
             raise ZooError(f"{name} must be at least {least} (got {value})")
     if lr is not None and not lr > 0:
         raise ZooError(f"--lr must be positive (got {lr})")
+    if model and not resume:
+        # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
+        from zoo.plugins import get_registry
+
+        get_registry().recipe(model).with_overrides(_parse_sets(sets))
     from zoo.trainer import Trainer
 
     if resume:
