@@ -554,7 +554,7 @@ def evaluate(
     model.load_state_dict(payload["model"])
     model = prepare_for_inference(model.to(dev))
     x, grey = _test_images(info, data_dir, limit, dev)
-    model.likelihood.check_data(x[:1000])
+    model.likelihood.check_data(x)
     model.check_inputs = False
     torch.manual_seed(seed)
     log(f"evaluating {recipe.get('id', checkpoint)} on {len(x)} test images of {dataset_id} with K={iw_samples} on {dev}")
@@ -564,7 +564,7 @@ def evaluate(
     nll = -iw.log_px
     neg_elbo = -iw.elbo
     dims = math.prod(model.data_shape)
-    discrete = likelihood_is_discrete(model, x[:1000])
+    discrete = likelihood_is_discrete(model, x)
     result: dict[str, Any] = {
         "test_neg_elbo": float(neg_elbo.mean()),
         "test_neg_elbo_stderr": standard_error(neg_elbo),

@@ -1,0 +1,96 @@
+"""The tables of docs/benchmarks.md: what trained zoo runs reach, beside the published anchors.
+
+For each run directory it reads the training log (``metrics.jsonl``, ``config.json``) and the
+``metrics.json`` that ``zoo eval`` wrote into ``RUN/EVAL`` (``--eval``, default ``eval``), and
+prints one markdown table row: test negative ELBO and IW NLL (with the K and number of test
+images they were computed with), bits/dim, active units, FID, epochs, training time and the
+machine. With ``--evaluate K`` it first runs ``zoo eval RUN --iw-samples K`` itself.
+
+    python bench/zoo_table.py /tmp/longrun/binarized --eval eval-k5000-n1000
+    python bench/zoo_table.py runs/a runs/b --evaluate 5000 --data-dir ../shared/data
+
+The command line is printed above the table, so the docs say how each table was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+ANCHORS = """\
+| model (published) | data | test NLL, nats | how |
+|---|---|---:|---|
+| VAE, 1 stochastic layer (Burda et al. 2015, table 1) | binarized MNIST | 86.76 | IW, k=5000 |
+| IWAE k=50, 1 stochastic layer (Burda et al. 2015) | binarized MNIST | 84.78 | IW, k=5000 |
+| VAE, reproduced by pythae (Chadebec et al. 2022) | MNIST, as pythae's reproducibility scripts use it | 89.78 | IS, 200 samples |
+| VAE + VampPrior, reproduced by pythae | MNIST, as above | 85.79 | IS, 200 samples |
+| the seed's training loop, 10 epochs | grey-level MNIST | 106.0 | negative ELBO (not a likelihood) |"""
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def row(run: Path, eval_name: str) -> str:
+    metrics = json.loads((run / eval_name / "metrics.json").read_text())
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    config = json.loads((run / "config.json").read_text())
+    train_seconds = sum(r["epoch_seconds"] for r in history)
+    fastest = min(r["epoch_seconds"] for r in history)
+    device = config.get("resolved", {}).get("device", "?")
+    bpd = f"{metrics['bits_per_dim']:.4f}" if metrics.get("bits_per_dim") is not None else "n/a"
+    fid = f"{metrics['fid']:.2f} ({metrics['fid_features']}, {metrics['fid_images']} images)" \
+        if metrics.get("fid") is not None else "n/a"
+    return (
+        f"| {metrics['model']} | {metrics['dataset']} | {history[-1]['epoch']} "
+        f"| {metrics['test_neg_elbo']:.2f} ± {metrics['test_neg_elbo_stderr']:.2f} "
+        f"| {metrics['test_nll_iw']:.2f} ± {metrics['test_nll_iw_stderr']:.2f} "
+        f"| {metrics['iw_samples']} x {metrics['n_images']} | {bpd} "
+        f"| {metrics['active_units']}/{metrics['latent_size']} | {fid} "
+        f"| {train_seconds / 60:.1f} min (fastest epoch {fastest:.1f} s) | {device}: {_machine()} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (zoo train --out)")
+    parser.add_argument("--eval", default="eval", help="folder inside each run holding zoo eval's metrics.json")
+    parser.add_argument("--evaluate", type=int, metavar="K", help="run 'zoo eval RUN --iw-samples K' first")
+    parser.add_argument("--data-dir", help="passed to zoo eval with --evaluate")
+    parser.add_argument("--no-anchors", action="store_true", help="leave out the published anchors")
+    args = parser.parse_args()
+
+    if args.evaluate:
+        from zoo.evaluate import evaluate
+
+        for run in args.runs:
+            evaluate(run, iw_samples=args.evaluate, data_dir=args.data_dir, out=run / args.eval, progress=None)
+
+    print(f"`python {' '.join(shlex.quote(a) for a in ['bench/zoo_table.py', *sys.argv[1:]])}`")
+    print()
+    print("| model | data | epochs | test negative ELBO | test IW NLL | K x test images | bits/dim | active units "
+          "| FID | training time (sum of epochs) | machine |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    for run in args.runs:
+        print(row(run, args.eval))
+    if not args.no_anchors:
+        print()
+        print(ANCHORS)
+
+
+if __name__ == "__main__":
+    main()
