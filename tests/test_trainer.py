@@ -510,6 +510,18 @@ def test_bf16_on_cpu_trains(tiny, tmp_path):
     assert png_size(tmp_path / "fp32" / "reconstructions" / "epoch-001.png") == (GRID_SIDE, 4 * 28 + 5 * 2)
 
 
+@pytest.mark.slow
+def test_compile_trains_like_eager(tiny, tmp_path):
+    """--compile compiles the loss (forward and backward) and the optimizer step: same numbers."""
+    eager = Trainer("tiny-micro-vae", out=tmp_path / "eager", device="cpu", progress=False).fit()
+    trainer = Trainer("tiny-micro-vae", out=tmp_path / "compiled", device="cpu", compile=True, progress=False)
+    compiled = trainer.fit()
+    assert trainer._loss_fn is not trainer._loss  # the compiled path really ran
+    assert json.loads((tmp_path / "compiled" / "config.json").read_text())["settings"]["compile"] is True
+    for key in ("train_loss", "test_loss"):
+        assert compiled[0][key] == pytest.approx(eager[0][key], rel=1e-3)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):

@@ -356,7 +356,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         t = self.recipe.training
         params = [p for p in self.model.parameters() if p.requires_grad]
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
         if t.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
         elif t.optimizer == "adamw":
@@ -369,6 +369,7 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self._loss_fn = self._loss
         self._optimizer_step = self.optimizer.step
         if self.settings.compile:
@@ -377,7 +378,6 @@ class Trainer:
             self._loss_fn = torch.compile(self._loss)
             if self.scaler is None:
                 self._optimizer_step = torch.compile(self.optimizer.step)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
 
         images, _ = self.dataset.load("train", self.settings.data_dir)
         test_images, _ = self.dataset.load("test", self.settings.data_dir)
