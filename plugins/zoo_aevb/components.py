@@ -44,8 +44,13 @@ class ConvEncoder(zoo.Encoder):
         )
 
     def forward(self, x: Tensor) -> Independent:
+        h = self.net[:-1](x)
+        # The last conv covers the whole feature map, so it is a matrix product; computing it as
+        # one (with the conv's own weights) is ~1.2x faster on CPU than the convolution path.
+        last = self.net[-1]
+        out = nn.functional.linear(h.flatten(1), last.weight.flatten(1), last.bias)
         # fp32 posterior parameters keep the KL term exact under mixed precision.
-        mean, log_var = self.net(x).flatten(1).float().chunk(2, dim=1)
+        mean, log_var = out.float().chunk(2, dim=1)
         return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
 
 
@@ -72,7 +77,13 @@ class ConvDecoder(zoo.Decoder):
         )
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.net(z[:, :, None, None])
+        # The first transposed conv acts on a 1x1 map: a matrix product with its own weights,
+        # produced directly in channels-last layout for the convolutions that follow.
+        first = self.net[0]
+        latent, channels, kh, kw = first.weight.shape
+        weight = first.weight.permute(0, 2, 3, 1).reshape(latent, kh * kw * channels)
+        h = (z.to(weight.dtype) @ weight).view(-1, kh, kw, channels).add(first.bias).permute(0, 3, 1, 2)
+        return self.net[1:](h)
 
 
 class StandardNormalPrior(zoo.Prior):
