@@ -111,21 +111,29 @@ class IWEstimate:
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:
-    """Eval mode, and channels-last weights where that speeds convolutions up (CPU, CUDA)."""
+    """Eval mode, and channels-last weights on CUDA (cuDNN prefers NHWC).
+
+    On CPU channels-last was measured slower for the reference decoder on an idle machine
+    (22-26k against 35-42k samples/s), so weights stay contiguous there.
+    """
     model.eval()
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    if device.type in ("cpu", "cuda"):
+    if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     return model
 
 
 def _as_input(x: Tensor) -> Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and x.is_cuda else x
 
 
 def default_decode_batch(device: torch.device) -> int:
-    """Decoded images per forward pass: large enough to keep the device busy, small enough for memory."""
-    return 65536 if device.type == "cuda" else 8192
+    """Decoded images per forward pass: large enough to keep the device busy, small enough for its caches.
+
+    On CPU about 1000 decoded images per pass was fastest (activations stay in cache); 8192 was
+    a third slower.
+    """
+    return 65536 if device.type == "cuda" else 1024
 
 
 @torch.inference_mode()
