@@ -31,7 +31,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from seed_reference import ConvolutionalVAE, seed_decoder, seed_encoder, vae_loss
 
 BATCH = 100
 LR = 1e-3
@@ -103,53 +105,6 @@ def negative_elbo(x: Tensor, probs_or_logits: Tensor, mu: Tensor, log_var: Tenso
 # -- (b) the seed's loop ------------------------------------------------------------------------
 
 
-class ConvolutionalVAE(nn.Module):
-    """The seed article's model, layer for layer."""
-
-    def __init__(self, code_size: int) -> None:
-        super().__init__()
-        self.code_size = code_size
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1),
-            nn.ReLU(True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.ReLU(True),
-            nn.Conv2d(32, code_size * 2, 7),
-        )
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(code_size, 32, 7),
-            nn.ReLU(True),
-            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
-            nn.ReLU(True),
-            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
-            nn.Sigmoid(),
-        )
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu_z, log_variance_z = self.encoder(x).chunk(2, dim=1)
-        return mu_z, log_variance_z
-
-    def sample_z(self, mu_z: Tensor, log_variance_z: Tensor) -> Tensor:
-        sigma = torch.exp(0.5 * log_variance_z)
-        epsilon = torch.randn_like(sigma)
-        return mu_z + epsilon * sigma
-
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mu_z, log_variance_z = self.encode(x)
-        z = self.sample_z(mu_z, log_variance_z)
-        return self.decode(z), mu_z, log_variance_z
-
-
-def vae_loss(x: Tensor, x_prime: Tensor, mu: Tensor, log_variance: Tensor) -> Tensor:
-    """The seed's loss: BCE summed over the batch plus the analytic KL summed over the batch."""
-    reconstruction_loss = F.binary_cross_entropy(x_prime, x, reduction="sum")
-    kl_divergence = -0.5 * torch.sum(1 + log_variance - mu.pow(2) - log_variance.exp())
-    return reconstruction_loss + kl_divergence
-
-
 def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
     from torchvision import transforms
     from torchvision.datasets import MNIST
@@ -207,13 +162,7 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
     class Encoder(BaseEncoder):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(
-                nn.Conv2d(1, 16, 3, stride=2, padding=1),
-                nn.ReLU(True),
-                nn.Conv2d(16, 32, 3, stride=2, padding=1),
-                nn.ReLU(True),
-                nn.Conv2d(32, LATENT * 2, 7),
-            )
+            self.net = seed_encoder(LATENT)
 
         def forward(self, x):
             mu, log_var = self.net(x).flatten(1).chunk(2, dim=1)
@@ -222,14 +171,7 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
     class Decoder(BaseDecoder):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(
-                nn.ConvTranspose2d(LATENT, 32, 7),
-                nn.ReLU(True),
-                nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
-                nn.ReLU(True),
-                nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
-                nn.Sigmoid(),
-            )
+            self.net = seed_decoder(LATENT)
 
         def forward(self, z):
             return ModelOutput(reconstruction=self.net(z[:, :, None, None]))

@@ -4,16 +4,20 @@ importance-weighted bound."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
 import zoo
 from zoo import plugins
 from zoo.objectives import has_analytic_kl, kl_term, log_mean_exp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import seed_reference  # noqa: E402  (bench/seed_reference.py: the seed article, transcribed once)
 
 LATENT = 20
 
@@ -22,24 +26,8 @@ LATENT = 20
 
 
 def seed_layers(code_size: int) -> nn.Module:
-    """The seed's ConvolutionalVAE layers, written out as the article lists them."""
-    module = nn.Module()
-    module.encoder = nn.Sequential(
-        nn.Conv2d(1, 16, 3, stride=2, padding=1),
-        nn.ReLU(True),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1),
-        nn.ReLU(True),
-        nn.Conv2d(32, code_size * 2, 7),
-    )
-    module.decoder = nn.Sequential(
-        nn.ConvTranspose2d(code_size, 32, 7),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
-        nn.Sigmoid(),
-    )
-    return module
+    """The seed's ConvolutionalVAE, as transcribed once in bench/seed_reference.py."""
+    return seed_reference.ConvolutionalVAE(code_size)
 
 
 def seed_loss(seed: nn.Module, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -48,9 +36,7 @@ def seed_loss(seed: nn.Module, x: torch.Tensor, eps: torch.Tensor) -> torch.Tens
     mu, log_variance = seed.encoder(x).chunk(2, dim=1)  # [B, L, 1, 1]
     z = mu + eps.view_as(mu) * torch.exp(0.5 * log_variance)
     x_prime = seed.decoder(z)
-    reconstruction = F.binary_cross_entropy(x_prime, x, reduction="sum")
-    kl = -0.5 * torch.sum(1 + log_variance - mu.pow(2) - log_variance.exp())
-    return reconstruction + kl
+    return seed_reference.vae_loss(x, x_prime, mu, log_variance)
 
 
 @pytest.fixture
