@@ -140,30 +140,25 @@ def default_decode_batch(device: torch.device) -> int:
 def iw_batch(model, x: Tensor, samples: int, decode_batch: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """IW terms for one batch ``x`` [B, *D]: (log_px, elbo, recon, kl, posterior mean), each per image.
 
-    ``x`` is encoded once; its K draws are decoded ``decode_batch // B`` draws (of every image)
-    at a time, and the log-sum-exp of the weights is accumulated chunk by chunk.
+    ``x`` is encoded once for its K draws (:meth:`VAE.iw_terms`), which are decoded
+    ``decode_batch // B`` draws (of every image) at a time; the log-sum-exp of the weights is
+    accumulated chunk by chunk.
     """
     if samples < 1:
         raise ZooError(f"the number of importance samples must be at least 1 (got {samples})")
     x = _as_input(x)
-    q = model.encoder(x)
-    prior = model.prior()
     chunk = max(1, min(samples, decode_batch // max(1, x.shape[0])))
     running = None
     sum_recon = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
     sum_ratio = torch.zeros_like(sum_recon)
-    for start in range(0, samples, chunk):
-        k = min(chunk, samples - start)
-        z = q.sample((k,))  # [k, B, L]
-        log_px_z = model.likelihood(model.decoder(z)).log_prob(x.expand(k, *x.shape))
-        log_ratio = q.log_prob(z) - prior.log_prob(z)  # log q(z|x) - log p(z)
-        log_w = log_px_z - log_ratio
-        part = torch.logsumexp(log_w.double(), dim=0)
+    for log_px_z, log_ratio in model.iw_terms(x, samples, chunk):
+        part = torch.logsumexp((log_px_z - log_ratio).double(), dim=0)
         running = part if running is None else torch.logaddexp(running, part)
         sum_recon += log_px_z.double().sum(0)
         sum_ratio += log_ratio.double().sum(0)
+    posterior_mean = model.encoder(x).mean.double()
     recon, kl = sum_recon / samples, sum_ratio / samples
-    return running - math.log(samples), recon - kl, recon, kl, q.mean.double()
+    return running - math.log(samples), recon - kl, recon, kl, posterior_mean
 
 
 def importance_weighted(

@@ -91,8 +91,9 @@ class VAE(nn.Module):
             return -terms.elbo.mean()
         return -(terms.recon - self.beta * terms.kl).mean()
 
-    def iw_log_weights(self, x: Tensor, samples: int, chunk_size: int | None = None):
-        """Yield log p(x, z_k) - log q(z_k|x) for ``samples`` draws per example, in chunks [k, B].
+    def iw_terms(self, x: Tensor, samples: int, chunk_size: int | None = None):
+        """Yield ``(log p(x|z_k), log q(z_k|x) - log p(z_k))`` for ``samples`` draws per example,
+        in chunks shaped [k, B]; their difference is the log importance weight.
 
         Decoding ``chunk_size`` draws at a time (default: about 4096 decoded examples) keeps
         memory bounded however many samples are asked for.
@@ -108,9 +109,13 @@ class VAE(nn.Module):
         z_all = q.rsample((samples,))
         for start in range(0, samples, chunk):
             z = z_all[start:start + chunk]  # [k, B, L]
-            k = len(z)
-            log_px = self.likelihood(self.decoder(z)).log_prob(x.expand(k, *x.shape))
-            yield log_px + prior.log_prob(z) - q.log_prob(z)
+            log_px = self.likelihood(self.decoder(z)).log_prob(x.expand(len(z), *x.shape))
+            yield log_px, q.log_prob(z) - prior.log_prob(z)
+
+    def iw_log_weights(self, x: Tensor, samples: int, chunk_size: int | None = None):
+        """Yield log p(x, z_k) - log q(z_k|x) for ``samples`` draws per example, in chunks [k, B]."""
+        for log_px, log_ratio in self.iw_terms(x, samples, chunk_size):
+            yield log_px - log_ratio
 
     def iwae(self, x: Tensor, samples: int = 50, chunk_size: int | None = None) -> Tensor:
         """Importance-weighted bound (Burda et al.) per example [B], with ``samples`` draws.
