@@ -400,10 +400,12 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics."""
         self._build()
+        # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
+        self.config = json.loads(json.dumps(self._config(), default=str))
         if self._resume is not None:
             self._restore(self._resume)
         elif self.dist.is_main:
-            atomic_write(self.out / "config.json", lambda f: f.write(json.dumps(self._config(), indent=2).encode()))
+            atomic_write(self.out / "config.json", lambda f: f.write(json.dumps(self.config, indent=2).encode()))
             (self.out / "metrics.jsonl").write_text("")
         epochs = self.recipe.training.epochs
         try:
@@ -531,7 +533,7 @@ class Trainer:
             "rng": rng,
             "history": self.history,
             "best": self.best,
-            "config": json.loads(json.dumps(self._config(), default=str)),
+            "config": self.config,
         }
 
     def _end_of_epoch(self, epoch: int, row: dict[str, Any]) -> None:
