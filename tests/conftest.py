@@ -72,3 +72,25 @@ def mnist_test_batch():
 
     images, _ = BUILTIN_DATASETS[0].load("test", DATA_ROOT, download=False)
     return images[:128].float() / 255
+
+
+@pytest.fixture(scope="session")
+def example_site(tmp_path_factory) -> Path:
+    """examples/zoo-mlp pip-installed (offline) into a folder, once per test session."""
+    from helpers_example_plugin import install_example
+
+    return install_example(tmp_path_factory.mktemp("zoo-mlp"))
+
+
+@pytest.fixture
+def with_example(example_site, monkeypatch):
+    """The installed example on sys.path and enabled beside the reference plugin; yields its folder."""
+    from helpers_example_plugin import forget_example_modules
+    from zoo import plugins
+
+    monkeypatch.syspath_prepend(str(example_site))
+    monkeypatch.setenv("ZOO_PLUGINS", "aevb,mlp")
+    plugins.reset()
+    yield example_site
+    plugins.reset()
+    forget_example_modules()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers_example_plugin import EXAMPLE, forget_example_modules, install_example
+from helpers_example_plugin import EXAMPLE
 from zoo import hookspecs, plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,21 +190,6 @@ def test_tutorial_shows_the_example_package_file_for_file():
     assert sorted(shown) == package
     for name, text in shown.items():
         assert text == (ROOT / name).read_text(), f"the tutorial's copy of {name} differs from the file"
-
-
-@pytest.fixture(scope="module")
-def example_site(tmp_path_factory) -> Path:
-    return install_example(tmp_path_factory.mktemp("docs-zoo-mlp"))
-
-
-@pytest.fixture
-def with_example(example_site, monkeypatch):
-    monkeypatch.syspath_prepend(str(example_site))
-    monkeypatch.setenv("ZOO_PLUGINS", "aevb,mlp")
-    plugins.reset()
-    yield
-    plugins.reset()
-    forget_example_modules()
 
 
 def test_tutorial_python_examples_run(with_example):

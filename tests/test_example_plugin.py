@@ -15,25 +15,8 @@ import pytest
 import torch
 
 import zoo
-from helpers_example_plugin import EXAMPLE, forget_example_modules, install_example
+from helpers_example_plugin import EXAMPLE
 from zoo import plugins
-
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """The folder pip installed zoo-mlp into."""
-    return install_example(tmp_path_factory.mktemp("zoo-mlp"))
-
-
-@pytest.fixture
-def with_mlp(installed, monkeypatch):
-    """The installed plugin on sys.path and enabled next to the reference plugin."""
-    monkeypatch.syspath_prepend(str(installed))
-    monkeypatch.setenv("ZOO_PLUGINS", "aevb,mlp")
-    plugins.reset()
-    yield installed
-    forget_example_modules()
 
 
 def test_it_is_a_separate_distribution():
@@ -53,7 +36,7 @@ def test_it_imports_only_zoos_public_api():
                     assert alias.name == "zoo" or not alias.name.startswith(("zoo.", "zoo_aevb")), path.name
 
 
-def test_listed_once_installed(with_mlp):
+def test_listed_once_installed(with_example):
     assert "vae-mlp-mnist" in zoo.list_models()
     assert "vae-mlp-mnist" in zoo.list_models("vae-mlp-*")
     registry = plugins.get_registry()
@@ -64,18 +47,18 @@ def test_listed_once_installed(with_mlp):
     assert registry.get("prior", "standard-normal").plugin == "aevb"
 
 
-def test_not_loaded_unless_enabled(installed, monkeypatch):
-    monkeypatch.syspath_prepend(str(installed))
+def test_not_loaded_unless_enabled(example_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(example_site))
     plugins.reset()  # ZOO_PLUGINS=aevb from conftest
     assert "vae-mlp-mnist" not in zoo.list_models()
 
 
-def test_composes_and_trains_a_step(with_mlp):
+def test_composes_and_trains_a_step(with_example):
     torch.manual_seed(0)
     model = zoo.create("vae-mlp-mnist")
     import zoo_mlp
 
-    assert Path(zoo_mlp.__file__).is_relative_to(with_mlp)  # the installed copy, not the source
+    assert Path(zoo_mlp.__file__).is_relative_to(with_example)  # the installed copy, not the source
     assert type(model.encoder).__module__ == "zoo_mlp.components"
     assert model.latent_size == 20
     assert model.encoder.net[1].out_features == 500 and isinstance(model.encoder.net[2], torch.nn.Tanh)
@@ -96,7 +79,7 @@ def test_composes_and_trains_a_step(with_mlp):
     assert model.sample(3).shape == (3, 1, 28, 28)
 
 
-def test_options_and_mixing_with_reference_components(with_mlp):
+def test_options_and_mixing_with_reference_components(with_example):
     model = zoo.compose("mlp", "conv-mnist", likelihood="continuous-bernoulli", latent_size=8,
                         encoder_options={"hidden": 64, "activation": "relu"})
     assert isinstance(model.encoder.net[2], torch.nn.ReLU)
@@ -108,9 +91,9 @@ def test_options_and_mixing_with_reference_components(with_mlp):
         zoo.compose("mlp", "mlp", latent_size=8, encoder_options={"activation": "sigmoid"})
 
 
-def test_cli_lists_it_in_a_fresh_process(installed):
+def test_cli_lists_it_in_a_fresh_process(example_site):
     env = dict(os.environ, ZOO_PLUGINS="aevb,mlp",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(installed), os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")])))
     listed = subprocess.run([sys.executable, "-m", "zoo.cli", "list", "--json"], capture_output=True, text=True,
                             env=env, timeout=60)
     assert listed.returncode == 0, listed.stderr
