@@ -207,12 +207,10 @@ def assert_checkpoints_sound(run: Path) -> None:
 # -- 1. crash safety and exact resume ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, tiny_dir):
-    """An uninterrupted single-process tiny-vae run, started in the background when first asked for."""
-    folder = tmp_path_factory.mktemp("reference")
+def _background_run(folder: Path, command: list[str], env: dict[str, str]):
+    """Start ``command`` training into ``folder/run``; yield a function that waits for it."""
     log = folder / "log.txt"
-    proc = start(zoo_command(*train_args(folder / "run")), tiny_env(tiny_dir), log)
+    proc = start(command, env, log)
 
     def wait() -> Path:
         finish(proc, log)
@@ -222,23 +220,20 @@ def reference_run(tmp_path_factory, tiny_dir):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_dir):
+    """An uninterrupted single-process tiny-vae run, started in the background when first asked for."""
+    folder = tmp_path_factory.mktemp("reference")
+    yield from _background_run(folder, zoo_command(*train_args(folder / "run")), tiny_env(tiny_dir))
 
 
 @pytest.fixture(scope="module")
 def ddp_reference_run(tmp_path_factory, tiny_dir):
     """The same run under ``torchrun --nproc-per-node 2`` (gloo on CPU), started in the background."""
     folder = tmp_path_factory.mktemp("ddp-reference")
-    log = folder / "log.txt"
-    proc = start(torchrun_args(*train_args(folder / "run")), tiny_env(tiny_dir), log)
-
-    def wait() -> Path:
-        finish(proc, log)
-        return folder / "run"
-
-    yield wait
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    yield from _background_run(folder, torchrun_args(*train_args(folder / "run")), tiny_env(tiny_dir))
 
 
 def test_sigkill_mid_run_then_resume_is_bit_exact(reference_run, tiny_dir, tmp_path):
