@@ -121,9 +121,13 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
 
     The checkpoint alone is enough: it names the components and the plugins that provide them.
     """
+    return model_from_payload(load_checkpoint(path)).to(device).eval()
+
+
+def model_from_payload(payload: dict[str, Any]):
+    """The model a loaded checkpoint describes, with its trained weights (on the CPU)."""
     from zoo.model import from_spec
 
-    payload = load_checkpoint(path)
     model = from_spec(payload["spec"])
     model.load_state_dict(payload["model"])
-    return model.to(device).eval()
+    return model

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.checkpoint import atomic_write, load_checkpoint, resolve_checkpoint_path
+from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
 from zoo.errors import ZooError
 
 #: Burda et al.'s threshold on Cov_x(E_q[z_u]) for a latent unit to count as active.
@@ -522,7 +522,6 @@ def evaluate(
     ``model``, ``checkpoint``, ``epoch``, ``dataset``, ``device``, ``seconds`` and more, and
     writes PNGs (and ``metrics.json``) into ``out`` (default :func:`default_out_dir`).
     """
-    from zoo.model import from_spec
     from zoo.plugins import get_registry
     from zoo.trainer import resolve_device
 
@@ -553,9 +552,7 @@ def evaluate(
     if fid and fid_features == "inception":
         inception = inception_features()  # fail before the long part, not after it
 
-    model = from_spec(spec)
-    model.load_state_dict(payload["model"])
-    model = prepare_for_inference(model.to(dev))
+    model = prepare_for_inference(model_from_payload(payload).to(dev))
     x, grey = _test_images(info, data_dir, limit, dev)
     model.likelihood.check_data(x)
     model.check_inputs = False
