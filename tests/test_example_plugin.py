@@ -16,6 +16,7 @@ import torch
 
 import zoo
 from helpers_example_plugin import EXAMPLE
+from helpers_steps import assert_one_step_moves_every_parameter
 from zoo import plugins
 
 
@@ -67,14 +68,7 @@ def test_composes_and_trains_a_step(with_example):
     assert (recipe.training.optimizer, recipe.training.batch_size, recipe.dataset) == ("adam", 100, "mnist")
 
     x = torch.rand(16, 1, 28, 28)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.training.lr)
-    before = [p.detach().clone() for p in model.parameters()]
-    loss = model.loss(model(x))
-    assert torch.isfinite(loss)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert_one_step_moves_every_parameter(model, x, lr=recipe.training.lr)
     assert torch.isfinite(model.iwae(x, samples=4)).all()
     assert model.sample(3).shape == (3, 1, 28, 28)
 
