@@ -130,7 +130,13 @@ def test_compose_from_objects():
         likelihood=component("likelihood", "bernoulli"),
         latent_size=8,
     )
-    assert all(value is None for value in model.spec["components"].values())
+    # Objects of registered classes are written down by id and the options they were built with;
+    # the unregistered TinyEncoder cannot be, and says why.
+    components = model.spec["components"]
+    assert components["encoder"]["id"] is None and "not registered" in components["encoder"]["problem"]
+    assert components["decoder"] == {**components["decoder"], "id": "conv-mnist", "options": {}}
+    assert components["prior"]["id"] == "mixture-of-gaussians" and components["prior"]["options"] == {"components": 3}
+    assert components["likelihood"]["id"] == "bernoulli"
     assert torch.isfinite(model.elbo(torch.rand(4, 1, 28, 28)).elbo).all()
 
 
@@ -139,7 +145,7 @@ def test_compose_mixing_ids_and_objects():
     model = zoo.compose(encoder=encoder, decoder="conv-mnist", prior="standard-normal",
                         likelihood="continuous-bernoulli", latent_size=20)
     assert model.encoder is encoder
-    assert model.spec["components"]["encoder"] is None
+    assert model.spec["components"]["encoder"]["id"] is None
     assert model.spec["components"]["decoder"]["id"] == "conv-mnist"
     x = torch.rand(4, 1, 28, 28)
     model.loss(model(x)).backward()
@@ -187,7 +193,8 @@ def test_bad_option_value_is_a_zoo_error():
 
 def test_create_with_overrides():
     model = zoo.create("vae-conv-mnist", latent_size=8, beta=2.0, **{"encoder.channels": 8, "epochs": 1})
-    assert model.latent_size == 8 and model.beta == 2.0
+    assert model.latent_size == 8
+    assert model.spec["recipe"]["objective_options"] == {"beta": 2.0}
     assert model.encoder.net[0].out_channels == 8
     with pytest.raises(ZooError, match="unknown setting 'colour'"):
         zoo.create("vae-conv-mnist", colour="red")

@@ -201,20 +201,23 @@ def test_iwae_increases_with_k(small_model):
     assert bounds[0] < bounds[1] < bounds[2], bounds
 
 
-def test_chunked_iwae_equals_unchunked(small_model):
+def test_chunked_iwae_agrees_with_unchunked(small_model):
+    # Each chunk draws its own latents (memory stays bounded in K), so the two estimates agree
+    # statistically, not bit for bit: at K=400 both sit within a fraction of a nat of log p(x).
     x = torch.rand(3, 1, 28, 28)
     torch.manual_seed(7)
-    whole = small_model.iwae(x, samples=20)
-    torch.manual_seed(7)
-    chunked = small_model.iwae(x, samples=20, chunk_size=3)
-    assert torch.allclose(whole, chunked, rtol=1e-6, atol=1e-4)
+    whole = small_model.iwae(x, samples=400)
+    torch.manual_seed(8)
+    chunked = small_model.iwae(x, samples=400, chunk_size=3)
+    assert torch.allclose(whole, chunked, atol=0.5)
     chunks = list(small_model.iw_log_weights(x, samples=20, chunk_size=3))
     assert [len(c) for c in chunks] == [3, 3, 3, 3, 3, 3, 2]
 
 
 def test_iwae_rejects_no_samples(small_model):
-    with pytest.raises(zoo.ZooError, match="at least 1"):
-        small_model.iwae(torch.rand(2, 1, 28, 28), samples=0)
+    for bad in (0, -3, 1.5, True, "5"):
+        with pytest.raises(zoo.ZooError, match="samples must be a positive integer"):
+            small_model.iwae(torch.rand(2, 1, 28, 28), samples=bad)
 
 
 def test_log_mean_exp_is_stable():
@@ -240,13 +243,17 @@ def test_iwae_combines_chunks_stably(small_model, monkeypatch):
 # -- beta -------------------------------------------------------------------------------------
 
 
-def test_beta_weights_the_kl_in_the_loss():
+def test_beta_weights_the_kl_in_the_elbo_objective():
+    from zoo.objectives import ELBO
+
     x = torch.rand(5, 1, 28, 28)
-    model = zoo.compose("conv-mnist", "conv-mnist", latent_size=4, beta=4.0)
+    model = zoo.compose("conv-mnist", "conv-mnist", latent_size=4)
+    torch.manual_seed(3)
     terms = model(x)
-    assert torch.allclose(model.loss(terms), -(terms.recon - 4.0 * terms.kl).mean())
-    # The ELBO itself is reported unweighted.
+    torch.manual_seed(3)
+    loss, logs = ELBO(beta=4.0)(model, x)
+    assert torch.allclose(loss, -(terms.recon - 4.0 * terms.kl).mean())
+    # The ELBO itself is reported unweighted, and the logs carry its two terms.
     assert torch.allclose(terms.elbo, terms.recon - terms.kl)
-    model.beta = 1.0
-    assert torch.allclose(model.loss(terms), -terms.elbo.mean())
-    assert zoo.create("vae-conv-mnist", beta=0.5).beta == 0.5
+    assert torch.allclose(logs["recon"], -terms.recon.mean()) and torch.allclose(logs["kl"], terms.kl.mean())
+    assert zoo.create("vae-conv-mnist", beta=0.5).spec["recipe"]["objective_options"] == {"beta": 0.5}

@@ -192,13 +192,13 @@ def test_cli_keeps_working_with_broken_plugins(site, monkeypatch):
 
 def test_zoo_plugins_loads_only_the_named_ones(site, monkeypatch):
     registry = load(monkeypatch, "good")
-    assert set(registry.plugins) == {"zoo.data", "good"}
+    assert set(registry.plugins) == {"zoo.data", "zoo.builtins", "good"}
     assert registry.ids("recipe") == []
 
 
 def test_empty_zoo_plugins_loads_no_installed_plugin(site, monkeypatch):
     registry = load(monkeypatch, "")
-    assert set(registry.plugins) == {"zoo.data"}  # built-in data sets only
+    assert set(registry.plugins) == {"zoo.data", "zoo.builtins"}  # built-in data sets and objectives only
     assert zoo.list_models() == []
     assert "mnist" in registry.ids("dataset")
 
@@ -206,7 +206,7 @@ def test_empty_zoo_plugins_loads_no_installed_plugin(site, monkeypatch):
 def test_zoo_disable_plugins(site, monkeypatch):
     monkeypatch.setenv("ZOO_DISABLE_PLUGINS", "broken, typo")
     registry = load(monkeypatch, "aevb,broken,typo,good")
-    assert set(registry.plugins) == {"zoo.data", "aevb", "good"}
+    assert set(registry.plugins) == {"zoo.data", "zoo.builtins", "aevb", "good"}
     assert not any(p.error for p in registry.plugins.values())
 
 
@@ -236,7 +236,7 @@ def test_reference_plugin_is_an_ordinary_entry_point():
 
 def test_tests_do_not_see_other_installed_plugins():
     assert os.environ["ZOO_PLUGINS"] == "aevb"
-    assert set(plugins.get_registry().plugins) == {"zoo.data", "aevb"}
+    assert set(plugins.get_registry().plugins) == {"zoo.data", "zoo.builtins", "aevb"}
 
 
 # -- the register_commands hook ---------------------------------------------------------------

@@ -5,10 +5,12 @@ Public API (imported lazily, so ``import zoo`` and the CLI's help do not import 
     zoo.list_models("vae-*")          # registered recipe ids
     zoo.create("vae-conv-mnist")      # a zoo.VAE (torch.nn.Module)
     zoo.compose(encoder=..., decoder=..., prior=..., likelihood=..., latent_size=20)
+    zoo.Trainer(model, dataset="binarized-mnist", objective="iwae").fit()   # a composed model
     zoo.load("runs/x/checkpoints/last.pt")
 
 Plugin authors use :data:`hookimpl`, the interfaces :class:`Encoder`, :class:`Decoder`,
-:class:`Prior`, :class:`Likelihood`, and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
+:class:`Prior`, :class:`Likelihood`, :class:`Objective`, the distribution :class:`Chain` (for
+hierarchies of latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ _LAZY = {
     "Decoder": "zoo.interfaces",
     "Prior": "zoo.interfaces",
     "Likelihood": "zoo.interfaces",
+    "Objective": "zoo.interfaces",
+    "ObjectiveOutput": "zoo.interfaces",
     "VAE": "zoo.model",
+    "build_objective": "zoo.model",
+    "factory_options": "zoo.model",
+    "Chain": "zoo.distributions",
     "compose": "zoo.model",
     "create": "zoo.model",
     "from_recipe": "zoo.model",
@@ -38,8 +45,9 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from zoo.data import DatasetInfo
-    from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
-    from zoo.model import VAE, compose, create, from_recipe
+    from zoo.distributions import Chain
+    from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
+    from zoo.model import VAE, build_objective, compose, create, factory_options, from_recipe
     from zoo.objectives import ELBOTerms
 
 
@@ -62,7 +70,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def list_components(kind: str, pattern: str | None = None) -> list[str]:
-    """Ids of registered components of ``kind`` (encoder, decoder, prior, likelihood, dataset)."""
+    """Ids of registered components of ``kind`` (encoder, decoder, prior, likelihood, objective, dataset)."""
     from zoo.plugins import get_registry
 
     registry = get_registry()

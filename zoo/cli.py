@@ -68,7 +68,7 @@ def _warn_broken(registry) -> None:
 @click.argument("pattern", required=False)
 @click.option(
     "--kind",
-    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "dataset"]),
+    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective", "dataset"]),
     default="model",
     show_default=True,
     help="What to list.",
@@ -94,40 +94,94 @@ def list_command(pattern: str | None, kind: str, as_json: bool) -> None:
     _warn_broken(registry)
 
 
+def _options_of(registry, kind: str, component_id: str, given: dict) -> dict:
+    """A component's (or objective's) entry with every option of its factory: type, default, value."""
+    entry = registry.get(kind, component_id)
+    from zoo.model import factory_options, injected_kinds
+
+    factory = entry.load()
+    options = []
+    for option in factory_options(factory):
+        row = dict(option)
+        if option["name"] in given:
+            row["value"] = given[option["name"]]
+        options.append(row)
+    return {"id": component_id, "kind": kind, "plugin": entry.plugin, "factory": entry.factory_name,
+            "description": entry.description, "options": options, "set": dict(given),
+            "receives": injected_kinds(factory)}
+
+
+def _format_options(part: dict, indent: str) -> list[str]:
+    lines = []
+    for o in part["options"]:
+        default = "required" if o["required"] else f"default {o['default']!r}"
+        value = f" = {o['value']!r}" if "value" in o else ""
+        lines.append(f"{indent}{o['name']}: {o['type']}{value}  ({default})")
+    if part.get("receives"):
+        lines.append(f"{indent}(receives the model's {', '.join(part['receives'])})")
+    return lines
+
+
 @cli.command("info")
-@click.argument("model")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective"]),
+              help="What NAME is, when a component and a model share an id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info_command(model: str, as_json: bool) -> None:
-    """Show a model's components, options, recipe and the plugin that provides each part."""
+def info_command(name: str, kind: str | None, as_json: bool) -> None:
+    """Show a model's (or one component's) parts and every option, with its type and default.
+
+    NAME is a model id ('zoo list') or a component or objective id ('zoo list --kind prior').
+    """
     from zoo.plugins import get_registry
 
     registry = get_registry()
-    entry = registry.get("recipe", model)
+    component_kinds = ("encoder", "decoder", "prior", "likelihood", "objective")
+    if kind in component_kinds or (kind is None and name not in registry.entries["recipe"]):
+        kinds = [kind] if kind else [k for k in component_kinds if name in registry.entries[k]]
+        if not kinds:
+            registry.get("recipe", name)  # the unknown-model error, with its suggestions
+        parts = [_options_of(registry, k, name, {}) for k in kinds]
+        if as_json:
+            click.echo(json.dumps(parts if len(parts) > 1 else parts[0], indent=2, default=str))
+            return
+        for part in parts:
+            click.echo(f"{part['kind']} {part['id']}  (plugin {part['plugin']}, {part['factory']})")
+            if part["description"]:
+                click.echo(f"  {part['description']}")
+            click.echo("  options:" if part["options"] else "  options: none")
+            for line in _format_options(part, "    "):
+                click.echo(line)
+        return
+    entry = registry.get("recipe", name)
     recipe = entry.load()
     parts = {}
-    for kind, (component_id, options) in recipe.components().items():
+    for part_kind, (component_id, options) in {**recipe.components(),
+                                               "objective": (recipe.objective, dict(recipe.objective_options))}.items():
         try:
-            c = registry.get(kind, component_id)
-            parts[kind] = {"id": component_id, "options": options, "plugin": c.plugin,
-                           "factory": c.factory_name, "description": c.description}
+            parts[part_kind] = _options_of(registry, part_kind, component_id, options)
         except ZooError as exc:
-            parts[kind] = {"id": component_id, "options": options, "error": str(exc)}
+            parts[part_kind] = {"id": component_id, "set": options, "error": str(exc)}
     info = {"id": recipe.id, "description": recipe.description, "plugin": entry.plugin,
             "dataset": recipe.dataset, "latent_size": recipe.latent_size,
-            "components": parts, "training": recipe.to_dict()["training"]}
+            "components": parts, "training": recipe.to_dict()["training"], "reference": recipe.reference}
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(json.dumps(info, indent=2, default=str))
         return
     click.echo(f"{recipe.id}  (plugin {entry.plugin})")
     if recipe.description:
         click.echo(f"  {recipe.description}")
     click.echo(f"  dataset:     {recipe.dataset}")
     click.echo(f"  latent size: {recipe.latent_size}")
-    for kind, part in parts.items():
-        opts = ", ".join(f"{k}={v}" for k, v in part["options"].items())
-        where = f"plugin {part['plugin']}, {part['factory']}" if "plugin" in part else part["error"]
-        click.echo(f"  {kind + ':':<12} {part['id']}{' (' + opts + ')' if opts else ''}  [{where}]")
+    for part_kind, part in parts.items():
+        if "error" in part:
+            click.echo(f"  {part_kind + ':':<12} {part['id']}  [{part['error']}]")
+            continue
+        click.echo(f"  {part_kind + ':':<12} {part['id']}  [plugin {part['plugin']}, {part['factory']}]")
+        for line in _format_options(part, "      "):
+            click.echo(line)
     click.echo("  training:    " + ", ".join(f"{k}={v}" for k, v in info["training"].items()))
+    if recipe.reference:
+        click.echo("  reference:   " + "; ".join(f"{k}: {v}" for k, v in recipe.reference.items()))
 
 
 @cli.command("plugins")

@@ -7,8 +7,9 @@ Each hook receives a ``register`` callback. A plugin calls it once per thing it 
         register("mlp", MLPEncoder, description="Two-layer MLP, diagonal Gaussian q(z|x)")
 
 ``register(id, factory, *, description="")``: ``id`` is kebab-case and unique across plugins;
-``factory`` is a component class (a subclass of the matching interface in :mod:`zoo.interfaces`)
-or a function returning one. For recipes and data sets, ``register(recipe)`` takes a
+``factory`` is a component class (a subclass of the matching interface in :mod:`zoo.interfaces`:
+:class:`Encoder`, :class:`Decoder`, :class:`Prior`, :class:`Likelihood`, :class:`Objective`),
+a function returning one, or a lazy ``"package.module:attribute"`` string. For recipes and data sets, ``register(recipe)`` takes a
 :class:`zoo.Recipe` or :class:`zoo.DatasetInfo`.
 
 Implementations may accept fewer arguments than the spec (pluggy passes only what they name),
@@ -42,6 +43,11 @@ def register_priors(register):
 @hookspec
 def register_likelihoods(register):
     """Register likelihoods: decoder output -> distribution over x."""
+
+
+@hookspec
+def register_objectives(register):
+    """Register training objectives (:class:`zoo.Objective`): (model, batch) -> loss and logs."""
 
 
 @hookspec

@@ -20,12 +20,22 @@ Likelihood     ``likelihood(params)``            p(x|z): ``log_prob(x)`` sums ov
 Decoders accept any number of leading sample/batch dimensions (the importance-weighted bound
 decodes [K, B, L]); a decoder may flatten them itself or inherit :meth:`Decoder.forward`, which
 flattens them around :meth:`Decoder.decode`.
+
+The fifth interface, :class:`Objective`, is what a model is trained with: it receives the model
+and a batch and returns the loss and what it wants logged.
+
+Every interface records the keyword arguments its constructor was called with (see
+:func:`constructor_options`), so a component built in Python can be written down by id and
+options, and :func:`zoo.load` can rebuild it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +43,49 @@ from torch.distributions import Distribution
 
 Shape = tuple[int, ...]
 
+_OPTIONS_ATTR = "_zoo_constructor_options"
 
-class Encoder(nn.Module):
+
+class _RecordsOptions(nn.Module):
+    """Remembers the arguments of the outermost ``__init__`` call of every subclass."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_zoo_records", False):
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args: Any, **kw: Any) -> None:
+            if _OPTIONS_ATTR not in self.__dict__:
+                try:
+                    bound = signature.bind(self, *args, **kw)
+                except TypeError:
+                    bound = None  # let the real __init__ raise its own error
+                if bound is not None:
+                    arguments = dict(bound.arguments)
+                    arguments.pop(next(iter(signature.parameters)), None)  # self
+                    for name, param in signature.parameters.items():
+                        if param.kind is param.VAR_KEYWORD and name in arguments:
+                            arguments.update(arguments.pop(name))
+                        elif param.kind is param.VAR_POSITIONAL:
+                            arguments.pop(name, None)
+                    # Plain attribute on the instance dict: nn.Module.__init__ has not run yet.
+                    self.__dict__[_OPTIONS_ATTR] = arguments
+            init(self, *args, **kw)
+
+        recording_init._zoo_records = True  # type: ignore[attr-defined]
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+
+def constructor_options(component: nn.Module) -> dict[str, Any] | None:
+    """The keyword arguments ``component`` was constructed with (``None`` if not recorded)."""
+    options = component.__dict__.get(_OPTIONS_ATTR)
+    return dict(options) if options is not None else None
+
+
+class Encoder(_RecordsOptions):
     """x -> q(z|x).
 
     Subclasses set ``self.latent_size`` and implement :meth:`forward` returning a distribution
@@ -47,7 +98,7 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
 
-class Decoder(nn.Module):
+class Decoder(_RecordsOptions):
     """z -> parameters of p(x|z).
 
     Subclasses set ``self.latent_size`` and ``self.output_shape`` (the parameter shape the
@@ -66,7 +117,7 @@ class Decoder(nn.Module):
         return out.reshape(*lead, *out.shape[1:])
 
 
-class Prior(nn.Module):
+class Prior(_RecordsOptions):
     """p(z). May hold learnable parameters; they are trained with the model.
 
     Subclasses set ``self.latent_size`` and implement :meth:`forward` returning a distribution
@@ -88,7 +139,7 @@ class Prior(nn.Module):
         return self().sample((n,))
 
 
-class Likelihood(nn.Module):
+class Likelihood(_RecordsOptions):
     """Decoder output -> p(x|z), a distribution whose ``log_prob(x)`` sums over the data dims.
 
     :meth:`param_shape` tells the decoder how many numbers to produce per data point (a
@@ -120,6 +171,30 @@ class Likelihood(nn.Module):
                 f"(min {x.min().item():.4g}, max {x.max().item():.4g}); scale images to [0, 1] "
                 "or choose a likelihood for real-valued data"
             )
+
+
+class ObjectiveOutput(NamedTuple):
+    """What an objective returns: the scalar loss to minimise and scalars to log (means over the batch)."""
+
+    loss: Tensor
+    logs: dict[str, Tensor]
+
+
+class Objective(_RecordsOptions):
+    """What a model is trained with: ``objective(model, x) -> ObjectiveOutput(loss, logs)``.
+
+    ``loss`` is a scalar to minimise (nats per example, averaged over the batch); ``logs`` holds
+    scalar tensors the trainer averages over each epoch and writes as ``train_<name>``. An
+    objective may keep state in buffers (a KL warm-up counts its steps); the trainer stores its
+    ``state_dict`` in every checkpoint, so a resumed run continues exactly. It must count steps
+    only while ``self.training`` is true (evaluation runs it in eval mode).
+
+    Objectives never change how a model is *evaluated*: the trainer's test metrics are always
+    the negative ELBO and its two terms, so runs trained differently compare.
+    """
+
+    def forward(self, model: nn.Module, x: Tensor) -> ObjectiveOutput:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 def num_elements(shape: Sequence[int]) -> int:

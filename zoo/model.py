@@ -1,8 +1,13 @@
 """Models: an encoder, a decoder, a prior and a likelihood composed into a VAE.
 
 :func:`compose` builds one from component ids (looked up in the registry) or objects;
-:func:`create` builds a registered recipe by id. The :class:`VAE` owns its objective
-(:meth:`VAE.elbo`, :meth:`VAE.iwae`), so a trainer needs nothing model-specific.
+:func:`create` builds a registered recipe by id. The :class:`VAE` computes the quantities every
+objective and evaluation needs (:meth:`VAE.elbo`, :meth:`VAE.iwae`, :meth:`VAE.iw_terms`); what
+it is *trained* with is a separate :class:`zoo.Objective` (:func:`build_objective`).
+
+Components may use each other: a factory parameter named ``encoder``, ``decoder``, ``prior`` or
+``likelihood`` receives the model's built component of that kind (a VampPrior's factory takes
+``encoder``). :func:`compose` builds them in dependency order and reports a cycle.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
-from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
+from zoo.errors import IncompatibleComponentsError, PluginError, UnknownIdError, ZooError
+from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior, constructor_options
 from zoo.objectives import ELBOTerms, kl_term
 from zoo.recipe import COMPONENT_KINDS, Recipe
 
-_INTERFACES = {"encoder": Encoder, "decoder": Decoder, "prior": Prior, "likelihood": Likelihood}
+_INTERFACES = {"encoder": Encoder, "decoder": Decoder, "prior": Prior, "likelihood": Likelihood,
+               "objective": Objective}
+#: Values zoo passes to factories that name them; never user options.
+CONTEXT_NAMES = ("latent_size", "data_shape", "output_shape")
 
 
 class VAE(nn.Module):
@@ -39,7 +47,6 @@ class VAE(nn.Module):
         likelihood: Likelihood,
         *,
         data_shape: Sequence[int],
-        beta: float = 1.0,
         spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -48,7 +55,6 @@ class VAE(nn.Module):
         self.prior = prior
         self.likelihood = likelihood
         self.data_shape = tuple(data_shape)
-        self.beta = beta
         self.spec = spec or {}
         #: Check every input against the likelihood's support. The trainer checks its data set
         #: once and switches this off, so the hot loop does not synchronise on it.
@@ -65,11 +71,23 @@ class VAE(nn.Module):
         return torch.device("cpu")
 
     def _check(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise ZooError(f"input must be a torch.Tensor shaped [B, {', '.join(map(str, self.data_shape))}], "
+                           f"got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.data_shape:
             raise ZooError(
                 f"input shaped {tuple(x.shape)}, but this model takes [B, {', '.join(map(str, self.data_shape))}]"
             )
+        if x.shape[0] == 0:
+            raise ZooError("input is an empty batch; give at least one example")
         if self.check_inputs:
+            if not x.is_floating_point():
+                raise ZooError(f"input has dtype {x.dtype}; convert it to floats in the likelihood's range "
+                               "(e.g. x.float() / 255 for 8-bit images)")
+            expected = next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
+            if x.dtype != expected and not torch.is_autocast_enabled():
+                raise ZooError(f"input has dtype {x.dtype} but the model's parameters are {expected}; "
+                               f"convert one of them (x.to({expected}) or model.to({x.dtype}))")
             self.likelihood.check_data(x)
 
     def forward(self, x: Tensor) -> ELBOTerms:
@@ -86,10 +104,8 @@ class VAE(nn.Module):
         return ELBOTerms(recon - kl, recon, kl)
 
     def loss(self, terms: ELBOTerms) -> Tensor:
-        """The training objective: the negative beta-weighted ELBO, mean over the batch (nats/example)."""
-        if self.beta == 1.0:
-            return -terms.elbo.mean()
-        return -(terms.recon - self.beta * terms.kl).mean()
+        """The negative ELBO, mean over the batch (nats/example). Training uses a :class:`zoo.Objective`."""
+        return -terms.elbo.mean()
 
     def iw_terms(self, x: Tensor, samples: int, chunk_size: int | None = None):
         """Yield ``(log p(x|z_k), log q(z_k|x) - log p(z_k))`` for ``samples`` draws per example,
@@ -98,17 +114,16 @@ class VAE(nn.Module):
         Decoding ``chunk_size`` draws at a time (default: about 4096 decoded examples) keeps
         memory bounded however many samples are asked for.
         """
-        if samples < 1:
-            raise ZooError(f"samples must be at least 1 (got {samples})")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ZooError(f"samples must be a positive integer (got {samples!r})")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ZooError(f"chunk_size must be a positive integer (got {chunk_size!r})")
         self._check(x)
         q = self.encoder(x)
         prior = self.prior()
         chunk = chunk_size or max(1, min(samples, 4096 // max(1, x.shape[0])))
-        # All latents are drawn at once ([K, B, L] is small next to the decoded images), so the
-        # result for a given RNG seed does not depend on the chunk size.
-        z_all = q.rsample((samples,))
         for start in range(0, samples, chunk):
-            z = z_all[start:start + chunk]  # [k, B, L]
+            z = q.rsample((min(chunk, samples - start),))  # [k, B, L]: memory stays bounded in K
             log_px = self.likelihood(self.decoder(z)).log_prob(x.expand(len(z), *x.shape))
             yield log_px, q.log_prob(z) - prior.log_prob(z)
 
@@ -133,6 +148,8 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         """``n`` images: the likelihood's mean at z drawn from the prior, [n, *data_shape]."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ZooError(f"the number of samples must be a positive integer (got {n!r})")
         z = self.prior.sample(n)
         return self.likelihood(self.decoder(z)).mean
 
@@ -143,58 +160,184 @@ class VAE(nn.Module):
         return self.likelihood(self.decoder(self.encoder(x).mean)).mean
 
     def extra_repr(self) -> str:
-        return f"latent_size={self.latent_size}, data_shape={self.data_shape}, beta={self.beta}"
+        return f"latent_size={self.latent_size}, data_shape={self.data_shape}"
 
 
 # -- building --------------------------------------------------------------------------------
 
 
-def _call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any], what: str) -> Any:
-    """Call ``factory`` with ``options`` plus whichever of ``context`` its signature takes."""
+def factory_parameters(factory: Any) -> dict[str, inspect.Parameter]:
+    """The named parameters of a factory (a class's ``__init__`` without ``self``)."""
     try:
-        params = inspect.signature(factory).parameters
+        params = dict(inspect.signature(factory).parameters)
     except (TypeError, ValueError):
-        params = {}
+        return {}
+    return params
+
+
+def factory_options(factory: Any) -> list[dict[str, Any]]:
+    """The user options of a factory, read from its signature: name, type, default, required.
+
+    The names zoo fills in itself (``latent_size``, ``data_shape``, ``output_shape`` and the
+    components a factory asks for) are not options.
+    """
+    found = []
+    for name, p in factory_parameters(factory).items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in CONTEXT_NAMES or name in COMPONENT_KINDS:
+            continue
+        annotation = p.annotation
+        if annotation is inspect.Parameter.empty:
+            type_name = type(p.default).__name__ if p.default is not inspect.Parameter.empty and p.default is not None else "any"
+        else:
+            type_name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        required = p.default is inspect.Parameter.empty
+        found.append({"name": name, "type": type_name, "required": required,
+                      "default": None if required else p.default})
+    return found
+
+
+def injected_kinds(factory: Any) -> list[str]:
+    """The components a factory asks for by parameter name (``encoder``, ``decoder``, ...)."""
+    params = factory_parameters(factory)
+    return [kind for kind in COMPONENT_KINDS if kind in params]
+
+
+def _check_option_types(factory: Any, options: dict[str, Any], what: str) -> None:
+    """Reject options whose type cannot be what the factory's default is (``channels=1.5`` for an int)."""
+    params = factory_parameters(factory)
+    for name, value in options.items():
+        p = params.get(name)
+        if p is None or p.default is inspect.Parameter.empty or p.default is None:
+            continue
+        default = p.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                raise ZooError(f"{what} option {name} must be a finite number (got {value!r})")
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise ZooError(f"{what} option {name} expects {type(default).__name__} (default {default!r}), got {value!r}")
+
+
+def _call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any], what: str) -> Any:
+    """Call ``factory`` with ``options`` plus whichever of ``context`` its signature names."""
+    params = factory_parameters(factory)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in context.items() if takes_any or k in params}
+    reserved = [k for k in options if k in CONTEXT_NAMES or k in COMPONENT_KINDS]
+    if reserved:
+        raise ZooError(
+            f"{what}: {', '.join(map(repr, reserved))} {'is' if len(reserved) == 1 else 'are'} filled in by zoo "
+            "(the model's latent size, data shape or components), not options; set latent_size on the model instead"
+            if any(k in CONTEXT_NAMES for k in reserved) else
+            f"{what}: {', '.join(map(repr, reserved))} is the model's own component, passed in by zoo, not an option"
+        )
+    kwargs = {k: v for k, v in context.items() if (takes_any and k in CONTEXT_NAMES) or k in params}
     unknown = [k for k in options if not takes_any and k not in params]
     if unknown:
-        valid = [n for n, p in params.items() if n not in context and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        valid = [o["name"] for o in factory_options(factory)]
         raise ZooError(f"{what} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(valid) or 'none'})")
+    _check_option_types(factory, options, what)
     kwargs.update(options)
     try:
         return factory(**kwargs)
-    except TypeError as exc:
-        raise ZooError(f"{what}: bad options {options}: {exc}") from None
-
-
-def _build(kind: str, spec: Any, options: dict[str, Any], context: dict[str, Any]) -> tuple[nn.Module, dict | None]:
-    interface = _INTERFACES[kind]
-    if isinstance(spec, interface):
+    except ZooError as exc:
+        raise ZooError(f"{what}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ZooError(f"{what} rejected its options {options}: {exc}") from None
+    except RuntimeError as exc:
         if options:
-            raise ZooError(f"{kind} options {options} given with a ready-made {kind} object; pass them to its constructor")
-        return spec, None
-    if isinstance(spec, nn.Module) or not isinstance(spec, str):
-        raise ZooError(
-            f"{kind} must be a registered id or a zoo.{interface.__name__} instance, got {type(spec).__name__}"
-        )
+            raise ZooError(f"{what} could not be built with options {options}: {str(exc).splitlines()[0][:200]}") from None
+        raise
+
+
+def _source(entry: Any, options: dict[str, Any]) -> dict[str, Any]:
     from zoo.plugins import get_registry
 
-    entry = get_registry().get(kind, spec)
-    obj = _call_factory(entry.load(), options, context, f"{kind} {spec!r}")
-    if not isinstance(obj, interface):
-        raise PluginError(
-            f"plugin {entry.plugin!r}: {kind} {spec!r} built a {type(obj).__name__}, not a zoo.{interface.__name__}"
-        )
-    from zoo.plugins import get_registry as _reg
-
-    info = _reg().plugins.get(entry.plugin)
-    return obj, {"id": spec, "options": options, "plugin": entry.plugin,
-                 "distribution": getattr(info, "distribution", None), "version": getattr(info, "version", None)}
+    info = get_registry().plugins.get(entry.plugin)
+    return {"id": entry.id, "options": options, "plugin": entry.plugin,
+            "distribution": getattr(info, "distribution", None), "version": getattr(info, "version", None)}
 
 
-def _describe(kind: str, obj: nn.Module, source: dict | None) -> str:
-    return f"{kind} {source['id']!r}" if source else f"{kind} {type(obj).__name__}"
+def _plain(value: Any) -> bool:
+    """JSON-like data that a checkpoint can hold without pickled objects."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
+    """How to rebuild a ready-made component by id: ``{"id", "options", "plugin", ...}``.
+
+    An object whose class is registered (as a class factory) is recorded by that id and the
+    keyword arguments it was constructed with. Otherwise the record has ``"id": None`` and a
+    ``"problem"`` that says why, which :func:`check_rebuildable` reports.
+    """
+    from zoo.plugins import get_registry
+
+    cls = type(obj)
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    matches = [e for e in get_registry().entries[kind].values()
+               if e.factory is cls or (isinstance(e.factory, str) and e.factory == name)]
+    if not matches:
+        return {"id": None, "class": name,
+                "problem": f"its class {name} is not registered as a {kind} by any installed plugin"}
+    entry = matches[0]
+    recorded = constructor_options(obj)
+    if recorded is None:
+        return {"id": None, "class": name, "problem": f"{name} did not record its constructor arguments"}
+    options = {k: v for k, v in recorded.items() if k not in CONTEXT_NAMES and k not in COMPONENT_KINDS}
+    if not _plain(options):
+        bad = [k for k, v in options.items() if not _plain(v)]
+        return {"id": None, "class": name,
+                "problem": f"its option(s) {', '.join(bad)} are not plain data (numbers, strings, lists, dicts)"}
+    return _source(entry, options)
+
+
+def _build_order(factories: dict[str, Any], needs: dict[str, list[str]], describe) -> list[str]:
+    """The kinds in an order where every component comes after the ones it asks for."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(kind: str, path: list[str]) -> None:
+        if state.get(kind) == "done":
+            return
+        if state.get(kind) == "active":
+            cycle = path[path.index(kind):] + [kind]
+            raise IncompatibleComponentsError(
+                "components ask for each other in a cycle: "
+                + " -> ".join(f"{describe(k)}" for k in cycle)
+                + "; one of them must be built without the other"
+            )
+        state[kind] = "active"
+        for dep in needs.get(kind, []):
+            visit(dep, path + [kind])
+        state[kind] = "done"
+        order.append(kind)
+
+    for kind in ("likelihood", "encoder", "decoder", "prior"):
+        visit(kind, [])
+    return order
+
+
+def _unregister_shared(component: nn.Module, shared: list[nn.Module]) -> None:
+    """Keep an injected component as a plain attribute of the one that received it, so its
+    parameters are registered (and stored in checkpoints) once, under the model."""
+    for module in list(component.modules()):
+        for name, child in list(module._modules.items()):
+            if any(child is s for s in shared):
+                del module._modules[name]
+                module.__dict__[name] = child
 
 
 def compose(
@@ -205,7 +348,6 @@ def compose(
     *,
     latent_size: int,
     data_shape: Sequence[int] = (1, 28, 28),
-    beta: float = 1.0,
     encoder_options: dict[str, Any] | None = None,
     decoder_options: dict[str, Any] | None = None,
     prior_options: dict[str, Any] | None = None,
@@ -214,32 +356,87 @@ def compose(
     """Compose a :class:`VAE` from component ids, objects, or a mix.
 
     Registered factories receive their options plus whichever of ``latent_size``,
-    ``data_shape`` and ``output_shape`` (the decoder's output shape, asked of the likelihood)
-    they accept. Components that do not fit together raise :class:`IncompatibleComponentsError`
-    naming them.
+    ``data_shape``, ``output_shape`` (the decoder's output shape, asked of the likelihood) and
+    the other components (``encoder``, ``decoder``, ``prior``, ``likelihood``) their signature
+    names. Components are built in dependency order: a factory naming ``output_shape`` comes
+    after the likelihood, one naming ``encoder`` after the encoder; a cycle is an
+    :class:`IncompatibleComponentsError`, as are components that do not fit together.
+
+    Objects of registered classes are recorded in ``model.spec`` by id and the options they
+    were constructed with, so :func:`zoo.load` rebuilds them.
     """
-    if not isinstance(latent_size, int) or latent_size < 1:
+    if isinstance(latent_size, bool) or not isinstance(latent_size, int) or latent_size < 1:
         raise ZooError(f"latent_size must be a positive integer (got {latent_size!r})")
-    data_shape = tuple(int(d) for d in data_shape)
+    try:
+        data_shape = tuple(int(d) for d in data_shape)
+    except (TypeError, ValueError):
+        raise ZooError(f"data_shape must be a sequence of positive integers (got {data_shape!r})") from None
+    if not data_shape or any(d < 1 for d in data_shape):
+        raise ZooError(f"data_shape must be a sequence of positive integers (got {data_shape!r})")
+    given = {"encoder": encoder, "decoder": decoder, "prior": prior, "likelihood": likelihood}
     options = {
         "encoder": dict(encoder_options or {}),
         "decoder": dict(decoder_options or {}),
         "prior": dict(prior_options or {}),
         "likelihood": dict(likelihood_options or {}),
     }
+    from zoo.plugins import get_registry
+
+    registry = get_registry()
+    entries: dict[str, Any] = {}
+    factories: dict[str, Any] = {}
+    for kind, spec in given.items():
+        interface = _INTERFACES[kind]
+        if isinstance(spec, interface):
+            if options[kind]:
+                raise ZooError(f"{kind} options {options[kind]} given with a ready-made {kind} object; "
+                               "pass them to its constructor")
+            continue
+        if isinstance(spec, nn.Module) or not isinstance(spec, str):
+            raise ZooError(
+                f"{kind} must be a registered id or a zoo.{interface.__name__} instance, got {type(spec).__name__}"
+            )
+        entries[kind] = registry.get(kind, spec)
+        factories[kind] = entries[kind].load()
+
+    def describe(kind: str) -> str:
+        return f"{kind} {given[kind]!r}" if kind in entries else f"{kind} {type(given[kind]).__name__}"
+
+    needs = {kind: [k for k in injected_kinds(f) if k != kind] for kind, f in factories.items()}
+    for kind, f in factories.items():
+        if kind in injected_kinds(f):
+            raise IncompatibleComponentsError(f"{describe(kind)} asks for a {kind} itself; a component cannot "
+                                              "receive its own kind")
+        if "output_shape" in factory_parameters(f) and kind != "likelihood":
+            needs[kind].append("likelihood")
+    order = _build_order(factories, needs, describe)
+
     context: dict[str, Any] = {"latent_size": latent_size, "data_shape": data_shape}
-    lik, lik_id = _build("likelihood", likelihood, options["likelihood"], context)
-    context["output_shape"] = tuple(lik.param_shape(data_shape))
-    enc, enc_id = _build("encoder", encoder, options["encoder"], context)
-    dec, dec_id = _build("decoder", decoder, options["decoder"], context)
-    pri, pri_id = _build("prior", prior, options["prior"], context)
-    ids = {"encoder": enc_id, "decoder": dec_id, "prior": pri_id, "likelihood": lik_id}
-    objs = {"encoder": enc, "decoder": dec, "prior": pri, "likelihood": lik}
+    objs: dict[str, nn.Module] = {}
+    ids: dict[str, dict | None] = {}
+    for kind in order:
+        if kind not in entries:
+            objs[kind] = given[kind]
+            ids[kind] = identify(kind, given[kind])
+        else:
+            entry = entries[kind]
+            ctx = dict(context, **{k: objs[k] for k in needs[kind] if k in COMPONENT_KINDS})
+            obj = _call_factory(factories[kind], options[kind], ctx, f"{kind} {entry.id!r}")
+            if not isinstance(obj, _INTERFACES[kind]):
+                raise PluginError(f"plugin {entry.plugin!r}: {kind} {entry.id!r} built a {type(obj).__name__}, "
+                                  f"not a zoo.{_INTERFACES[kind].__name__}")
+            shared = [objs[k] for k in needs[kind] if k in COMPONENT_KINDS]
+            if shared:
+                _unregister_shared(obj, shared)
+            objs[kind], ids[kind] = obj, _source(entry, options[kind])
+        if kind == "likelihood":
+            context["output_shape"] = tuple(objs[kind].param_shape(data_shape))
+    enc, dec, pri, lik = objs["encoder"], objs["decoder"], objs["prior"], objs["likelihood"]
 
     problems, fitting = [], []
     for kind in ("encoder", "decoder", "prior"):
         size = getattr(objs[kind], "latent_size", None)
-        described = f"{_describe(kind, objs[kind], ids[kind])} has latent_size {size}"
+        described = f"{describe(kind)} has latent_size {size}"
         (fitting if size == latent_size else problems).append(described)
     if problems:
         # Name every side of the mismatch: the odd ones out and the ones they disagree with.
@@ -250,24 +447,66 @@ def compose(
     out_shape = tuple(getattr(dec, "output_shape", context["output_shape"]))
     if out_shape != context["output_shape"]:
         raise IncompatibleComponentsError(
-            f"{_describe('decoder', dec, dec_id)} outputs {out_shape} per example but "
-            f"{_describe('likelihood', lik, lik_id)} needs {context['output_shape']} for data {data_shape}"
+            f"{describe('decoder')} outputs {out_shape} per example but "
+            f"{describe('likelihood')} needs {context['output_shape']} for data {data_shape}"
         )
     spec = {
-        "components": dict(ids),
+        "components": {k: ids[k] for k in COMPONENT_KINDS},
         "latent_size": latent_size,
         "data_shape": list(data_shape),
-        "beta": beta,
     }
-    return VAE(enc, dec, pri, lik, data_shape=data_shape, beta=beta, spec=spec)
+    return VAE(enc, dec, pri, lik, data_shape=data_shape, spec=spec)
+
+
+def check_rebuildable(model: VAE) -> None:
+    """Raise a :class:`ZooError` naming every component of ``model`` that cannot be recorded by id."""
+    problems = []
+    for kind in COMPONENT_KINDS:
+        record = (model.spec.get("components") or {}).get(kind)
+        if record is None:
+            record = identify(kind, getattr(model, kind))
+            model.spec.setdefault("components", {})[kind] = record
+        if not record.get("id"):
+            problems.append(f"{kind} {type(getattr(model, kind)).__name__}: {record.get('problem', 'not registered')}")
+    if problems:
+        raise ZooError(
+            "this model cannot be written down by id, so its checkpoints could not be loaded: "
+            + "; ".join(problems)
+            + ". Register each class in a plugin (a register_<kind>s hook) or compose the model from ids"
+        )
+
+
+def build_objective(objective: str | Objective = "elbo", options: dict[str, Any] | None = None) -> tuple[Objective, dict[str, Any]]:
+    """An objective and its record ``{"id", "options", "plugin", ...}`` from an id or a ready-made object."""
+    options = dict(options or {})
+    if isinstance(objective, Objective):
+        if options:
+            raise ZooError(f"objective options {options} given with a ready-made objective; pass them to its constructor")
+        record = identify("objective", objective)
+        if not record.get("id"):
+            raise ZooError(f"objective {type(objective).__name__} cannot be written down by id: {record['problem']}; "
+                           "register it with a register_objectives hook")
+        return objective, record
+    if not isinstance(objective, str) or not objective:
+        raise ZooError(f"objective must be a registered id or a zoo.Objective, got {objective!r}")
+    from zoo.plugins import get_registry
+
+    entry = get_registry().get("objective", objective)
+    obj = _call_factory(entry.load(), options, {}, f"objective {objective!r}")
+    if not isinstance(obj, Objective):
+        raise PluginError(f"plugin {entry.plugin!r}: objective {objective!r} built a {type(obj).__name__}, "
+                          "not a zoo.Objective")
+    return obj, _source(entry, options)
 
 
 def create(model_id: str, **overrides: Any) -> VAE:
     """Build the registered recipe ``model_id`` (``zoo list``), with optional overrides.
 
-    ``overrides`` use the keys of ``zoo train --set``: ``latent_size=16``, ``beta=4.0``,
-    ``encoder.hidden=256``; training-only keys (``epochs``, ``lr``...) are accepted and ignored here.
+    ``overrides`` use the keys of ``zoo train --set``: ``latent_size=16``, ``encoder.hidden=256``;
+    training-only keys (``epochs``, ``lr``, ``objective``...) are accepted and ignored here.
     """
+    if not isinstance(model_id, str) or not model_id:
+        raise ZooError(f"model id must be a string such as 'vae-conv-mnist' (see zoo.list_models()), got {model_id!r}")
     from zoo.plugins import get_registry
 
     registry = get_registry()
@@ -289,7 +528,6 @@ def from_recipe(recipe: Recipe) -> VAE:
         recipe.likelihood,
         latent_size=recipe.latent_size,
         data_shape=dataset.shape,
-        beta=recipe.training.beta,
         encoder_options=recipe.encoder_options,
         decoder_options=recipe.decoder_options,
         prior_options=recipe.prior_options,
@@ -299,40 +537,47 @@ def from_recipe(recipe: Recipe) -> VAE:
     return model
 
 
+def missing_components(spec: dict[str, Any]) -> list[str]:
+    """One line per component (or objective) of ``spec`` whose id no loaded plugin registers,
+    naming its plugin and the distribution that provides it."""
+    from zoo.plugins import get_registry
+
+    registry = get_registry()
+    records = dict(spec.get("components", {}))
+    if spec.get("objective"):
+        records["objective"] = spec["objective"]
+    lines = []
+    for kind, c in records.items():
+        if not c or not c.get("id") or c["id"] in registry.entries.get(kind, {}):
+            continue
+        where = c.get("distribution")
+        version = c.get("version")
+        package = f"{where}{'==' + version if version else ''}" if where else None
+        lines.append(f"{kind} {c['id']!r} from plugin {c.get('plugin')!r}"
+                     + (f" (pip install {package})" if package else " (its package is unknown)"))
+    return lines
+
+
 def from_spec(spec: dict[str, Any]) -> VAE:
     """Rebuild a model from its :attr:`VAE.spec` (as stored in a checkpoint)."""
     components = spec.get("components", {})
-    missing = [k for k in COMPONENT_KINDS if not components.get(k)]
+    missing = [k for k in COMPONENT_KINDS if not (components.get(k) or {}).get("id")]
     if missing:
         raise ZooError(
             f"this model was composed from unregistered {', '.join(missing)} object(s) and cannot be rebuilt "
             "by id; rebuild it in Python and load the weights with model.load_state_dict(checkpoint['model'])"
         )
-    from zoo.errors import UnknownIdError
-
-    try:
-        model = _compose_from(components, spec)
-    except UnknownIdError as exc:
-        kind = exc.kind
-        if kind not in COMPONENT_KINDS or components[kind]["id"] != exc.id:
-            raise
-        c = components[kind]
-        where = c.get("distribution") or c.get("plugin")
-        raise ZooError(
-            f"this checkpoint needs {kind} {c['id']!r} from plugin {c.get('plugin')!r}"
-            f"{f' (package {where!r})' if where else ''}, which is not installed; install it "
-            "(pip install ...) and check 'zoo plugins'"
-        ) from None
-    if "recipe" in spec:
-        model.spec["recipe"] = spec["recipe"]
-    return model
-
-
-def _compose_from(components: dict[str, Any], spec: dict[str, Any]) -> VAE:
-    return compose(
+    absent = missing_components({"components": components})
+    if absent:
+        raise ZooError("this checkpoint needs plugins that are not installed: " + "; ".join(absent)
+                       + ". Install them and check 'zoo plugins'")
+    model = compose(
         **{k: components[k]["id"] for k in COMPONENT_KINDS},
         latent_size=spec["latent_size"],
         data_shape=spec["data_shape"],
-        beta=spec.get("beta", 1.0),
         **{f"{k}_options": components[k]["options"] for k in COMPONENT_KINDS},
     )
+    for key in ("recipe", "objective"):
+        if key in spec:
+            model.spec[key] = spec[key]
+    return model

@@ -38,8 +38,8 @@ from zoo import hookspecs
 from zoo.registry import KINDS, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "zoo"
-#: Modules inside zoo itself that are plugins too (the built-in data sets).
-DEFAULT_PLUGINS = ("zoo.data",)
+#: Modules inside zoo itself that are plugins too (the built-in data sets and objectives).
+DEFAULT_PLUGINS = ("zoo.data", "zoo.builtins")
 
 #: hook name -> registry kind
 REGISTER_HOOKS = {
@@ -47,6 +47,7 @@ REGISTER_HOOKS = {
     "register_decoders": "decoder",
     "register_priors": "prior",
     "register_likelihoods": "likelihood",
+    "register_objectives": "objective",
     "register_recipes": "recipe",
     "register_datasets": "dataset",
 }

@@ -1,8 +1,8 @@
 """The generic trainer: any composed model, on CPU or GPU, one process or many (``torchrun``).
 
-Nothing here knows about convolutions, Gaussians or MNIST. The model owns its objective
-(``terms = model(x)``, ``loss = model.loss(terms)``); the trainer owns devices, precision,
-distribution, checkpoints and logging. Reading order: :class:`Trainer` (setup), :meth:`Trainer.fit`
+Nothing here knows about convolutions, Gaussians or MNIST. What is minimised comes from the
+recipe's objective (``loss, logs = objective(model, x)``, a registered :class:`zoo.Objective`);
+the trainer owns devices, precision, distribution, checkpoints and logging. Reading order: :class:`Trainer` (setup), :meth:`Trainer.fit`
 (the loop), :meth:`Trainer._train_epoch` (the hot path), :meth:`Trainer.evaluate`.
 
 The run directory it leaves::
@@ -34,8 +34,9 @@ from torch import Tensor
 import zoo
 from zoo.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from zoo.errors import ZooError
-from zoo.model import VAE, from_recipe
-from zoo.recipe import Recipe
+from zoo.model import VAE, build_objective, check_rebuildable, from_recipe
+from zoo.objectives import TrainingStep
+from zoo.recipe import COMPONENT_KINDS, Recipe, Training
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -274,9 +275,14 @@ class Trainer:
 
     def __init__(
         self,
-        model: str | Recipe,
+        model: str | Recipe | VAE,
         *,
         overrides: dict[str, Any] | None = None,
+        dataset: str | None = None,
+        training: Training | dict[str, Any] | None = None,
+        objective: str | zoo.Objective | None = None,
+        objective_options: dict[str, Any] | None = None,
+        name: str | None = None,
         out: str | os.PathLike | None = None,
         overwrite: bool = False,
         device: str = "auto",
@@ -290,8 +296,31 @@ class Trainer:
         from zoo.plugins import get_registry
 
         registry = get_registry()
-        base = model if isinstance(model, Recipe) else registry.recipe(model)
         self.overrides = dict(overrides or {})
+        composed = model if isinstance(model, VAE) else None
+        if composed is not None:
+            base = self._recipe_of(composed, dataset=dataset, training=training, objective=objective,
+                                   objective_options=objective_options, name=name)
+        else:
+            if dataset is not None or training is not None or objective_options is not None or name is not None:
+                raise ZooError("dataset, training, objective_options and name describe a model composed in Python; "
+                               "for a registered model use overrides={'epochs': ..., 'objective': ...}")
+            if isinstance(model, Recipe):
+                base = model
+            elif isinstance(model, str) and model:
+                base = registry.recipe(model)
+            else:
+                raise ZooError(f"model must be a registered id, a zoo.Recipe or a zoo.VAE, got {type(model).__name__}")
+            if objective is not None:
+                if not isinstance(objective, str):
+                    raise ZooError("pass an objective object only with a model composed in Python; "
+                                   "for a registered model give its id (objective='iwae')")
+                self.overrides.setdefault("objective", objective)
+        if composed is not None:
+            bad = [k for k in self.overrides if k.split(".", 1)[0] in (*COMPONENT_KINDS, "latent_size", "dataset")]
+            if bad:
+                raise ZooError(f"overrides {', '.join(bad)} change the model, which was composed in Python; "
+                               "build it with the settings you want instead")
         self.recipe = base.with_overrides(self.overrides) if self.overrides else base
         self.settings = RunSettings(
             device=str(device), precision=precision, compile=compile, seed=int(seed),
@@ -305,12 +334,66 @@ class Trainer:
                 f"batch size {self.recipe.training.batch_size} does not split evenly across "
                 f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}"
             )
+        self.dataset = registry.get("dataset", self.recipe.dataset).load()
+        # Build the model and its objective before anything is written, so a bad option or a
+        # component that does not fit is reported with no run directory left behind.
+        seed_everything(self.settings.seed + self.dist.rank)
+        if composed is not None and _resume is None:
+            if tuple(composed.data_shape) != tuple(self.dataset.shape):
+                raise ZooError(f"the model takes data shaped {tuple(composed.data_shape)} but data set "
+                               f"{self.recipe.dataset!r} holds {tuple(self.dataset.shape)}")
+            self.model: VAE = composed
+            self.model.spec["recipe"] = self.recipe.to_dict()
+        else:
+            self.model = from_recipe(self.recipe)
+        if isinstance(objective, zoo.Objective) and _resume is None:
+            self.objective, record = build_objective(objective)
+        else:
+            self.objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
+        self.model.spec["objective"] = record
         self.out = Path(out) if out is not None else default_run_dir(self.recipe.id)
         self._resume = _resume
         if _resume is None and self.dist.is_main:
             self._claim_run_dir(overwrite)
         self.dist.init(self.device)
-        self.dataset = registry.get("dataset", self.recipe.dataset).load()
+
+    @staticmethod
+    def _recipe_of(model: VAE, *, dataset: str | None, training: Training | dict[str, Any] | None,
+                   objective: str | zoo.Objective | None, objective_options: dict[str, Any] | None,
+                   name: str | None) -> Recipe:
+        """The recipe that rebuilds a model composed in Python (every component must be registered)."""
+        if not dataset:
+            raise ZooError("a model composed in Python needs dataset=<id> (see 'zoo list --kind dataset')")
+        check_rebuildable(model)
+        if training is None:
+            training = Training()
+        elif isinstance(training, dict):
+            try:
+                training = Training(**training)
+            except TypeError as exc:
+                raise ZooError(f"training: {exc} (fields: {', '.join(f.name for f in dataclasses.fields(Training))})") from None
+        elif not isinstance(training, Training):
+            raise ZooError(f"training must be a zoo.Training or a dict, got {type(training).__name__}")
+        problems = training.problems()
+        if problems:
+            raise ZooError("; ".join(problems))
+        if isinstance(objective, zoo.Objective):
+            _, record = build_objective(objective)
+            objective_id, options = record["id"], record["options"]
+        else:
+            objective_id, options = objective or "elbo", dict(objective_options or {})
+        components = model.spec["components"]
+        return Recipe(
+            id=name or "composed",
+            description="composed in Python",
+            dataset=dataset,
+            latent_size=model.latent_size,
+            objective=objective_id,
+            objective_options=options,
+            training=training,
+            **{kind: components[kind]["id"] for kind in COMPONENT_KINDS},
+            **{f"{kind}_options": dict(components[kind]["options"]) for kind in COMPONENT_KINDS},
+        )
 
     # -- setup ---------------------------------------------------------------------------------
     def _claim_run_dir(self, overwrite: bool) -> None:
@@ -348,14 +431,14 @@ class Trainer:
         }
 
     def _build(self) -> None:
-        seed_everything(self.settings.seed + self.dist.rank)
-        model = from_recipe(self.recipe)
-        self.model: VAE = model.to(self.device)
+        self.model = self.model.to(self.device)
+        self.objective = self.objective.to(self.device)
         if self.device.type in ("cpu", "cuda"):
             # NHWC is faster for these convolutions with oneDNN and cuDNN; it is a no-op for other layers.
             self.model = self.model.to(memory_format=torch.channels_last)
         t = self.recipe.training
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.step_module = TrainingStep(self.model, self.objective)
+        params = [p for p in self.step_module.parameters() if p.requires_grad]
         fused = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
         if t.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
@@ -363,12 +446,12 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
         else:
             self.optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, momentum=0.9)
-        self.forward_model: Any = self.model
+        self.forward_step: Any = self.step_module
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+            self.forward_step = DistributedDataParallel(self.step_module, device_ids=ids)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self._loss_fn = self._loss
         self._optimizer_step = self.optimizer.step
@@ -421,6 +504,7 @@ class Trainer:
                     "epoch_seconds": seconds,
                     "images_per_second": images / seconds if seconds > 0 else float("nan"),
                     "lr": self.optimizer.param_groups[0]["lr"],
+                    **self.train_logs,
                 }
                 self.history.append(row)
                 self._end_of_epoch(epoch, row)
@@ -431,10 +515,11 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
         optimizer, clip = self.optimizer, self.recipe.training.grad_clip
-        self.model.train()
+        self.step_module.train()
         batch_size = self.recipe.training.batch_size
         steps = len(self.train_data) // batch_size
         loss_sum = torch.zeros((), device=self.device)
+        log_sums: dict[str, Tensor] = {}
         # Finiteness is checked at every step on the CPU; on accelerators every `check_every`
         # steps, so the host does not wait on the device each step (the step is still exact).
         check_every = 1 if self.device.type == "cpu" else 50
@@ -443,7 +528,10 @@ class Trainer:
         start = time.perf_counter()
         for step, x in enumerate(self.train_data.train_batches(batch_size, self.settings.seed, epoch), 1):
             x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-            loss = self._loss_fn(x)
+            loss, logs = self._loss_fn(x)
+            for key, value in logs.items():
+                value = value.detach().float()
+                log_sums[key] = log_sums[key] + value if key in log_sums else value
             optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -451,7 +539,7 @@ class Trainer:
             else:
                 loss.backward()
             if clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), clip)
             if self.scaler is not None:
                 self.scaler.step(optimizer)
                 self.scaler.update()
@@ -477,13 +565,17 @@ class Trainer:
         if self.dist.enabled:
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= self.dist.world_size
+            for value in log_sums.values():
+                torch.distributed.all_reduce(value)
+                value /= self.dist.world_size
+        self.train_logs = {f"train_{key}": float(value) / steps for key, value in sorted(log_sums.items())}
         return float(loss_sum) / steps, seconds, steps * batch_size
 
-    def _loss(self, x: Tensor) -> Tensor:
-        """The training loss of one batch (the model's own objective, in fp32)."""
+    def _loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective's loss of one batch (and what it logs), in fp32."""
         with self._autocast():
-            terms = self.forward_model(x)
-        return self.model.loss(terms)
+            loss, logs = self.forward_step(x)
+        return loss.float(), logs
 
     def _non_finite(self, epoch: int, step: int) -> None:
         last = self.out / "checkpoints" / "last.pt"
@@ -527,6 +619,7 @@ class Trainer:
         return {
             "spec": self.model.spec,
             "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": epoch,
@@ -580,6 +673,8 @@ class Trainer:
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
+        if payload.get("objective") is not None:
+            self.objective.load_state_dict(payload["objective"])
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
@@ -613,6 +708,12 @@ class Trainer:
             raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with "
                            f"'zoo train MODEL --out {run} --overwrite'")
         payload = load_checkpoint(last)
+        from zoo.model import missing_components
+
+        absent = missing_components(payload.get("spec", {}))
+        if absent:
+            raise ZooError(f"run {run} needs plugins that are not installed: {'; '.join(absent)}. "
+                           "Install them and check 'zoo plugins'")
         config = payload["config"]
         # The stored recipe already has the run's overrides applied; a new epoch count wins.
         recipe = Recipe.from_dict(config["recipe"])

@@ -16,6 +16,12 @@ from torch.distributions import (
 import zoo
 
 
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+    return value
+
+
 def _downsampled(size: int) -> int:
     """Spatial size after two 3x3, stride-2, padding-1 convolutions."""
     for _ in range(2):
@@ -32,6 +38,7 @@ class ConvEncoder(zoo.Encoder):
 
     def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
         super().__init__()
+        _positive("channels", channels)
         self.latent_size = latent_size
         in_channels, height, width = data_shape
         h, w = _downsampled(height), _downsampled(width)
@@ -62,6 +69,7 @@ class ConvDecoder(zoo.Decoder):
 
     def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
         super().__init__()
+        _positive("channels", channels)
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)
         out_channels, height, width = self.output_shape
@@ -105,6 +113,7 @@ class MixtureOfGaussiansPrior(zoo.Prior):
 
     def __init__(self, latent_size: int, components: int = 10) -> None:
         super().__init__()
+        _positive("components", components)
         if components < 1:
             raise zoo.ZooError(f"mixture-of-gaussians needs at least 1 component (got {components})")
         self.latent_size = latent_size
