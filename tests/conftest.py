@@ -29,11 +29,15 @@ requires_data = pytest.mark.skipif(
 )
 
 
+#: zoo's own plugins (in plugins/), the only installed ones tests see.
+OWN_PLUGINS = "aevb,iwae"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     saved = {k: os.environ.get(k) for k in ("ZOO_PLUGINS", "XDG_CACHE_HOME", "ZOO_DATA", "ZOO_DISABLE_PLUGINS")}
-    os.environ["ZOO_PLUGINS"] = "aevb"
+    os.environ["ZOO_PLUGINS"] = OWN_PLUGINS
     os.environ["XDG_CACHE_HOME"] = str(cache)
     os.environ.pop("ZOO_DATA", None)
     os.environ.pop("ZOO_DISABLE_PLUGINS", None)
@@ -89,7 +93,7 @@ def with_example(example_site, monkeypatch):
     from zoo import plugins
 
     monkeypatch.syspath_prepend(str(example_site))
-    monkeypatch.setenv("ZOO_PLUGINS", "aevb,mlp")
+    monkeypatch.setenv("ZOO_PLUGINS", OWN_PLUGINS + ",mlp")
     plugins.reset()
     yield example_site
     plugins.reset()

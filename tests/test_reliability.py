@@ -506,8 +506,12 @@ def test_bad_option_values(tiny, tmp_path, capsys, extra, needles):
 
 def test_several_bad_settings_are_reported_at_once(tiny, tmp_path, capsys):
     code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "epochs=x", "--set", "nosuch=1",
-                    "--set", "beta=-2")
-    assert_user_error(code, out, "epochs expects int", "unknown setting 'nosuch'", "beta must be >= 0")
+                    "--set", "lr=-2")
+    assert_user_error(code, out, "epochs expects int", "unknown setting 'nosuch'", "lr must be positive")
+    # An objective's options are checked when it is built, still before any folder is made.
+    code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "beta=-2")
+    assert_user_error(code, out, "objective 'elbo'", "beta must be a finite number >= 0")
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
@@ -611,9 +615,10 @@ def test_components_that_do_not_fit_name_both():
 
 
 def test_components_that_do_not_fit_via_cli(tiny, tmp_path, capsys):
+    # The latent size is the model's, handed to every component: it is not a component option.
     code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "decoder.latent_size=16")
-    assert_user_error(code, out, "do not fit", "decoder 'conv-mnist' has latent_size 16",
-                      "encoder 'tiny-conv' has latent_size 4")
+    assert_user_error(code, out, "decoder 'conv-mnist'", "'latent_size' is filled in by zoo")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -788,16 +793,18 @@ def test_bf16_on_cpu_keeps_the_loss_in_fp32(tiny, tmp_path, capsys, monkeypatch)
         terms = model(x)
     assert {t.dtype for t in terms} == {torch.float32}
 
+    from zoo.objectives import ELBO
+
     dtypes = set()
-    real_loss = VAE.loss
+    real_forward = ELBO.forward
 
-    def spy(self, terms):
-        dtypes.update(t.dtype for t in terms)
-        loss = real_loss(self, terms)
+    def spy(self, model, x):
+        loss, logs = real_forward(self, model, x)
         dtypes.add(loss.dtype)
-        return loss
+        dtypes.update(v.dtype for v in logs.values())
+        return loss, logs
 
-    monkeypatch.setattr(VAE, "loss", spy)
+    monkeypatch.setattr(ELBO, "forward", spy)
     run = tmp_path / "run"
     code, out = cli(capsys, *train_args(run, "--epochs", "1", "--precision", "bf16"))
     assert code == 0, out

@@ -577,7 +577,7 @@ def test_component_option_override(tiny, tmp_path):
                       out=tmp_path / "run", device="cpu", progress=False)
     trainer.fit()
     assert trainer.model.latent_size == 3 and trainer.model.encoder.net[0].out_channels == 2
-    assert trainer.model.beta == 2.0
+    assert trainer.objective.beta == 2.0
     assert zoo.load(tmp_path / "run").encoder.net[0].out_channels == 2
 
 

@@ -551,10 +551,10 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
         if not c or not c.get("id") or c["id"] in registry.entries.get(kind, {}):
             continue
         where = c.get("distribution")
-        version = c.get("version")
-        package = f"{where}{'==' + version if version else ''}" if where else None
-        lines.append(f"{kind} {c['id']!r} from plugin {c.get('plugin')!r}"
-                     + (f" (pip install {package})" if package else " (its package is unknown)"))
+        version = f" {c['version']}" if c.get("version") else ""
+        provider = (f"package {where!r}{version}: pip install {where}" if where
+                    else "no package recorded: install the plugin that registers it")
+        lines.append(f"{kind} {c['id']!r} (plugin {c.get('plugin')!r}, {provider})")
     return lines
 
 
