@@ -30,7 +30,7 @@ requires_data = pytest.mark.skipif(
 
 
 #: zoo's own plugins (in plugins/), the only installed ones tests see.
-OWN_PLUGINS = "aevb,iwae"
+OWN_PLUGINS = "aevb,iwae,vamp,flows,resnet"
 
 
 @pytest.fixture(autouse=True, scope="session")
