@@ -557,3 +557,33 @@ def test_two_layer_model_trains_with_elbo_and_iwae_and_is_scored(span, tmp_path)
         result = evaluate(tmp_path / objective, iw_samples=20, device="cpu", fid=False, limit=20)
         assert result["test_nll_iw"] <= result["test_neg_elbo"] + 0.5
         assert zoo.load(tmp_path / objective).latent_size == 150
+
+
+def test_a_run_without_its_plugin_names_every_missing_part(span, tmp_path, capsys):
+    Trainer("tiny-vamp", out=tmp_path / "run", device="cpu", progress=False).fit()
+    spec = load_checkpoint(tmp_path / "run")["spec"]
+    for record in (spec["components"]["prior"], spec["objective"]):
+        record["distribution"], record["version"] = "zoo-vamp-extras", "1.2"
+    from zoo.checkpoint import save_checkpoint
+
+    payload = load_checkpoint(tmp_path / "run")
+    payload["spec"] = spec
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", payload)
+    capsys.readouterr()
+    # The same run, with the plugin that provided the prior and the objective gone.
+    registry, pm = plugins.build()
+    registry.entries["dataset"]["spanning-tiny"] = span.entries["dataset"]["spanning-tiny"]
+    with plugins.using(registry, pm):
+        needles = ("prior 'pseudo-vamp' (plugin 'spanning', package 'zoo-vamp-extras' 1.2: pip install zoo-vamp-extras)",
+                   "objective 'half-elbo' (plugin 'spanning'")
+        for args in (["train", "--resume", str(tmp_path / "run")], ["eval", str(tmp_path / "run"), "--no-fid"],
+                     ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.png")]):
+            with pytest.raises(SystemExit):
+                main(args)
+            err = capsys.readouterr().err
+            assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1, err
+            assert needles[0] in err, err
+            if args[0] == "train":
+                assert needles[1] in err
+        with pytest.raises(ZooError, match="pseudo-vamp"):
+            zoo.load(tmp_path / "run")
