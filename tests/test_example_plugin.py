@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import zoo
 from helpers_example_plugin import EXAMPLE
 from helpers_steps import assert_one_step_moves_every_parameter
 from zoo import plugins
+from zoo.checkpoint import load_checkpoint
 
 
 def test_it_is_a_separate_distribution():
@@ -46,11 +49,14 @@ def test_listed_once_installed(with_example):
     assert (info.distribution, info.version) == ("zoo-mlp", "0.1.0")
     assert registry.get("encoder", "mlp").plugin == "mlp"
     assert registry.get("prior", "standard-normal").plugin == "aevb"
+    assert registry.get("prior", "mini-vamp").plugin == "mlp"
+    assert registry.get("objective", "cyclical-elbo").plugin == "mlp"
+    assert "vae-mlp-vamp-mnist" in zoo.list_models("vae-mlp-*")
 
 
 def test_not_loaded_unless_enabled(example_site, monkeypatch):
     monkeypatch.syspath_prepend(str(example_site))
-    plugins.reset()  # ZOO_PLUGINS=aevb from conftest
+    plugins.reset()  # ZOO_PLUGINS=OWN_PLUGINS from conftest: zoo's own plugins, not mlp
     assert "vae-mlp-mnist" not in zoo.list_models()
 
 
@@ -99,3 +105,98 @@ def test_cli_lists_it_in_a_fresh_process(example_site):
     assert "vae-mlp-mnist  (plugin mlp)" in info.stdout
     assert "zoo_mlp.components:MLPEncoder" in info.stdout
     assert "standard-normal  [plugin aevb" in info.stdout
+    info = subprocess.run([sys.executable, "-m", "zoo.cli", "info", "vae-mlp-vamp-mnist"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert info.returncode == 0, info.stderr
+    assert "(receives the model's encoder)" in info.stdout
+    assert "objective:   cyclical-elbo  [plugin mlp, zoo_mlp.objectives:CyclicalELBO]" in info.stdout
+
+
+# -- the VampPrior (a prior that receives the encoder) and the cyclical ELBO -------------------
+
+SMALL = {"encoder.hidden": 16, "decoder.hidden": 16, "prior.pseudo_inputs": 4}
+
+
+def test_the_vamp_prior_mixes_the_models_own_encoder(with_example):
+    torch.manual_seed(0)
+    model = zoo.create("vae-mlp-vamp-mnist", **SMALL)
+    assert type(model.prior).__module__ == "zoo_mlp.vamp"
+    assert model.prior.encoder is model.encoder
+    # Each weight is stored once: the encoder under encoder.*, never again under prior.encoder.*.
+    keys = set(model.state_dict())
+    assert "prior.pseudo_logits" in keys and not any(k.startswith("prior.encoder.") for k in keys)
+    p = model.prior()
+    assert isinstance(p, torch.distributions.MixtureSameFamily)
+    assert p.mixture_distribution.logits.shape == (4,)
+    z = torch.randn(5, 20)
+    expected = torch.logsumexp(model.encoder(model.prior.pseudo_inputs()).log_prob(z.unsqueeze(1)), 1) - math.log(4)
+    assert torch.allclose(p.log_prob(z), expected, atol=1e-5)
+    x = torch.rand(8, 1, 28, 28)
+    assert torch.isfinite(model.elbo(x).elbo).all() and torch.isfinite(model.iwae(x, samples=3)).all()
+    assert model.sample(3).shape == (3, 1, 28, 28)
+    with pytest.raises(zoo.ZooError, match="pseudo_inputs must be at least 1"):
+        zoo.create("vae-mlp-vamp-mnist", **{"prior.pseudo_inputs": 0})
+    with pytest.raises(zoo.ZooError, match="'encoder' is the model's own component"):
+        zoo.compose("mlp", "mlp", "mini-vamp", latent_size=4, prior_options={"encoder": "mlp"})
+
+
+def test_the_cyclical_elbo_trains_every_parameter(with_example):
+    torch.manual_seed(0)
+    model = zoo.create("vae-mlp-vamp-mnist", **SMALL)
+    recipe = zoo.get_recipe("vae-mlp-vamp-mnist")
+    assert (recipe.objective, recipe.objective_options) == ("cyclical-elbo", {"period": 15000, "ratio": 0.5})
+    objective, record = zoo.build_objective("cyclical-elbo", {"period": 4, "ratio": 0.5})
+    assert (record["id"], record["plugin"], record["options"]) == ("cyclical-elbo", "mlp", {"period": 4, "ratio": 0.5})
+    x = torch.rand(16, 1, 28, 28)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    weights = []
+    for _ in range(5):
+        loss, logs = objective(model, x)
+        assert torch.isfinite(loss) and {"recon", "kl", "kl_weight"} <= set(logs)
+        weights.append(float(logs["kl_weight"]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert weights == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.0])  # the ramp, then a new cycle
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # pseudo-inputs too
+    objective.eval()
+    objective(model, x)
+    assert int(objective.steps) == 5  # evaluation does not advance the schedule
+    for bad in ({"period": 0}, {"ratio": 0.0}, {"ratio": 1.5}):
+        with pytest.raises(zoo.ZooError):
+            zoo.build_objective("cyclical-elbo", bad)
+
+
+def _tiny_images(root, split, download):
+    g = torch.Generator().manual_seed(1 if split == "train" else 2)
+    n = 200 if split == "train" else 100
+    return (torch.rand(n, 1, 28, 28, generator=g) * 255).round().to(torch.uint8), torch.zeros(n, dtype=torch.long)
+
+
+def _tiny_data_plugin():
+    @zoo.hookimpl
+    def register_datasets(register):
+        register(zoo.DatasetInfo("tiny-noise", "200 noise images", (1, 28, 28), _tiny_images, {},
+                                 {"train": 200, "test": 100}))
+
+    return types.SimpleNamespace(register_datasets=register_datasets)
+
+
+def test_the_vamp_recipe_trains_by_id_and_resumes_its_schedule(with_example, tmp_path):
+    registry, pm = plugins.build(plugins=[("tiny-data", _tiny_data_plugin())])
+    with plugins.using(registry, pm):
+        settings = {**SMALL, "dataset": "tiny-noise", "batch_size": 50, "objective.period": 6}
+        run = dict(device="cpu", progress=False)
+        history = zoo.Trainer("vae-mlp-vamp-mnist", overrides={**settings, "epochs": 2}, out=tmp_path / "a",
+                              **run).fit()
+        assert {"train_recon", "train_kl", "train_kl_weight", "test_loss"} <= set(history[0])
+        assert all(math.isfinite(v) for row in history for v in row.values())
+        zoo.Trainer("vae-mlp-vamp-mnist", overrides={**settings, "epochs": 1}, out=tmp_path / "b", **run).fit()
+        zoo.Trainer.resume(tmp_path / "b", epochs=2, progress=False).fit()
+        a, b = (load_checkpoint(tmp_path / name) for name in ("a", "b"))
+        assert int(a["objective"]["steps"]) == int(b["objective"]["steps"]) == 8  # 4 steps per epoch
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert a["spec"]["objective"]["id"] == "cyclical-elbo" and a["spec"]["components"]["prior"]["id"] == "mini-vamp"
+        loaded = zoo.load(tmp_path / "a")
+        assert loaded.prior.encoder is loaded.encoder

@@ -306,6 +306,21 @@ def test_a_prior_receives_the_encoder(span):
     assert model.prior.pseudo.grad is not None and model.encoder.net[0].weight.grad is not None
 
 
+def test_a_ready_made_component_holding_another_is_stored_once(span, tmp_path):
+    from zoo.checkpoint import save_checkpoint
+    from zoo_aevb.components import ConvEncoder
+
+    encoder = ConvEncoder(3, channels=4)
+    model = zoo.compose(encoder, "conv-mnist", PseudoInputPrior(encoder, 3, (1, 28, 28)), latent_size=3,
+                        decoder_options={"channels": 4})
+    assert model.prior.encoder is model.encoder
+    assert not any(k.startswith("prior.encoder") for k in model.state_dict())
+    assert model.spec["components"]["prior"]["id"] == "pseudo-vamp"
+    save_checkpoint(tmp_path / "m.pt", {"spec": model.spec, "model": model.state_dict()})
+    loaded = zoo.load(tmp_path / "m.pt")
+    assert torch.equal(loaded.prior.pseudo, model.prior.pseudo)
+
+
 def test_injected_components_are_not_options(span):
     with pytest.raises(ZooError, match="'encoder' is the model's own component"):
         zoo.compose("conv-mnist", "conv-mnist", "pseudo-vamp", latent_size=3, prior_options={"encoder": 3})

@@ -431,6 +431,10 @@ def compose(
             objs[kind], ids[kind] = obj, _source(entry, options[kind])
         if kind == "likelihood":
             context["output_shape"] = tuple(objs[kind].param_shape(data_shape))
+    # A component holding another (a VampPrior built in Python with the model's encoder) keeps
+    # it as a plain attribute, so its parameters are registered and stored once, under the model.
+    for kind, obj in objs.items():
+        _unregister_shared(obj, [other for k, other in objs.items() if k != kind])
     enc, dec, pri, lik = objs["encoder"], objs["decoder"], objs["prior"], objs["likelihood"]
 
     problems, fitting = [], []

@@ -1,1 +1,1 @@
-"""zoo-mlp: the one-hidden-layer MLP encoder and decoder of "Auto-Encoding Variational Bayes"."""
+"""zoo-mlp: the MLP encoder and decoder of "Auto-Encoding Variational Bayes", a VampPrior and a cyclical ELBO."""
