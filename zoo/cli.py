@@ -127,7 +127,9 @@ def _format_options(part: dict, indent: str) -> list[str]:
 @click.option("--kind", type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective"]),
               help="What NAME is, when a component and a model share an id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info_command(name: str, kind: str | None, as_json: bool) -> None:
+@click.option("--toml", "as_toml", is_flag=True,
+              help="Print the model's recipe as a recipe file, to edit and train with 'zoo train FILE.toml'.")
+def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> None:
     """Show a model's (or one component's) parts and every option, with its type and default.
 
     NAME is a model id ('zoo list') or a component or objective id ('zoo list --kind prior').
@@ -136,6 +138,10 @@ def info_command(name: str, kind: str | None, as_json: bool) -> None:
 
     registry = get_registry()
     component_kinds = ("encoder", "decoder", "prior", "likelihood", "objective")
+    if as_toml and (kind not in (None, "model") or name not in registry.entries["recipe"]):
+        if any(name in registry.entries[k] for k in component_kinds):
+            raise ZooError(f"--toml prints a model's recipe; {name!r} is a component, not a model")
+        registry.get("recipe", name)  # the unknown-model error, with its suggestions
     if kind in component_kinds or (kind is None and name not in registry.entries["recipe"]):
         kinds = [kind] if kind else [k for k in component_kinds if name in registry.entries[k]]
         if not kinds:
@@ -154,6 +160,11 @@ def info_command(name: str, kind: str | None, as_json: bool) -> None:
         return
     entry = registry.get("recipe", name)
     recipe = entry.load()
+    if as_toml:
+        from zoo.recipe import recipe_to_toml
+
+        click.echo(recipe_to_toml(recipe), nl=False)
+        return
     parts = {}
     for part_kind, (component_id, options) in {**recipe.components(),
                                                "objective": (recipe.objective, dict(recipe.objective_options))}.items():
@@ -206,6 +217,11 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"  ERROR: {info.error}")
 
 
+def _is_recipe_file(model: str) -> bool:
+    """A MODEL argument naming a recipe file rather than a registered id."""
+    return model.endswith(".toml") or os.sep in model or (os.altsep is not None and os.altsep in model)
+
+
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -236,11 +252,12 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def train_command(model, epochs, batch_size, lr, sets, device, precision, compile_, seed, data_dir, out, overwrite,
                   resume, progress) -> None:
-    """Train MODEL (see 'zoo list'), or continue a run with --resume RUN.
+    """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
     Examples:
       zoo train vae-conv-mnist --epochs 10
+      zoo info vae-conv-mnist --toml > my-model.toml; zoo train my-model.toml
       zoo train vae-conv-mnist --set latent_size=32 --set beta=2.0 --out runs/beta2
       zoo train --resume runs/beta2 --epochs 20
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
@@ -254,7 +271,13 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
         # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
         from zoo.plugins import get_registry
 
-        get_registry().recipe(model).with_overrides(_parse_sets(sets))
+        if _is_recipe_file(model):
+            from zoo.recipe import recipe_from_file
+
+            model = recipe_from_file(model)
+            model.with_overrides(_parse_sets(sets))
+        else:
+            get_registry().recipe(model).with_overrides(_parse_sets(sets))
     from zoo.trainer import Trainer
 
     if resume:
