@@ -307,6 +307,32 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
                    f"run directory {trainer.out}")
 
 
+@cli.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN [RUN...]")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also write the learning curves of all runs to this PNG.")
+@click.option("--metric", default="test_loss", show_default=True,
+              help="What --plot draws against epochs (any column of metrics.jsonl).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def compare_command(runs: tuple[str, ...], plot: str | None, metric: str, as_json: bool) -> None:
+    """Compare runs side by side: model, objective, epochs, best and last test negative ELBO, the
+    IW-NLL where 'zoo eval' scored the run, and seconds per epoch.
+
+    \b
+    Examples:
+      zoo compare runs/*
+      zoo compare runs/beta1 runs/beta2 runs/beta4 --plot curves.png
+    """
+    from zoo.compare import format_table, plot_curves, summarize
+
+    summaries = [summarize(run) for run in runs]
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        click.echo(format_table(summaries), nl=False)
+    if plot:
+        click.echo(f"learning curves: {plot_curves(summaries, plot, metric)}", err=True)
+
+
 @cli.command("sample")
 @click.argument("run", type=click.Path())
 @click.option("--n", "count", type=int, default=64, show_default=True, help="Number of images.")

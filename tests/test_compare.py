@@ -1,0 +1,89 @@
+"""zoo compare: a table of runs from their config and metrics, and a plot of their learning curves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo.cli import main
+
+from test_spanning import span  # noqa: F401 - a tiny data set and a throwaway plugin
+
+
+def run(capsys, *args):
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def sweep(span, tmp_path, capsys):  # noqa: F811
+    """A beta sweep written the way a user would, as three runs of one model."""
+    runs = []
+    for beta in (1, 2, 4):
+        out = tmp_path / f"beta{beta}"
+        code, _, err = run(capsys, "train", "tiny-vamp", "--device", "cpu", "--epochs", "2", "--out", out,
+                           "--set", "objective=elbo", "--set", f"beta={beta}", "--no-progress")
+        assert code == 0, err
+        runs.append(out)
+    return runs
+
+
+def test_compare_prints_one_row_per_run(sweep, capsys):
+    code, out, err = run(capsys, "compare", *sweep)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["run", "model", "objective", "epochs"]
+    rows = lines[2:]
+    assert len(rows) == 3
+    for row, beta in zip(rows, (1, 2, 4)):
+        assert "tiny-vamp" in row and f"elbo(beta={beta})" in row
+        assert row.split()[3] == "2"  # epochs
+    data = json.loads(run(capsys, "compare", *sweep, "--json")[1])
+    for entry, path in zip(data, sweep):
+        history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        assert entry["last_neg_elbo"] == pytest.approx(history[-1]["test_loss"])
+        assert entry["best_neg_elbo"] == pytest.approx(min(r["test_loss"] for r in history))
+        assert entry["iw_nll"] is None and entry["seconds_per_epoch"] > 0
+
+
+def test_compare_shows_the_iw_nll_once_zoo_eval_has_scored_a_run(sweep, capsys):
+    code, _, err = run(capsys, "eval", sweep[0], "--iw-samples", "5", "--limit", "20", "--no-fid", "--device", "cpu")
+    assert code == 0, err
+    scored = json.loads((sweep[0] / "eval" / "metrics.json").read_text())
+    data = json.loads(run(capsys, "compare", *sweep, "--json")[1])
+    assert data[0]["iw_nll"] == pytest.approx(scored["test_nll_iw"]) and data[0]["iw_samples"] == 5
+    assert data[1]["iw_nll"] is None
+
+
+def test_compare_plots_the_learning_curves(sweep, tmp_path, capsys):
+    from PIL import Image
+
+    png = tmp_path / "curves.png"
+    code, _, err = run(capsys, "compare", *sweep, "--plot", png)
+    assert code == 0, err
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 10  # lines, text, a legend: not blank
+
+
+def test_compare_errors(sweep, tmp_path, capsys):
+    code, _, err = run(capsys, "compare", sweep[0], tmp_path / "nothing")
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "compare", tmp_path / "empty")
+    assert code == 1 and "is not a zoo run" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    code, _, err = run(capsys, "compare", tmp_path / "bad")
+    assert code == 1 and "not valid JSON" in err
+    code, _, err = run(capsys, "compare", sweep[0], "--plot", tmp_path)
+    assert code != 0
+    code, _, err = run(capsys, "compare", sweep[0], "--plot", tmp_path / "x.png", "--metric", "nosuch")
+    assert code == 1 and "no run has a finite 'nosuch'" in err

@@ -1,0 +1,181 @@
+"""Compare finished or running runs: one table row per run directory, and learning curves.
+
+Everything is read from what a run leaves (``config.json``, ``metrics.jsonl``, and
+``eval/metrics.json`` when ``zoo eval`` has scored it), so runs of any model, objective or
+plugin compare, and nothing needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+MAX_METRICS_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class RunSummary:
+    """What ``zoo compare`` shows of one run."""
+
+    run: str
+    model: str
+    objective: str
+    epochs: int
+    best_neg_elbo: float | None
+    best_epoch: int | None
+    last_neg_elbo: float | None
+    iw_nll: float | None
+    iw_samples: int | None
+    seconds_per_epoch: float | None
+    history: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("history")
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise ZooError(f"{path.parent} is not a zoo run: it has no {path.name} ({what}); give run directories "
+                       "written by 'zoo train'")
+    if path.stat().st_size > MAX_METRICS_BYTES:
+        raise ZooError(f"{path} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path} is not valid JSON ({str(exc)[:80]}); was it written by zoo?") from None
+
+
+def _objective_label(recipe: dict[str, Any]) -> str:
+    objective = recipe.get("objective", "elbo")
+    options = dict(recipe.get("objective_options") or {})
+    beta = (recipe.get("training") or {}).get("beta")  # runs written before objectives were a kind
+    if beta not in (None, 1.0) and objective == "elbo":
+        options.setdefault("beta", beta)
+    if not options:
+        return objective
+    return f"{objective}(" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+
+
+def summarize(run: str | os.PathLike) -> RunSummary:
+    """Read one run directory; a folder that is not a run is a :class:`ZooError` naming it."""
+    path = Path(run)
+    if not path.is_dir():
+        raise ZooError(f"{path} is not a run directory" + ("" if path.exists() else " (it does not exist)"))
+    config = _read_json(path / "config.json", "written when the run starts")
+    if not isinstance(config, dict) or not isinstance(config.get("recipe"), dict):
+        raise ZooError(f"{path / 'config.json'} does not describe a zoo run (no recipe)")
+    history: list[dict[str, Any]] = []
+    metrics = path / "metrics.jsonl"
+    if metrics.is_file():
+        if metrics.stat().st_size > MAX_METRICS_BYTES:
+            raise ZooError(f"{metrics} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
+        for number, line in enumerate(metrics.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise ZooError(f"{metrics}, line {number}, is not JSON; was it written by zoo?") from None
+            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                history.append(row)
+    losses = [(r["test_loss"], r["epoch"]) for r in history
+              if isinstance(r.get("test_loss"), (int, float)) and math.isfinite(r["test_loss"])]
+    best = min(losses) if losses else None
+    seconds = [r["epoch_seconds"] for r in history if isinstance(r.get("epoch_seconds"), (int, float))]
+    iw_nll = iw_samples = None
+    evaluation = path / "eval" / "metrics.json"
+    if evaluation.is_file():
+        scored = _read_json(evaluation, "written by zoo eval")
+        if isinstance(scored, dict):
+            iw_nll, iw_samples = scored.get("test_nll_iw"), scored.get("iw_samples")
+    recipe = config["recipe"]
+    return RunSummary(
+        run=str(path),
+        model=str(config.get("model", recipe.get("id", "?"))),
+        objective=_objective_label(recipe),
+        epochs=len(history),
+        best_neg_elbo=best[0] if best else None,
+        best_epoch=best[1] if best else None,
+        last_neg_elbo=history[-1].get("test_loss") if history else None,
+        iw_nll=iw_nll,
+        iw_samples=iw_samples,
+        # the median is robust to the first epoch's start-up and to a busy machine
+        seconds_per_epoch=statistics.median(seconds) if seconds else None,
+        history=history,
+    )
+
+
+def _cell(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "nan"
+    return str(value)
+
+
+def format_table(summaries: list[RunSummary]) -> str:
+    """A plain-text table, one row per run (the negative ELBO and IW-NLL in nats per example)."""
+    header = ["run", "model", "objective", "epochs", "best -ELBO", "(epoch)", "last -ELBO", "IW-NLL", "(K)",
+              "s/epoch"]
+    rows = [[s.run, s.model, s.objective, _cell(s.epochs), _cell(s.best_neg_elbo), _cell(s.best_epoch),
+             _cell(s.last_neg_elbo), _cell(s.iw_nll), _cell(s.iw_samples), _cell(s.seconds_per_epoch, 1)]
+            for s in summaries]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = set(range(3, len(header)))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]).rstrip() + "\n"
+
+
+def plot_curves(summaries: list[RunSummary], out: str | os.PathLike, metric: str = "test_loss") -> Path:
+    """Write a PNG of ``metric`` against epochs for every run (needs matplotlib: pip install 'zoo[plot]')."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ZooError("--plot needs matplotlib; install it with: pip install 'zoo[plot]'") from None
+    from zoo.checkpoint import atomic_write
+
+    out = Path(out)
+    if out.exists() and not out.is_file():
+        raise ZooError(f"--plot {out} exists and is not a regular file; choose a .png path")
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    drawn = 0
+    for s in summaries:
+        points = [(r["epoch"], r[metric]) for r in s.history
+                  if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+        if points:
+            epochs, values = zip(*points)
+            ax.plot(epochs, values, marker="o" if len(points) < 30 else None, markersize=3,
+                    label=f"{Path(s.run).name} ({s.model}, {s.objective})")
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ZooError(f"no run has a finite {metric!r} to plot yet")
+    labels = {"test_loss": "test negative ELBO (nats per example)", "train_loss": "training loss (nats per example)"}
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(labels.get(metric, metric))
+    ax.set_title("zoo compare: learning curves")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    except OSError as exc:
+        raise ZooError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return out
