@@ -514,7 +514,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs and --device may change")
+    assert_user_error(code, out, "only --epochs, --device, --precision and --data-dir may change")
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
