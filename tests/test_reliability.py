@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -101,19 +100,82 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_args(out: Path, *extra: str) -> list[str]:
     return ["train", "tiny-vae", "--device", "cpu", "--seed", "3", "--out", str(out), *extra]
 
 
 def torchrun_args(*zoo_args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(free_port()), "-m", "zoo", *zoo_args]
+    # --standalone: torchrun binds its own free port (a port picked here and released could be taken
+    # by another job before torchrun binds it).
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "zoo", *zoo_args]
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [root]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, or stopped: anything but gone or a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and everything it started, and wait until all of it is dead.
+
+    Killing the process group is not enough: torchrun starts each worker in a session of its own,
+    so its workers survive a ``killpg`` of the launcher and go on training (and writing the run
+    directory) beside whatever the test starts next. The whole tree is frozen first (SIGSTOP), so
+    nothing can start a new child between listing the tree and killing it.
+    """
+    if proc.poll() is not None:
+        return  # it ended (and was reaped): its pid may already belong to another process
+    with_group = []
+    for pid in _process_tree(proc.pid):
+        with_group.append(pid)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    everything = set(with_group) | set(_process_tree(proc.pid))
+    for pid in everything:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # where there is no /proc
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    deadline = time.monotonic() + 120
+    while any(_alive(pid) for pid in everything if pid != proc.pid):
+        assert time.monotonic() < deadline, "processes survived SIGKILL"
+        time.sleep(0.05)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -125,8 +187,7 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_tree(proc)
     assert proc.returncode == 0, log.read_text()
 
 
@@ -149,8 +210,7 @@ def kill_mid_run(proc: subprocess.Popen, run: Path, log: Path, after_epochs: int
         time.sleep(0.02)
     time.sleep(delay)
     assert proc.poll() is None, f"training finished before the kill; make the run longer:\n{log.read_text()}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_tree(proc)  # every process of the job is dead before the test goes on
     left = int(load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
     assert 1 <= left < EPOCHS
     return left
@@ -217,9 +277,7 @@ def _background_run(folder: Path, command: list[str], env: dict[str, str]):
         return folder / "run"
 
     yield wait
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_tree(proc)
 
 
 @pytest.fixture(scope="module")
@@ -442,6 +500,13 @@ def test_debug_shows_the_traceback_subprocess(console):
     assert "Traceback" in err and "UnknownIdError" in err and "did you mean" in err
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="checks the error on a machine without CUDA")
 def test_device_cuda_without_cuda_subprocess(console):
     code, err = console[0]["cuda"]
     assert_user_error(code, err, "--device cuda", "use --device cpu")
