@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from zoo.errors import ZooError
+from zoo.errors import UnknownIdError, ZooError
 
 
 class ZooGroup(click.Group):
@@ -60,6 +60,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _warn_broken(registry) -> None:
+    from zoo.plugins import selection_note
+
+    note = selection_note()
+    if note and not registry.entries.get("recipe"):
+        click.echo(f"warning: {note}", err=True)
     broken = [p for p in registry.plugins.values() if p.error]
     for info in broken:
         click.echo(f"warning: plugin {info.name!r} is broken: {info.error} (see 'zoo plugins')", err=True)
@@ -316,7 +321,7 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
     from zoo.checkpoint import resolve_checkpoint_path
 
     resolve_checkpoint_path(run)  # a missing checkpoint fails before torch is imported
-    from zoo.evaluate import evaluate
+    from zoo.evaluate import evaluate, json_safe
 
     result = evaluate(run, iw_samples=iw_samples, data_dir=data_dir, device=device, batch_size=batch_size,
                       limit=limit, fid=fid, fid_features=fid_features, out=out, dataset=dataset, seed=seed,
@@ -342,17 +347,6 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
                f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s")
     for name, path in result.get("images", {}).items():
         click.echo(f"  {name + ':':<20} {path}")
-
-
-def json_safe(value):
-    """``value`` with NaN and infinities as ``null``: strict JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _env_flag(name: str) -> bool:
@@ -381,7 +375,14 @@ def main(argv: list[str] | None = None) -> None:
     except ZooError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        message = str(exc)
+        if isinstance(exc, UnknownIdError) or "not installed" in message:
+            from zoo.plugins import selection_note
+
+            note = selection_note()
+            if note:
+                message += f" (note: {note})"
+        click.echo(f"Error: {message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

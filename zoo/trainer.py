@@ -632,6 +632,10 @@ class Trainer:
                 f"this run was trained with {len(states)} process(es); resume it with the same number "
                 f"(got {self.dist.world_size})"
             )
+        loaded = self.dist.gather_objects(int(payload["epoch"]))
+        if len(set(loaded)) != 1:  # each process reads last.pt itself: it changed under them
+            raise ZooError(f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
+                           "something else is writing the run; stop it and resume again")
         load_weights(self.model, payload["model"], f"the weights in {last}")
         load_weights(self.optimizer, payload["optimizer"], f"the optimizer state in {last}")
         for group in self.optimizer.param_groups:
