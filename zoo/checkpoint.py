@@ -185,15 +185,15 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
 
     The checkpoint alone is enough: it names the components and the plugins that provide them.
     """
-    return model_from_payload(load_checkpoint(path)).to(device).eval()
+    return model_from_payload(load_checkpoint(path), source=resolve_checkpoint_path(path)).to(device).eval()
 
 
-def model_from_payload(payload: dict[str, Any]):
+def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None = None):
     """The model a loaded checkpoint describes, with its trained weights (on the CPU)."""
     from zoo.model import from_spec
 
     model = from_spec(payload["spec"])
-    load_weights(model, payload["model"], "the checkpoint's weights")
+    load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model
 
 
@@ -202,5 +202,6 @@ def load_weights(module, state: dict[str, Any], what: str) -> None:
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise ZooError(f"{what} do not fit the model the checkpoint describes ({_first_line(exc)}); "
+        detail = " ".join(str(exc).split())[:300]
+        raise ZooError(f"{what} do not fit the model the checkpoint describes ({detail}); "
                        "give a checkpoint written by zoo for this model") from None

@@ -567,7 +567,7 @@ def evaluate(
     if fid and fid_features == "inception":
         inception = inception_features()  # fail before the long part, not after it
 
-    model = prepare_for_inference(model_from_payload(payload).to(dev))
+    model = prepare_for_inference(model_from_payload(payload, source=checkpoint).to(dev))
     x, grey = _test_images(info, data_dir, limit, dev)
     model.likelihood.check_data(x)
     model.check_inputs = False
