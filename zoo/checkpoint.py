@@ -98,6 +98,8 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
         return candidate
     if not p.exists():
         raise ZooError(f"checkpoint {p} does not exist; give a run directory (runs/...) or a .pt file")
+    if not p.is_file():  # a fifo would block the read forever, a device (/dev/zero) would never end
+        raise ZooError(f"checkpoint {p} is not a regular file; give a run directory (runs/...) or a .pt file")
     return p
 
 

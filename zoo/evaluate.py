@@ -357,8 +357,8 @@ def feature_network(dataset, data_dir: str | os.PathLike | None = None, *, progr
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             if record.get("data_sha256") == key:
                 return _Features(net.eval()), record
-        except (OSError, ValueError, KeyError, RuntimeError):
-            pass  # a damaged cache entry is retrained below
+        except Exception:  # noqa: BLE001 - any damaged or foreign cache entry is retrained below
+            pass
     if progress is not False:
         print(f"training the FID feature classifier on {dataset.id} ({len(train[0])} images, 1 epoch); "
               f"cached in {folder}", file=sys.stderr, flush=True)

@@ -690,6 +690,9 @@ class Trainer:
         dist = Dist.from_env()
         rundir = RunDir(run) if dist.is_main else None
         last = run / "checkpoints" / "last.pt"
+        if run.exists() and not run.is_dir():
+            raise ZooError(f"--resume takes a run directory, and {run} is not one; give the folder the run "
+                           "was trained into (the one holding checkpoints/last.pt)")
         if not last.is_file():
             raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with "
                            f"'zoo train MODEL --out {run}'")
