@@ -302,7 +302,8 @@ def test_zoo_sample_writes_a_png_of_n_images(runs, tiny, tmp_path, capsys):
 
 
 def test_zoo_sample_errors(runs, tiny, tmp_path, capsys):
-    assert "--n must be at least 1" in cli_error(capsys, "sample", runs["b1"], "--n", "0")
+    assert "--n must be from 1 to" in cli_error(capsys, "sample", runs["b1"], "--n", "0")
+    assert "--n must be from 1 to 10000" in cli_error(capsys, "sample", runs["b1"], "--n", str(10**12))
     assert "does not exist" in cli_error(capsys, "sample", tmp_path / "nope")
     assert "without checkpoints/last.pt" in cli_error(capsys, "sample", tmp_path)
 

@@ -158,6 +158,10 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"  ERROR: {info.error}")
 
 
+#: The most images ``zoo sample`` puts in one PNG grid.
+MAX_SAMPLES = 10_000
+
+
 def _same_path(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -263,8 +267,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
 @click.option("--device", default="cpu", show_default=True)
 def sample_command(run: str, count: int, out: str, seed: int, device: str) -> None:
     """Decode COUNT prior samples of a trained model (run directory or checkpoint) into a PNG grid."""
-    if count < 1:
-        raise ZooError(f"--n must be at least 1 (got {count})")
+    if not 1 <= count <= MAX_SAMPLES:
+        raise ZooError(f"--n must be from 1 to {MAX_SAMPLES} (got {count}): one PNG grid holds at most that many")
     from zoo.rundir import check_output_file
 
     check_output_file(out)  # before any work: never replace a device, a fifo or a symlink with a PNG
@@ -354,6 +358,11 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300]
@@ -387,6 +396,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except RuntimeError as exc:
+        # torch reports a failed allocation as a RuntimeError (torch.cuda.OutOfMemoryError is one too)
+        if debug or not _is_out_of_memory(exc):
+            raise
+        click.echo("Error: out of memory; close other programs, use a smaller --batch-size or --n, or a larger "
+                   "machine", err=True)
+        sys.exit(1)
     except MemoryError:
         if debug:
             raise

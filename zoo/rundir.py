@@ -180,6 +180,12 @@ class RunDir:
             except OSError:
                 pass
 
+    def __del__(self) -> None:  # a Trainer that is never fitted still lets go of the folder
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit anything may be gone already
+            pass
+
     # -- what is in it -----------------------------------------------------------------------------
     def _entries(self) -> list[tuple[Path, int]]:
         """zoo's names in the folder (any kind of entry), with their ``lstat`` modes; temporaries too."""
