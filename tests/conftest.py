@@ -98,3 +98,6 @@ def with_example(example_site, monkeypatch):
     yield example_site
     plugins.reset()
     forget_example_modules()
+
+
+from helpers_spanning import span  # noqa: E402,F401 - the fixture, for every test module

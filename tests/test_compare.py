@@ -8,7 +8,6 @@ import pytest
 
 from zoo.cli import main
 
-from test_spanning import span  # noqa: F401 - a tiny data set and a throwaway plugin
 
 
 def run(capsys, *args):
@@ -23,7 +22,7 @@ def run(capsys, *args):
 
 
 @pytest.fixture
-def sweep(span, tmp_path, capsys):  # noqa: F811
+def sweep(span, tmp_path, capsys):
     """A beta sweep written the way a user would, as three runs of one model."""
     runs = []
     for beta in (1, 2, 4):

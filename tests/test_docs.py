@@ -167,7 +167,7 @@ def test_hooks_doc_describes_no_missing_hook():
 
 @pytest.mark.parametrize("hook", hook_names())
 def test_every_hook_is_exercised_by_a_test(hook):
-    users = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
+    users = [p.name for p in sorted([*(ROOT / "tests").glob("test_*.py"), *(ROOT / "tests").glob("helpers_*.py")])
              if p.name != "test_docs.py" and re.search(rf"def {hook}\(|\.{hook} = |{hook}=", p.read_text())]
     assert users, f"no test implements the hook {hook}"
 

@@ -11,7 +11,6 @@ import zoo
 from zoo.cli import main
 from zoo.recipe import recipe_from_mapping, recipe_to_toml
 
-from test_spanning import span  # noqa: F401 - the fixture: a tiny data set and a throwaway plugin
 
 TWO_PLUGINS = """\
 # encoder from the vamp plugin, decoder from the iwae plugin, prior from aevb
@@ -69,7 +68,7 @@ def test_zoo_info_toml_prints_a_recipe_file(capsys):
     assert data["reference"]["test_nll"] == 82.9
 
 
-def test_a_recipe_file_from_two_plugins_trains_resumes_and_evaluates(span, tmp_path, capsys):  # noqa: F811
+def test_a_recipe_file_from_two_plugins_trains_resumes_and_evaluates(span, tmp_path, capsys):
     from zoo.evaluate import evaluate
 
     path = tmp_path / "mixed.toml"
@@ -105,7 +104,7 @@ def test_a_recipe_file_from_two_plugins_trains_resumes_and_evaluates(span, tmp_p
                                                                     "did you mean 'gated-mlp'"]),
     (lambda t: t.replace("[decoder]", "[decoder"), ["invalid TOML"]),
 ])
-def test_recipe_file_mistakes_are_one_line_errors_before_anything_is_created(span, tmp_path, capsys,  # noqa: F811
+def test_recipe_file_mistakes_are_one_line_errors_before_anything_is_created(span, tmp_path, capsys,
                                                                              edit, needles):
     path = tmp_path / "bad.toml"
     path.write_text(edit(TWO_PLUGINS))

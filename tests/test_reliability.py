@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -101,19 +100,82 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_args(out: Path, *extra: str) -> list[str]:
     return ["train", "tiny-vae", "--device", "cpu", "--seed", "3", "--out", str(out), *extra]
 
 
 def torchrun_args(*zoo_args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(free_port()), "-m", "zoo", *zoo_args]
+    # --standalone: torchrun binds its own free port (a port picked here and released could be taken
+    # by another job before torchrun binds it).
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "zoo", *zoo_args]
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [root]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, or stopped: anything but gone or a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and everything it started, and wait until all of it is dead.
+
+    Killing the process group is not enough: torchrun starts each worker in a session of its own,
+    so its workers survive a ``killpg`` of the launcher and go on training (and writing the run
+    directory) beside whatever the test starts next. The whole tree is frozen first (SIGSTOP), so
+    nothing can start a new child between listing the tree and killing it.
+    """
+    if proc.poll() is not None:
+        return  # it ended (and was reaped): its pid may already belong to another process
+    with_group = []
+    for pid in _process_tree(proc.pid):
+        with_group.append(pid)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    everything = set(with_group) | set(_process_tree(proc.pid))
+    for pid in everything:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # where there is no /proc
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    deadline = time.monotonic() + 120
+    while any(_alive(pid) for pid in everything if pid != proc.pid):
+        assert time.monotonic() < deadline, "processes survived SIGKILL"
+        time.sleep(0.05)
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -125,8 +187,7 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_tree(proc)
     assert proc.returncode == 0, log.read_text()
 
 
@@ -149,8 +210,7 @@ def kill_mid_run(proc: subprocess.Popen, run: Path, log: Path, after_epochs: int
         time.sleep(0.02)
     time.sleep(delay)
     assert proc.poll() is None, f"training finished before the kill; make the run longer:\n{log.read_text()}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_tree(proc)  # every process of the job is dead before the test goes on
     left = int(load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
     assert 1 <= left < EPOCHS
     return left
@@ -217,9 +277,7 @@ def _background_run(folder: Path, command: list[str], env: dict[str, str]):
         return folder / "run"
 
     yield wait
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_tree(proc)
 
 
 @pytest.fixture(scope="module")
@@ -442,6 +500,13 @@ def test_debug_shows_the_traceback_subprocess(console):
     assert "Traceback" in err and "UnknownIdError" in err and "did you mean" in err
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="checks the error on a machine without CUDA")
 def test_device_cuda_without_cuda_subprocess(console):
     code, err = console[0]["cuda"]
     assert_user_error(code, err, "--device cuda", "use --device cpu")
@@ -493,6 +558,12 @@ def test_checkpoint_of_a_model_whose_plugin_is_not_loaded(tiny, tmp_path, capsys
         (["--set", "encoder.nosuch=3"], ["has no option 'nosuch'", "its options"]),
         (["--batch-size", "5000"], ["batch size 5000 is larger than the training set"]),
         (["--precision", "fp16"], ["fp16 needs a cuda device"]),
+        (["--set", "weight_decay=nan"], ["weight_decay must be a finite number"]),
+        (["--set", "grad_clip=nan"], ["grad_clip must be a finite number"]),
+        (["--set", "beta=inf"], ["beta must be a finite number"]),
+        (["--lr", "inf"], ["--lr must be positive and finite"]),
+        (["--seed", str(2**64)], ["--seed must be a whole number from 0 to"]),
+        (["--seed", "-1"], ["--seed must be a whole number from 0 to"]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("-") else None,
 )
@@ -518,7 +589,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs and --device may change")
+    assert_user_error(code, out, "only --epochs, --device, --precision and --data-dir may change")
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
@@ -630,6 +701,7 @@ def test_components_that_do_not_fit_via_cli(tiny, tmp_path, capsys):
         ("random bytes", ["not a readable checkpoint"]),
         ("empty", ["not a readable checkpoint"]),
         ("foreign torch file", ["not a zoo checkpoint"]),
+        ("fifo", ["not a regular file"]),
     ],
 )
 def test_bad_checkpoints(tiny, tmp_path, capsys, make, needles):
@@ -647,6 +719,8 @@ def test_bad_checkpoints(tiny, tmp_path, capsys, make, needles):
         torch.save({"weights": torch.zeros(3)}, path)
     elif make == "folder without checkpoint":
         path.mkdir()
+    elif make == "fifo":  # reading it would block forever
+        os.mkfifo(path)
     for command in (["sample", str(path), "--out", str(tmp_path / "s.png")], ["train", "--resume", str(path)]):
         code, out = cli(capsys, *command)
         message = assert_user_error(code, out)
@@ -785,7 +859,6 @@ def test_bf16_on_cpu_keeps_the_loss_in_fp32(tiny, tmp_path, capsys, monkeypatch)
     import torch
 
     import zoo
-    from zoo.model import VAE
 
     model = zoo.create("tiny-vae")
     x = torch.rand(8, 1, 16, 16)
@@ -826,7 +899,461 @@ def test_two_processes_reach_the_loss_of_one(reference_run, ddp_reference_run):
     assert two[1]["test_loss"] == pytest.approx(one[1]["test_loss"], rel=0.005)  # after 2 epochs
 
 
-# -- 7. the guarantees document --------------------------------------------------------------
+# -- 7. run directories: one writer, overwrite, resume options (issue 11) ---------------------
+
+
+def _wait_for(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"training ended before {what}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s:\n{log.read_text()}"
+        time.sleep(0.05)
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir, tmp_path, capsys):
+    """While a run trains, a resume, a fresh start and an --overwrite of its folder are refused; once
+    it is SIGKILLed (no clean-up), the kernel has dropped its lock and the resume works."""
+    from zoo.checkpoint import load_checkpoint
+
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    holder = start(zoo_command(*train_args(run)), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"}, log)
+    try:
+        _wait_for(lambda: len(metric_rows(run)) >= 1, holder, log, "a first epoch")
+        config = (run / "config.json").read_bytes()
+        for args in (["train", "--resume", str(run)], train_args(run), train_args(run, "--overwrite", "--seed", "9")):
+            code, out = cli(capsys, *args)
+            assert_user_error(code, out, "in use by another zoo process", f"pid {holder.pid}", "another --out")
+        assert holder.poll() is None, "the holder kept training while the others were refused"
+        assert (run / "config.json").read_bytes() == config
+    finally:
+        kill_tree(holder)
+    done = load_checkpoint(run / "checkpoints" / "last.pt")["epoch"]
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", str(done + 1))
+    assert code == 0, out
+    assert [r["epoch"] for r in metric_rows(run)] == list(range(1, done + 2))
+    assert not (run / ".zoo.lock").exists(), "the lock file goes with its holder"
+
+
+def test_parallel_runs_without_out_get_unique_names(tiny_dir, tmp_path, monkeypatch):
+    from zoo.rundir import unique_run_dir
+
+    monkeypatch.setattr("zoo.rundir.time.strftime", lambda fmt: "20250101-120000")  # all in the same second
+    made = [unique_run_dir("m", tmp_path / "runs") for _ in range(4)]
+    assert len(set(made)) == 4 and all(p.is_dir() for p in made)
+    assert made[0].name == "m-20250101-120000" and made[1].name == "m-20250101-120000-2"
+    monkeypatch.undo()
+
+    # a sweep: two trainings started together in one folder, neither with --out
+    env = tiny_env(tiny_dir)
+    procs = [subprocess.Popen(zoo_command("train", "tiny-vae", "--device", "cpu", "--epochs", "1", "--seed", str(i)),
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    for proc in procs:
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output
+    runs = sorted((tmp_path / "runs").glob("tiny-vae-*"))
+    assert len(runs) == 2
+    seeds = {json.loads((r / "config.json").read_text())["settings"]["seed"] for r in runs}
+    assert seeds == {0, 1}
+    for r in runs:
+        assert [row["epoch"] for row in metric_rows(r)] == [1]
+        assert_checkpoints_sound(r)
+
+
+def test_overwrite_checks_everything_first_and_deletes_only_zoo_files(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(capsys, *train_args(run, "--epochs", "2"))[0] == 0
+    (run / "checkpoints" / "pretrained.pt").write_bytes(b"the user's weights")
+    (run / "samples" / "fig.png").write_bytes(b"the user's figure")
+    (run / "notes.txt").write_text("the user's notes")
+    before = _files(run)
+
+    # a mistake found only when the data is loaded: the old run is untouched
+    code, out = cli(capsys, "train", "tiny-vae-float", "--device", "cpu", "--out", str(run), "--overwrite")
+    assert_user_error(code, out, "uint8")
+    assert _files(run) == before
+    # something at one of zoo's names that zoo did not write: refused, nothing deleted
+    (run / "checkpoints" / "best.pt").unlink()
+    (run / "checkpoints" / "best.pt").mkdir()
+    (run / "checkpoints" / "best.pt" / "inside").write_text("x")
+    before = _files(run)
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--overwrite"))
+    assert_user_error(code, out, "best.pt is a folder", "nothing was deleted")
+    assert _files(run) == before
+    (run / "checkpoints" / "best.pt" / "inside").unlink()
+    (run / "checkpoints" / "best.pt").rmdir()
+
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--seed", "4", "--overwrite"))
+    assert code == 0, out
+    after = _files(run)
+    for name in ("checkpoints/pretrained.pt", "samples/fig.png", "notes.txt"):
+        assert after[name] == before[name], f"--overwrite touched the user's {name}"
+    assert "samples/epoch-002.png" not in after, "the old run's files are gone"
+    assert [r["epoch"] for r in metric_rows(run)] == [1]
+    assert load_config(run)["settings"]["seed"] == 4
+
+
+def test_zoo_names_that_are_not_zoo_files_are_refused(tiny, tmp_path, capsys):
+    """A fifo, a symlink or a foreign config.json at one of zoo's names: refused, never followed or
+    replaced (a fifo would hang a writer; a symlink would send the write elsewhere)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cases = {
+        "fifo": lambda run: os.mkfifo(run / "metrics.jsonl"),
+        "symlink": lambda run: (run / "checkpoints").mkdir() or (run / "checkpoints" / "last.pt").symlink_to(victim),
+        "file for a folder": lambda run: (run / "samples").write_text("not a folder"),
+        "foreign config": lambda run: (run / "config.json").write_text('{"my": "settings"}'),
+    }
+    for name, make in cases.items():
+        run = tmp_path / name.replace(" ", "-")
+        run.mkdir()
+        make(run)
+        before = sorted(p.name for p in run.rglob("*"))
+        for extra in ([], ["--overwrite"]):
+            code, out = cli(capsys, *train_args(run, "--epochs", "1", *extra))
+            assert_user_error(code, out, str(run))
+            assert sorted(p.name for p in run.rglob("*")) == before, name
+    assert victim.read_text() == "precious"
+    assert json.loads((tmp_path / "foreign-config" / "config.json").read_text()) == {"my": "settings"}
+
+
+def test_a_folder_without_a_run_is_not_called_one(tiny, tmp_path, capsys):
+    # the user's own files, no run: zoo trains beside them
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("notes")
+    code, out = cli(capsys, *train_args(mine, "--epochs", "1"))
+    assert code == 0, out
+    assert (mine / "notes.txt").read_text() == "notes"
+    # a start that died of NaN at its first step: nothing to resume, and a fresh start needs no --overwrite
+    nan = tmp_path / "nan"
+    code, out = cli(capsys, *train_args(nan, "--set", "encoder.nan_after=1"))
+    assert_user_error(code, out, "epoch 1, step 2", "no checkpoint was written yet")
+    code, out = cli(capsys, "train", "--resume", str(nan))
+    assert_user_error(code, out, "no checkpoints/last.pt", f"zoo train MODEL --out {nan}")
+    code, out = cli(capsys, *train_args(nan, "--epochs", "1"))
+    assert code == 0, out
+    assert "already holds a run" not in out
+
+
+def test_sample_out_that_is_not_a_regular_file_is_refused(tiny, tmp_path, capsys):
+    import stat
+
+    checkpoint = tiny_checkpoint(tmp_path / "model.pt")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    targets = {"fifo": tmp_path / "fifo.png", "symlink": tmp_path / "link.png"}
+    os.mkfifo(targets["fifo"])
+    targets["symlink"].symlink_to(victim)
+    if os.geteuid() == 0:  # a character device, as /dev/null is (only root may make one)
+        targets["device"] = tmp_path / "null.png"
+        os.mknod(targets["device"], stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    for name, target in targets.items():
+        mode = os.lstat(target).st_mode
+        code, out = cli(capsys, "sample", str(checkpoint), "--out", str(target))
+        assert_user_error(code, out, "not a regular file")
+        assert os.lstat(target).st_mode == mode, f"the {name} was replaced"
+    assert victim.read_text() == "precious"
+
+
+def test_kill_between_last_and_best_is_repaired_on_resume(tiny, tmp_path, capsys, monkeypatch):
+    import zoo.trainer
+    from zoo.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    real_save, armed = zoo.trainer.save_checkpoint, [True]
+
+    def killed_before_best(path, payload):
+        if armed[0] and Path(path).name == "best.pt" and payload["epoch"] == 2:
+            raise KeyboardInterrupt  # the process dies between writing last.pt and best.pt
+        return real_save(path, payload)
+
+    monkeypatch.setattr(zoo.trainer, "save_checkpoint", killed_before_best)
+    code, out = cli(capsys, *train_args(run, "--epochs", "3"))
+    armed[0] = False
+    assert code == 130, out
+    rows = load_checkpoint(run / "checkpoints" / "last.pt")["history"]
+    assert rows[1]["test_loss"] < rows[0]["test_loss"], "precondition: epoch 2 is the best so far"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1  # stale, as a kill leaves it
+
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
+    assert code == 0, out
+    rows = metric_rows(run)
+    best = min(rows, key=lambda r: r["test_loss"])
+    kept = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert kept["epoch"] == best["epoch"] and kept["best"] == best["test_loss"]
+
+
+def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
+    """--epochs, --device, --precision and --data-dir may change on a resume and are honoured; every
+    other option is refused; a finished run needs a larger --epochs."""
+    import torch
+
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--seed", "3", "--epochs", "1",
+                    "--data-dir", "data", "--out", "run")
+    assert code == 0, out
+    run = tmp_path / "here" / "run"
+    assert load_config(run)["settings"]["data_dir"] == str(tmp_path / "here" / "data"), "stored absolute"
+
+    for extra in (["--seed", "4"], ["--compile"], ["--no-compile"], ["--out", str(tmp_path / "x")], ["--lr", "0.1"],
+                  ["--batch-size", "50"], ["--set", "beta=2"], ["--overwrite"]):
+        code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", *extra)
+        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision and --data-dir may change")
+    code, out = cli(capsys, "train", "--resume", str(run))
+    assert_user_error(code, out, "already finished its 1 epochs", "--epochs")
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "1")
+    assert_user_error(code, out, "not more than the 1 epochs")
+    assert [r["epoch"] for r in metric_rows(run)] == [1]
+
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a relative --data-dir no longer strands the run
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", "--device", "cpu",
+                    "--precision", "bf16", "--data-dir", "other-data")
+    assert code == 0, out
+    config = load_config(run)
+    assert config["settings"]["precision"] == "bf16" and config["resolved"]["precision"] == "bf16"
+    assert config["settings"]["data_dir"] == str(tmp_path / "elsewhere" / "other-data")
+    assert config["settings"]["seed"] == 3
+
+    # a run trained in fp16 (on a GPU) continues on the CPU once told which precision to use there
+    payload = load_checkpoint(run / "checkpoints" / "last.pt")
+    payload["config"]["settings"]["precision"] = "fp16"
+    save_checkpoint(run / "checkpoints" / "last.pt", {k: v for k, v in payload.items() if k != "format"})
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
+    assert_user_error(code, out, "fp16", "--precision fp32")
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3", "--precision", "fp32")
+    assert code == 0, out
+    assert [r["epoch"] for r in metric_rows(run)] == [1, 2, 3]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["settings"]["precision"] == "fp32"
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_real_write_failures_are_one_line_errors_subprocess(tiny, tiny_dir, tmp_path):
+    """Not a simulated OSError: the kernel refuses the writes (a file size limit, as a full disk would),
+    inside torch's C++ zip writer and inside the PNG encoder."""
+    env = tiny_env(tiny_dir)
+    run = tmp_path / "run"
+    proc = subprocess.run(zoo_command(*train_args(run, "--epochs", "1")), env=env, capture_output=True, text=True,
+                          timeout=300, preexec_fn=_limit_file_size(50_000))  # config.json fits, a checkpoint not
+    assert_user_error(proc.returncode, proc.stderr, "could not write checkpoint", "previous checkpoint is intact")
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [], "no temporary left"
+
+    checkpoint = tiny_checkpoint(tmp_path / "model.pt")
+    png = tmp_path / "s.png"
+    proc = subprocess.run(zoo_command("sample", str(checkpoint), "--out", str(png)), env=env, capture_output=True,
+                          text=True, timeout=300, preexec_fn=_limit_file_size(5_000))
+    assert_user_error(proc.returncode, proc.stderr, "could not write image", str(png))
+    assert not png.exists() and [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_random_and_cut_files_given_as_checkpoints(tiny, tmp_path):
+    """400 files that are not zoo checkpoints (random bytes, zip-looking bytes, every kind of cut of a
+    real checkpoint): each one a ZooError, never another exception."""
+    import random as stdlib_random
+
+    import zoo
+    from zoo.errors import ZooError
+
+    good = tiny_checkpoint(tmp_path / "good.pt").read_bytes()
+    rng = stdlib_random.Random(11)
+    samples = []
+    for i in range(400):
+        if i % 4 == 0:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
+        elif i % 4 == 1:
+            data = b"PK\x03\x04" + bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 2000)))
+        elif i % 4 == 2:
+            data = good[: rng.randrange(0, len(good))]
+        else:  # a real checkpoint with a few bytes flipped
+            data = bytearray(good)
+            for _ in range(8):
+                data[rng.randrange(len(data))] = rng.getrandbits(8)
+            data = bytes(data)
+        samples.append(data)
+    path = tmp_path / "bad.pt"
+    for data in samples:
+        path.write_bytes(data)
+        try:
+            zoo.load(path)
+        except ZooError:
+            pass
+
+
+@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng"])
+def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
+    import torch
+
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
+    last = run / "checkpoints" / "last.pt"
+    payload = {k: v for k, v in load_checkpoint(last).items() if k != "format"}
+    state = payload["model"]
+    name = next(iter(state))
+    if damage == "extra key":
+        state["surprise.weight"] = torch.zeros(3)
+    elif damage == "missing key":
+        del state[name]
+    elif damage == "wrong shape":
+        state[name] = torch.zeros(*[n + 1 for n in state[name].shape])
+    elif damage == "no optimizer":
+        del payload["optimizer"]
+    else:
+        payload["rng"] = [{"torch": "garbage"}]
+    save_checkpoint(last, payload)
+    before = last.read_bytes()
+    commands = [["train", "--resume", str(run), "--epochs", "2"]]
+    if damage not in ("no optimizer", "bad rng"):
+        commands.append(["sample", str(last), "--out", str(tmp_path / "s.png")])
+    for command in commands:
+        code, out = cli(capsys, *command)
+        assert_user_error(code, out, str(last))
+    assert last.read_bytes() == before
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_unwritable_cache_or_low_memory_is_not_blamed_on_the_data(mnist_copy, tmp_path, capsys, monkeypatch):
+    from zoo import data
+
+    root = str(mnist_copy.parent.parent)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # as with HOME=/dev/null: nothing can be cached
+    images, _ = data.BUILTIN_DATASETS[0].load("test", root, download=False)
+    assert images.shape == (10000, 1, 28, 28), "an unwritable cache only costs speed"
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(data, "_read_exactly", no_memory)
+    code, out = cli(capsys, "train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1", "--data-dir", root,
+                    "--out", str(tmp_path / "run"))
+    message = assert_user_error(code, out, "not enough memory")
+    assert "download it again" not in message and "not a valid" not in message
+
+
+def test_sizes_beyond_memory_are_refused_before_reading(mnist_copy, tmp_path, capsys, monkeypatch):
+    import gzip
+    import resource
+
+    from zoo import data
+
+    root = str(mnist_copy.parent.parent)
+    images = mnist_copy / "t10k-images-idx3-ubyte.gz"
+    train = ["train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1", "--data-dir", root,
+             "--out", str(tmp_path / "run")]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    images.unlink()
+    plain = mnist_copy / "t10k-images-idx3-ubyte"
+    with open(plain, "wb") as f:  # a 3 GB sparse file: a header of zeros
+        f.truncate(3 * 1024**3)
+    code, out = cli(capsys, *train)
+    assert_user_error(code, out, "not a valid idx file")
+    with open(plain, "r+b") as f:  # a valid header announcing 3 GB
+        f.write(bytes([0, 0, 8, 3]) + (3 * 1024**3 // 784).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+    code, out = cli(capsys, *train)
+    assert_user_error(code, out, "announces 3.2 GB")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 1024 * 1024, "more than 1 GB was read"
+    plain.unlink()
+
+    # a gzip file that decompresses to far more than its header announces: cut off, nothing cached
+    header = bytes([0, 0, 8, 3]) + (10000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    with gzip.open(images, "wb", compresslevel=1) as f:
+        f.write(header)
+        for _ in range(40):
+            f.write(bytes(10_000_000))
+    code, out = cli(capsys, *train)
+    assert_user_error(code, out, "more data than its header announces")
+    entry = data._cache_entry(images)
+    assert not entry.exists() and not (entry.parent.exists() and any(entry.parent.iterdir())), "nothing cached"
+
+
+def test_cache_entries_damaged_or_left_half_written(mnist_copy, tmp_path, monkeypatch):
+    from zoo import data
+
+    root = str(mnist_copy.parent.parent)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gz = mnist_copy / "t10k-images-idx3-ubyte.gz"
+    entry = data._cache_entry(gz)
+    entry.parent.mkdir(parents=True)
+    stale = entry.parent / f".{entry.name}.999999999.tmp"  # an extraction killed half-way
+    stale.write_bytes(b"\0" * 1000)
+    first, _ = data.BUILTIN_DATASETS[0].load("test", root, download=False)
+    assert entry.is_file() and not stale.exists()
+    with open(entry, "r+b") as f:  # the cached copy is damaged (cut short)
+        f.truncate(5000)
+    again, _ = data.BUILTIN_DATASETS[0].load("test", root, download=False)
+    assert again.equal(first)
+    assert entry.stat().st_size == 16 + 10000 * 784, "the damaged entry was replaced"
+    entry.write_bytes(b"garbage")  # not even a header
+    assert data.BUILTIN_DATASETS[0].load("test", root, download=False)[0].equal(first)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    entry.unlink()
+    monkeypatch.setattr(data.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.BUILTIN_DATASETS[0].load("test", root, download=False)
+    assert [p.name for p in entry.parent.iterdir()] == [], "an interrupted extraction leaves no temporary"
+
+
+def test_smaller_ones(tiny, tiny_dir, tmp_path, capsys, monkeypatch):
+    """ZOO_DEBUG=0 is off; JSON output has no bare NaN; ZOO_PLUGINS is named when it hides a plugin."""
+    monkeypatch.setenv("ZOO_DEBUG", "0")
+    code, out = cli(capsys, "train", "tiny-vea")
+    assert_user_error(code, out, "unknown model")
+
+    from zoo.evaluate import json_safe
+
+    text = json.dumps(json_safe({"fid": float("nan"), "x": [float("inf"), 1.5]}), allow_nan=False)
+    assert json.loads(text) == {"fid": None, "x": [None, 1.5]}
+
+    checkpoint = tiny_checkpoint(tmp_path / "model.pt")
+    proc = zoo_proc("sample", str(checkpoint), "--out", str(tmp_path / "s.png"),
+                    env=tiny_env(tiny_dir, plugins="garbage"))
+    assert_user_error(proc.returncode, proc.stderr, "not installed", "ZOO_PLUGINS='garbage'",
+                      "garbage: no such plugin installed")
+
+
+def test_eval_json_is_strict_and_a_small_fid_is_flagged(tiny, tmp_path, capsys, monkeypatch):
+    import zoo.evaluate
+
+    run = tmp_path / "run"
+    assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
+    code, out = cli(capsys, "eval", str(run), "--limit", "2", "--iw-samples", "2", "--json", "--no-progress",
+                    "--out", str(tmp_path / "eval"))
+    assert code == 0, out
+    result = json.loads(out[out.index("{"): out.rindex("}") + 1])
+    assert "warning: FID from only 2 images" in out
+    assert "fid_warning" in result and result["fid_images"] == 2
+    real = zoo.evaluate.evaluate
+    monkeypatch.setattr(zoo.evaluate, "evaluate", lambda *a, **k: {**real(*a, **k), "fid": float("nan")})
+    code, out = cli(capsys, "eval", str(run), "--limit", "2", "--iw-samples", "2", "--json", "--no-fid",
+                    "--no-progress", "--out", str(tmp_path / "eval2"))
+    assert code == 0, out
+    body = out[out.index("{"): out.rindex("}") + 1]
+    assert "NaN" not in body and json.loads(body)["fid"] is None
+
+
+# -- 8. the guarantees document --------------------------------------------------------------
 
 
 def test_reliability_doc_names_only_tests_that_exist():

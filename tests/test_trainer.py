@@ -302,7 +302,8 @@ def test_zoo_sample_writes_a_png_of_n_images(runs, tiny, tmp_path, capsys):
 
 
 def test_zoo_sample_errors(runs, tiny, tmp_path, capsys):
-    assert "--n must be at least 1" in cli_error(capsys, "sample", runs["b1"], "--n", "0")
+    assert "--n must be from 1 to" in cli_error(capsys, "sample", runs["b1"], "--n", "0")
+    assert "--n must be from 1 to 10000" in cli_error(capsys, "sample", runs["b1"], "--n", str(10**12))
     assert "does not exist" in cli_error(capsys, "sample", tmp_path / "nope")
     assert "without checkpoints/last.pt" in cli_error(capsys, "sample", tmp_path)
 
@@ -363,16 +364,18 @@ def test_resume_through_the_cli(runs, tiny, tmp_path, capsys):
     cli("train", "--resume", run, "--epochs", "2", "--no-progress")
     assert [row["epoch"] for row in read_metrics(run)] == [1, 2]
     assert read_metrics(run)[1]["test_loss"] == read_metrics(runs["a"])[1]["test_loss"]
-    # Asking for no more epochs than were trained is a no-op that changes nothing.
-    cli("train", "--resume", run, "--epochs", "2", "--no-progress")
+    # Asking for no more epochs than were trained is an error that changes nothing.
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    assert "not more than the 2 epochs" in cli_error(capsys, "train", "--resume", run, "--epochs", "2")
     assert [row["epoch"] for row in read_metrics(run)] == [1, 2]
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
 def test_resume_errors(runs, tiny, tmp_path, capsys):
     assert "no checkpoints/last.pt" in cli_error(capsys, "train", "--resume", tmp_path)
     assert "not both" in cli_error(capsys, "train", "tiny-vae", "--resume", runs["b1"])
-    assert "only --epochs and --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--set", "lr=0.1")
-    assert "only --epochs and --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--batch-size", "10")
+    assert "only --epochs, --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--set", "lr=0.1")
+    assert "only --epochs, --device" in cli_error(capsys, "train", "--resume", runs["b1"], "--batch-size", "10")
     with pytest.raises(ZooError, match="no checkpoints/last.pt"):
         Trainer.resume(tmp_path)
 

@@ -10,6 +10,7 @@ read with ``torch.load(weights_only=True)``, which refuses pickled code.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     A crash at any moment leaves either the old file or the new one, never a half-written one.
     """
     path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # Renaming over a symlink, a device or a fifo would replace it (as root, /dev/null too).
+        raise ZooError(f"{path} exists and is not a regular file; zoo only replaces regular files it wrote, "
+                       "so move it away or choose another path")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give the result the mode a plain open() would.
@@ -68,6 +77,15 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
             f"could not write checkpoint {path}: {exc.strerror or exc}; free some space or choose another --out "
             "(the previous checkpoint is intact)"
         ) from None
+    except RuntimeError as exc:
+        # torch's zip writer reports a failed write (a full disk, a file size limit) as a RuntimeError
+        # ("PytorchStreamWriter failed writing file ...", "unexpected pos ...").
+        if "PytorchStreamWriter" not in str(exc) and "unexpected pos" not in str(exc):
+            raise
+        raise ZooError(
+            f"could not write checkpoint {path}: the write failed (disk full or file too large: "
+            f"{_first_line(exc)}); free some space or choose another --out (the previous checkpoint is intact)"
+        ) from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
@@ -80,7 +98,14 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
         return candidate
     if not p.exists():
         raise ZooError(f"checkpoint {p} does not exist; give a run directory (runs/...) or a .pt file")
+    if not p.is_file():  # a fifo would block the read forever, a device (/dev/zero) would never end
+        raise ZooError(f"checkpoint {p} is not a regular file; give a run directory (runs/...) or a .pt file")
     return p
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -109,11 +134,52 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"{p} was refused: it holds objects other than tensors and plain data, which could run code "
             f"when loaded ({_unpickling_reason(exc)}); only load checkpoints written by zoo"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: {str(exc)[:200]})") from None
+    except MemoryError:
+        raise ZooError(f"not enough memory to load {p}; close other programs or load it on a larger machine") from None
+    except Exception as exc:  # noqa: BLE001 - any damaged or foreign file: IndexError, struct.error, KeyError...
+        raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: "
+                       f"{type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ZooError(f"{p} is not a zoo checkpoint (no '{FORMAT}' marker)")
+    problems = _shape_problems(payload)
+    if problems:
+        raise ZooError(f"{p} is not a valid zoo checkpoint: {'; '.join(problems)}; give a checkpoint written by zoo")
     return payload
+
+
+#: Keys of a training checkpoint (``last.pt``, ``best.pt``) and the types they must have.
+TRAINING_KEYS = {"optimizer": dict, "epoch": int, "rng": list, "history": list, "config": dict}
+
+
+def _shape_problems(payload: dict[str, Any]) -> list[str]:
+    """What is missing or of the wrong type in a loaded checkpoint (the model's own shapes are
+    checked when its weights are loaded)."""
+    import torch
+
+    found = []
+    if not isinstance(payload.get("spec"), dict):
+        found.append("no model description ('spec')")
+    state = payload.get("model")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in state.items()):
+        found.append("no model weights ('model' must map names to tensors)")
+    return found
+
+
+def training_problems(payload: dict[str, Any]) -> list[str]:
+    """What a checkpoint lacks to continue training from it."""
+    found = []
+    for key, kind in TRAINING_KEYS.items():
+        if not isinstance(payload.get(key), kind) or (kind is int and isinstance(payload.get(key), bool)):
+            found.append(f"'{key}' missing or not a {kind.__name__}")
+    config = payload.get("config")
+    if isinstance(config, dict):
+        for key in ("recipe", "settings"):
+            if not isinstance(config.get(key), dict):
+                found.append(f"'config.{key}' missing")
+    if isinstance(payload.get("rng"), list) and not all(isinstance(s, dict) for s in payload["rng"]):
+        found.append("'rng' must be a list of per-process states")
+    return found
 
 
 def load(path: str | os.PathLike, device: Any = "cpu"):
@@ -121,13 +187,23 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
 
     The checkpoint alone is enough: it names the components and the plugins that provide them.
     """
-    return model_from_payload(load_checkpoint(path)).to(device).eval()
+    return model_from_payload(load_checkpoint(path), source=resolve_checkpoint_path(path)).to(device).eval()
 
 
-def model_from_payload(payload: dict[str, Any]):
+def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None = None):
     """The model a loaded checkpoint describes, with its trained weights (on the CPU)."""
     from zoo.model import from_spec
 
     model = from_spec(payload["spec"])
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model
+
+
+def load_weights(module, state: dict[str, Any], what: str) -> None:
+    """``module.load_state_dict(state)``, with a mismatch (extra or missing keys, wrong shapes) as a ZooError."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ZooError(f"{what} do not fit the model the checkpoint describes ({detail}); "
+                       "give a checkpoint written by zoo for this model") from None

@@ -8,12 +8,13 @@ importing torch. Every :class:`zoo.ZooError` becomes a one-line ``Error: ...`` w
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
 import click
 
-from zoo.errors import ZooError
+from zoo.errors import UnknownIdError, ZooError
 
 
 class ZooGroup(click.Group):
@@ -59,6 +60,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _warn_broken(registry) -> None:
+    from zoo.plugins import selection_note
+
+    note = selection_note()
+    if note and not registry.entries.get("recipe"):
+        click.echo(f"warning: {note}", err=True)
     broken = [p for p in registry.plugins.values() if p.error]
     for info in broken:
         click.echo(f"warning: plugin {info.name!r} is broken: {info.error} (see 'zoo plugins')", err=True)
@@ -222,6 +228,17 @@ def _is_recipe_file(model: str) -> bool:
     return model.endswith(".toml") or os.sep in model or (os.altsep is not None and os.altsep in model)
 
 
+#: The most images ``zoo sample`` puts in one PNG grid.
+MAX_SAMPLES = 10_000
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -240,10 +257,10 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any recipe setting: latent_size, beta, grad_clip, encoder.<option>, ... (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 autocast on CUDA, fp32 elsewhere.")
-@click.option("--compile/--no-compile", "compile_", default=False, help="Compile the model with torch.compile.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds model init, data order and noise.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="auto (the default): bf16 autocast on CUDA, fp32 elsewhere.")
+@click.option("--compile/--no-compile", "compile_", default=None, help="Compile the model with torch.compile.")
+@click.option("--seed", type=int, default=None, help="Seeds model init, data order and noise (default 0).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
               help="Folder with the data set files (default: $ZOO_DATA, else ~/.cache/zoo/data; downloads there).")
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/MODEL-TIMESTAMP).")
@@ -265,8 +282,23 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
     for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1)):
         if value is not None and value < least:
             raise ZooError(f"{name} must be at least {least} (got {value})")
-    if lr is not None and not lr > 0:
-        raise ZooError(f"--lr must be positive (got {lr})")
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise ZooError(f"--lr must be positive and finite (got {lr})")
+    if seed is not None and not 0 <= seed <= 2**32 - 1:
+        raise ZooError(f"--seed must be a whole number from 0 to {2**32 - 1} (got {seed})")
+    if resume:
+        # The resume-option rule (docs/training.md#resuming): these may change, the rest is the run's.
+        if model:
+            raise ZooError("give either MODEL or --resume RUN, not both (a resumed run keeps its model)")
+        fixed = [name for name, given in (("--set", bool(sets)), ("--batch-size", batch_size is not None),
+                                          ("--lr", lr is not None), ("--seed", seed is not None),
+                                          ("--compile/--no-compile", compile_ is not None),
+                                          ("--overwrite", overwrite)) if given]
+        if out is not None and not _same_path(out, resume):
+            fixed.append("--out")
+        if fixed:
+            raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
+                           "given; only --epochs, --device, --precision and --data-dir may change")
     if model and not resume:
         # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
         from zoo.plugins import get_registry
@@ -281,12 +313,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
     from zoo.trainer import Trainer
 
     if resume:
-        if model:
-            raise ZooError("give either MODEL or --resume RUN, not both (a resumed run keeps its model)")
-        if sets or batch_size is not None or lr is not None or overwrite:
-            raise ZooError("--resume continues the run with its own settings; only --epochs and --device may change")
         trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
-                                 progress=progress)
+                                 precision=precision, data_dir=data_dir, progress=progress)
     else:
         if not model:
             raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
@@ -295,7 +323,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
             if value is not None:
                 overrides[key] = value
         trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
-                          precision=precision, compile=compile_, seed=seed, data_dir=data_dir, progress=progress)
+                          precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
+                          data_dir=data_dir, progress=progress)
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
@@ -341,8 +370,11 @@ def compare_command(runs: tuple[str, ...], plot: str | None, metric: str, as_jso
 @click.option("--device", default="cpu", show_default=True)
 def sample_command(run: str, count: int, out: str, seed: int, device: str) -> None:
     """Decode COUNT prior samples of a trained model (run directory or checkpoint) into a PNG grid."""
-    if count < 1:
-        raise ZooError(f"--n must be at least 1 (got {count})")
+    if not 1 <= count <= MAX_SAMPLES:
+        raise ZooError(f"--n must be from 1 to {MAX_SAMPLES} (got {count}): one PNG grid holds at most that many")
+    from zoo.rundir import check_output_file
+
+    check_output_file(out)  # before any work: never replace a device, a fifo or a symlink with a PNG
     import torch
 
     from zoo.checkpoint import load
@@ -396,14 +428,14 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
     from zoo.checkpoint import resolve_checkpoint_path
 
     resolve_checkpoint_path(run)  # a missing checkpoint fails before torch is imported
-    from zoo.evaluate import evaluate
+    from zoo.evaluate import evaluate, json_safe
 
     result = evaluate(run, iw_samples=iw_samples, data_dir=data_dir, device=device, batch_size=batch_size,
                       limit=limit, fid=fid, fid_features=fid_features, out=out, dataset=dataset, seed=seed,
                       progress=progress,
                       log=lambda message: click.echo(message, err=True))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))
         return
 
     def stat(key):
@@ -424,9 +456,24 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
         click.echo(f"  {name + ':':<20} {path}")
 
 
+def _env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true, yes, on (any case) are on; unset, empty, 0, false, no, off are off."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turn user errors into one-line messages."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("ZOO_DEBUG"))
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or _env_flag("ZOO_DEBUG")
     try:
         cli.main(args=argv, prog_name="zoo", standalone_mode=False)
     except click.exceptions.Abort:
@@ -440,11 +487,39 @@ def main(argv: list[str] | None = None) -> None:
     except ZooError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        message = str(exc)
+        if isinstance(exc, UnknownIdError) or "not installed" in message:
+            from zoo.plugins import selection_note
+
+            note = selection_note()
+            if note:
+                message += f" (note: {note})"
+        click.echo(f"Error: {message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except RuntimeError as exc:
+        # torch reports a failed allocation as a RuntimeError (torch.cuda.OutOfMemoryError is one too)
+        if debug or not _is_out_of_memory(exc):
+            raise
+        click.echo("Error: out of memory; close other programs, use a smaller --batch-size or --n, or a larger "
+                   "machine", err=True)
+        sys.exit(1)
+    except MemoryError:
+        if debug:
+            raise
+        click.echo("Error: out of memory; close other programs, use a smaller --batch-size, or a larger machine",
+                   err=True)
+        sys.exit(1)
+    except OSError as exc:
+        # The machine, not zoo: a full disk, a missing permission, a vanished file.
+        if debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        click.echo(f"Error: {exc.strerror or _one_line(exc)}{where}; check the disk space and permissions "
+                   "(--debug shows where it happened)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -357,8 +357,8 @@ def feature_network(dataset, data_dir: str | os.PathLike | None = None, *, progr
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             if record.get("data_sha256") == key:
                 return _Features(net.eval()), record
-        except (OSError, ValueError, KeyError, RuntimeError):
-            pass  # a damaged cache entry is retrained below
+        except Exception:  # noqa: BLE001 - any damaged or foreign cache entry is retrained below
+            pass
     if progress is not False:
         print(f"training the FID feature classifier on {dataset.id} ({len(train[0])} images, 1 epoch); "
               f"cached in {folder}", file=sys.stderr, flush=True)
@@ -498,6 +498,21 @@ def _test_images(dataset, data_dir, limit: int | None, device: torch.device) -> 
     return torch.cat(list(data.eval_batches(1000))), grey
 
 
+#: Fewer generated and real images than this give an FID that is mostly noise: it is reported with a warning.
+FID_MIN_IMAGES = 1000
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as ``null``: strict JSON (and most JSON readers) has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def evaluate(
     path: str | os.PathLike,
     *,
@@ -552,7 +567,7 @@ def evaluate(
     if fid and fid_features == "inception":
         inception = inception_features()  # fail before the long part, not after it
 
-    model = prepare_for_inference(model_from_payload(payload).to(dev))
+    model = prepare_for_inference(model_from_payload(payload, source=checkpoint).to(dev))
     x, grey = _test_images(info, data_dir, limit, dev)
     model.likelihood.check_data(x)
     model.check_inputs = False
@@ -605,6 +620,13 @@ def evaluate(
             result["fid"] = frechet_distance(_batched(grey, 500), _batched(generated.float(), 500), extractor, dev)
         result["fid_features"] = fid_features
         result["fid_images"] = len(x)
+        if len(x) < FID_MIN_IMAGES:
+            result["fid_warning"] = (
+                f"FID from only {len(x)} images is dominated by estimation noise and bias "
+                f"(use at least {FID_MIN_IMAGES}; the whole test set is best)"
+                if len(x) >= 2 else f"no FID: it needs at least 2 images (got {len(x)})"
+            )
+            log(f"warning: {result['fid_warning']}")
         if fid_features == "classifier":
             result["fid_classifier"] = {k: made[k] for k in ("data_sha256", "test_accuracy", "epochs", "seed")}
 
@@ -614,7 +636,7 @@ def evaluate(
             result["images"] = save_images(model, x, out_dir, seed)
         result["seconds"] = round(time.perf_counter() - started, 3)
         out_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(result, indent=2)
+        text = json.dumps(json_safe(result), indent=2, allow_nan=False)
         atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     except OSError as exc:
         raise ZooError(f"cannot write to --out {out_dir}: {exc.strerror or exc}; choose a writable folder") from None

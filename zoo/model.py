@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import IncompatibleComponentsError, PluginError, UnknownIdError, ZooError
+from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
 from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior, constructor_options
 from zoo.objectives import ELBOTerms, kl_term
 from zoo.recipe import COMPONENT_KINDS, Recipe
@@ -547,12 +547,14 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
     from zoo.plugins import get_registry
 
     registry = get_registry()
-    records = dict(spec.get("components", {}))
-    if spec.get("objective"):
+    if not isinstance(spec, dict):
+        return []
+    records = dict(spec.get("components") or {}) if isinstance(spec.get("components"), dict) else {}
+    if isinstance(spec.get("objective"), dict):
         records["objective"] = spec["objective"]
     lines = []
     for kind, c in records.items():
-        if not c or not c.get("id") or c["id"] in registry.entries.get(kind, {}):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str) or c["id"] in registry.entries.get(kind, {}):
             continue
         where = c.get("distribution")
         version = f" {c['version']}" if c.get("version") else ""

@@ -63,6 +63,28 @@ def _names_from_env(var: str) -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
+def selection_note() -> str | None:
+    """A sentence naming ``ZOO_PLUGINS`` / ``ZOO_DISABLE_PLUGINS`` when they leave installed plugins out,
+    for errors about ids or plugins that were not found (the variable, not a missing package, may be why)."""
+    parts = []
+    installed = sorted({ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+    only = _names_from_env("ZOO_PLUGINS")
+    if only is not None:
+        unknown = sorted(only - set(installed))
+        left_out = [name for name in installed if name not in only]
+        if unknown or left_out:
+            text = f"ZOO_PLUGINS={os.environ['ZOO_PLUGINS']!r} loads only the plugins it names"
+            if unknown:
+                text += f" ({', '.join(unknown)}: no such plugin installed)"
+            parts.append(text)
+    skip = _names_from_env("ZOO_DISABLE_PLUGINS")
+    if skip and skip & set(installed):
+        parts.append(f"ZOO_DISABLE_PLUGINS={os.environ['ZOO_DISABLE_PLUGINS']!r} turns off {', '.join(sorted(skip & set(installed)))}")
+    if not parts:
+        return None
+    return "; ".join(parts) + f"; installed plugins: {', '.join(installed) or 'none'} (unset the variable to load them all)"
+
+
 def _trace(message: str) -> None:
     if os.environ.get("ZOO_TRACE_PLUGINS"):
         print(f"zoo-trace: {message}", file=sys.stderr)

@@ -196,7 +196,6 @@ _FILE_TABLES = (*OPTION_KINDS, "training", "reference")
 def recipe_from_file(path: str | Any) -> Recipe:
     """Read a recipe written as TOML (see ``zoo info MODEL --toml``); every mistake is a
     :class:`ZooError` naming the file and the key, raised before anything is built."""
-    import os
     from pathlib import Path
 
     try:

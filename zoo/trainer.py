@@ -32,11 +32,15 @@ import torch
 from torch import Tensor
 
 import zoo
-from zoo.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
 from zoo.errors import ZooError
 from zoo.model import VAE, build_objective, check_rebuildable, from_recipe
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
+from zoo.rundir import RunDir, unique_run_dir
+
+#: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
+MAX_SEED = 2**32 - 1
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -247,17 +251,23 @@ def _versions() -> dict[str, Any]:
             "python": sys.version.split()[0], "plugins": plugins}
 
 
-def _holds_work(folder: Path) -> bool:
-    """Anything in ``folder`` besides the empty subfolders that a start failing early leaves behind."""
-    for entry in folder.iterdir():
-        if entry.name in ("checkpoints", "samples", "reconstructions") and entry.is_dir() and not any(entry.iterdir()):
-            continue
-        return True
-    return False
-
-
 def default_run_dir(model_id: str) -> Path:
+    """The default name of a run (rank 0 makes it unique with :func:`zoo.rundir.unique_run_dir`)."""
     return Path("runs") / f"{model_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _setting_problems(recipe: Recipe, seed: Any) -> list[str]:
+    """Values the recipe's own checks let through: non-finite floats (NaN passes every comparison)
+    and seeds outside 0..MAX_SEED."""
+    found = []
+    training = recipe.training
+    for f in dataclasses.fields(training):
+        value = getattr(training, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{f.name} must be a finite number (got {value})")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {seed})")
+    return found
 
 
 class Trainer:
@@ -292,7 +302,21 @@ class Trainer:
         data_dir: str | os.PathLike | None = None,
         progress: bool | None = None,
         _resume: dict[str, Any] | None = None,
+        _rundir: RunDir | None = None,
     ) -> None:
+        try:
+            self._setup(model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
+                        _resume, _rundir, dataset=dataset, training=training, objective=objective,
+                        objective_options=objective_options, name=name)
+        except BaseException:
+            if getattr(self, "rundir", None) is not None:
+                self.rundir.release()
+            elif _rundir is not None:
+                _rundir.release()
+            raise
+
+    def _setup(self, model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
+               _resume, _rundir, *, dataset, training, objective, objective_options, name) -> None:
         from zoo.plugins import get_registry
 
         registry = get_registry()
@@ -322,6 +346,14 @@ class Trainer:
                 raise ZooError(f"overrides {', '.join(bad)} change the model, which was composed in Python; "
                                "build it with the settings you want instead")
         self.recipe = base.with_overrides(self.overrides) if self.overrides else base
+        problems = _setting_problems(self.recipe, seed)
+        if problems:
+            raise ZooError("; ".join(problems))
+        if data_dir is not None:
+            if not str(data_dir).strip():
+                raise ZooError("--data-dir is empty; give the folder holding the data set files")
+            # Stored absolute, so the run can be resumed from any working directory.
+            data_dir = Path(data_dir).expanduser().absolute()
         self.settings = RunSettings(
             device=str(device), precision=precision, compile=compile, seed=int(seed),
             data_dir=str(data_dir) if data_dir is not None else None, progress=progress,
@@ -351,10 +383,16 @@ class Trainer:
         else:
             self.objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
         self.model.spec["objective"] = record
-        self.out = Path(out) if out is not None else default_run_dir(self.recipe.id)
         self._resume = _resume
-        if _resume is None and self.dist.is_main:
-            self._claim_run_dir(overwrite)
+        self.best_epoch: int | None = None
+        # Only rank 0 owns (locks and writes) the run directory; the other ranks never touch it.
+        self.rundir: RunDir | None = _rundir
+        if _resume is not None:
+            self.out = Path(out)
+        elif self.dist.is_main:
+            self._claim_run_dir(out, overwrite)
+        else:
+            self.out = Path(out) if out is not None else default_run_dir(self.recipe.id)
         self.dist.init(self.device)
 
     @staticmethod
@@ -396,28 +434,18 @@ class Trainer:
         )
 
     # -- setup ---------------------------------------------------------------------------------
-    def _claim_run_dir(self, overwrite: bool) -> None:
-        if self.out.exists() and not self.out.is_dir():
-            raise ZooError(f"--out {self.out} is a file; choose a folder for the run")
-        if self.out.is_dir() and _holds_work(self.out):
-            if not overwrite:
-                raise ZooError(
-                    f"run directory {self.out} already holds a run; continue it with 'zoo train --resume {self.out}', "
-                    "choose another --out, or pass --overwrite to replace it"
-                )
-            for name in ("metrics.jsonl", "config.json"):
-                (self.out / name).unlink(missing_ok=True)
-            for sub in ("checkpoints", "samples", "reconstructions"):
-                for f in (self.out / sub).glob("*") if (self.out / sub).is_dir() else []:
-                    f.unlink()
-        try:
-            for sub in ("checkpoints", "samples", "reconstructions"):
-                (self.out / sub).mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ZooError(f"cannot write to --out {self.out}: {exc.strerror or exc}; choose a writable folder") from None
+    def _claim_run_dir(self, out: str | os.PathLike | None, overwrite: bool) -> None:
+        """Lock the run directory and check it; the old run's files go only in ``fit`` (``RunDir.begin``),
+        once the model is built and the data loaded."""
+        created = out is None
+        self.out = Path(out) if out is not None else unique_run_dir(self.recipe.id)
+        self.rundir = RunDir(self.out)
+        self.rundir.claim(overwrite=overwrite, created=created)
+
+    def close(self) -> None:
+        """Release the run directory's lock (``fit`` does this when it ends)."""
+        if self.rundir is not None:
+            self.rundir.release()
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -482,16 +510,20 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics."""
-        self._build()
-        # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
-        self.config = json.loads(json.dumps(self._config(), default=str))
-        if self._resume is not None:
-            self._restore(self._resume)
-        elif self.dist.is_main:
-            atomic_write(self.out / "config.json", lambda f: f.write(json.dumps(self.config, indent=2).encode()))
-            (self.out / "metrics.jsonl").write_text("")
+        try:
+            self._build()
+            # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
+            self.config = json.loads(json.dumps(self._config(), default=str))
+        except BaseException:
+            self.close()
+            self._end_distributed()
+            raise
         epochs = self.recipe.training.epochs
         try:
+            if self._resume is not None:
+                self._restore(self._resume)
+            elif self.dist.is_main:
+                self.rundir.begin(self.config)
             for epoch in range(self.start_epoch, epochs + 1):
                 train_loss, seconds, images = self._train_epoch(epoch)
                 test = self.evaluate()
@@ -509,9 +541,21 @@ class Trainer:
                 self.history.append(row)
                 self._end_of_epoch(epoch, row)
         finally:
-            if self.dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            self.close()
+            self._end_distributed()
         return self.history
+
+    def _end_distributed(self) -> None:
+        """Leave the process group. gloo aborts the process ('terminate called without an active
+        exception') if a peer closes its connections while this one still has work queued, so every
+        process waits at a barrier first, when the run ended normally; after an error the peers may
+        be gone, and the group is only dropped."""
+        if not (self.dist.enabled and torch.distributed.is_initialized()):
+            return
+        if sys.exc_info()[0] is None:
+            with contextlib.suppress(Exception):
+                torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
     def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
         optimizer, clip = self.optimizer, self.recipe.training.grad_clip
@@ -635,12 +679,15 @@ class Trainer:
             improved = row["test_loss"] < self.best
             if improved:
                 self.best = row["test_loss"]
+                self.best_epoch = epoch
             payload = self._payload(epoch, rng)
+            payload["best_epoch"] = self.best_epoch
+            # last.pt first: a kill before best.pt is written leaves a last.pt that knows it is the
+            # best state, and the resume rewrites best.pt from it (see _restore).
             save_checkpoint(self.out / "checkpoints" / "last.pt", payload)
             if improved:
                 save_checkpoint(self.out / "checkpoints" / "best.pt", payload)
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            self.rundir.append_metrics(row)
             self._save_images(epoch)
             self._report(row)
         self.dist.barrier()
@@ -672,64 +719,146 @@ class Trainer:
         save_grid(rows.reshape(-1, *x.shape[1:]), self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
 
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["model"])
-        if payload.get("objective") is not None:
-            self.objective.load_state_dict(payload["objective"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scaler is not None and payload.get("scaler"):
-            self.scaler.load_state_dict(payload["scaler"])
-        self.start_epoch = int(payload["epoch"]) + 1
-        self.history = list(payload.get("history", []))
-        self.best = float(payload.get("best", math.inf))
+        last = self.out / "checkpoints" / "last.pt"
         states = payload["rng"]
         if len(states) != self.dist.world_size:
             raise ZooError(
                 f"this run was trained with {len(states)} process(es); resume it with the same number "
                 f"(got {self.dist.world_size})"
             )
-        set_rng_state(states[self.dist.rank], self.device)
+        loaded = self.dist.gather_objects(int(payload["epoch"]))
+        if len(set(loaded)) != 1:  # each process reads last.pt itself: it changed under them
+            raise ZooError(f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
+                           "something else is writing the run; stop it and resume again")
+        load_weights(self.model, payload["model"], f"the weights in {last}")
+        if payload.get("objective") is not None:
+            load_weights(self.objective, payload["objective"], f"the objective's state in {last}")
+        load_weights(self.optimizer, payload["optimizer"], f"the optimizer state in {last}")
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                for value in self.optimizer.state.get(p, {}).values():
+                    if isinstance(value, Tensor) and value.dim() > 0 and value.shape != p.shape:
+                        raise ZooError(f"the optimizer state in {last} does not fit the model (a tensor shaped "
+                                       f"{tuple(value.shape)} for a parameter shaped {tuple(p.shape)})")
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.start_epoch = int(payload["epoch"]) + 1
+        self.history = list(payload.get("history", []))
+        self.best = float(payload.get("best", math.inf))
+        self.best_epoch = _best_epoch(payload)
+        try:
+            set_rng_state(states[self.dist.rank], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ZooError(f"the random number generator state in {last} is damaged ({exc}); "
+                           "give a checkpoint written by zoo") from None
         if self.dist.is_main:
             # Rewrite the metrics from the checkpoint, so an epoch logged after the last checkpoint
-            # (a crash in between) is not listed twice.
-            text = "".join(json.dumps(row) + "\n" for row in self.history)
-            atomic_write(self.out / "metrics.jsonl", lambda f: f.write(text.encode()))
+            # (a crash in between) is not listed twice; and config.json, with the settings now used.
+            self.rundir.rewrite_metrics(self.history)
+            self.rundir.write_config(self.config)
+            self._repair_best(payload)
+
+    def _repair_best(self, payload: dict[str, Any]) -> None:
+        """A kill between writing last.pt and best.pt leaves an older best.pt. When last.pt is the best
+        state (its epoch is the best epoch), best.pt is rewritten from it."""
+        best = self.out / "checkpoints" / "best.pt"
+        if self.best_epoch is None or self.best_epoch != int(payload["epoch"]):
+            return
+        try:
+            current = load_checkpoint(best).get("epoch")
+        except ZooError:
+            current = None
+        if current != self.best_epoch:
+            save_checkpoint(best, payload)
 
     # -- resuming ------------------------------------------------------------------------------
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, *, epochs: int | None = None, device: str | None = None,
+               precision: str | None = None, data_dir: str | os.PathLike | None = None,
                progress: bool | None = None) -> Trainer:
         """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
 
-        ``epochs`` may raise the total number of epochs; everything else comes from the run.
+        What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more
+        than the epochs done), ``device``, ``precision`` and ``data_dir``. Given as ``None`` they
+        keep the run's own. Rank 0 holds the run's lock from before it reads ``last.pt``.
         """
         run = Path(run_dir)
+        dist = Dist.from_env()
+        rundir = RunDir(run) if dist.is_main else None
         last = run / "checkpoints" / "last.pt"
+        if run.exists() and not run.is_dir():
+            raise ZooError(f"--resume takes a run directory, and {run} is not one; give the folder the run "
+                           "was trained into (the one holding checkpoints/last.pt)")
         if not last.is_file():
             raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with "
-                           f"'zoo train MODEL --out {run} --overwrite'")
-        payload = load_checkpoint(last)
-        from zoo.model import missing_components
+                           f"'zoo train MODEL --out {run}'")
+        if rundir is not None:
+            rundir.claim_for_resume()
+        try:
+            payload = load_checkpoint(last)
+            from zoo.model import missing_components
 
-        absent = missing_components(payload.get("spec", {}))
-        if absent:
-            raise ZooError(f"run {run} needs plugins that are not installed: {'; '.join(absent)}. "
-                           "Install them and check 'zoo plugins'")
-        config = payload["config"]
-        # The stored recipe already has the run's overrides applied; a new epoch count wins.
-        recipe = Recipe.from_dict(config["recipe"])
-        overrides = dict(config.get("overrides", {}))
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        settings = config["settings"]
-        return cls(
-            recipe,
-            overrides=overrides,
-            out=run,
-            device=device or settings["device"],
-            precision=settings["precision"],
-            compile=settings["compile"],
-            seed=settings["seed"],
-            data_dir=settings["data_dir"],
-            progress=progress,
-            _resume=payload,
-        )
+            absent = missing_components(payload.get("spec", {}))
+            if absent:
+                raise ZooError(f"run {run} needs plugins that are not installed: {'; '.join(absent)}. "
+                               "Install them and check 'zoo plugins'")
+            problems = training_problems(payload)
+            if problems:
+                raise ZooError(f"{last} cannot be resumed: {'; '.join(problems)}; give a run written by zoo train")
+            config = payload["config"]
+            settings = config["settings"]
+            try:
+                recipe = Recipe.from_dict(config["recipe"])
+            except ZooError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a damaged or foreign config
+                raise ZooError(f"{last} holds a recipe zoo cannot read ({type(exc).__name__}: {exc})") from None
+            done = int(payload["epoch"])
+            total = recipe.training.epochs if epochs is None else int(epochs)
+            if epochs is None and done >= total:
+                raise ZooError(f"run {run} already finished its {done} epochs; to train it further, give the new "
+                               f"total with --epochs (more than {done})")
+            if total <= done:
+                raise ZooError(f"--epochs {total} is not more than the {done} epochs run {run} has done; "
+                               f"give a total above {done}")
+            # The stored recipe already has the run's overrides applied; a new epoch count wins.
+            overrides = dict(config.get("overrides", {}))
+            if epochs is not None:
+                overrides["epochs"] = int(epochs)
+            device = device or settings.get("device", "auto")
+            if precision is None:
+                precision = settings.get("precision", "auto")
+                if precision == "fp16" and resolve_device(device).type != "cuda":
+                    raise ZooError(f"run {run} trained with --precision fp16, which needs CUDA; to continue on "
+                                   f"{device}, add --precision fp32 (or bf16)")
+            if data_dir is None:
+                data_dir = settings.get("data_dir")
+            trainer = cls(
+                recipe,
+                overrides=overrides,
+                out=run,
+                device=device,
+                precision=precision,
+                compile=bool(settings.get("compile", False)),
+                seed=settings.get("seed", 0),
+                data_dir=data_dir,
+                progress=progress,
+                _resume=payload,
+                _rundir=rundir,
+            )
+        except BaseException:
+            if rundir is not None:
+                rundir.release()
+            raise
+        return trainer
+
+
+def _best_epoch(payload: dict[str, Any]) -> int | None:
+    """The epoch best.pt should hold: stored since this version, else found in the history."""
+    if isinstance(payload.get("best_epoch"), int):
+        return payload["best_epoch"]
+    best = payload.get("best")
+    for row in payload.get("history", []):
+        if isinstance(row, dict) and row.get("test_loss") == best:
+            return row.get("epoch")
+    return None
