@@ -86,3 +86,36 @@ def test_compare_errors(sweep, tmp_path, capsys):
     assert code != 0
     code, _, err = run(capsys, "compare", sweep[0], "--plot", tmp_path / "x.png", "--metric", "nosuch")
     assert code == 1 and "no run has a finite 'nosuch'" in err
+
+
+def test_runs_write_tensorboard_event_files(sweep):
+    pytest.importorskip("tensorboard", reason="the optional tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = sweep[0] / "tensorboard"
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"test/loss", "test/recon", "test/kl", "train/loss", "train/kl"} <= set(tags["scalars"])
+    assert {"samples", "reconstructions"} <= set(tags["images"])
+    history = [json.loads(line) for line in (sweep[0] / "metrics.jsonl").read_text().splitlines()]
+    logged = [(e.step, e.value) for e in events.Scalars("test/loss")]
+    assert [step for step, _ in logged] == [1, 2]
+    assert [value for _, value in logged] == pytest.approx([row["test_loss"] for row in history])
+
+
+def test_without_tensorboard_nothing_changes(span, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    code, _, err = run(capsys, "train", "tiny-vamp", "--device", "cpu", "--out", tmp_path / "r", "--no-progress")
+    assert code == 0, err
+    assert not (tmp_path / "r" / "tensorboard").exists()
+    assert "warning" not in err.lower() and "error" not in err.lower()

@@ -8,8 +8,9 @@ Every rule about a run directory lives here, not in the trainer:
   pid. The kernel drops the lock when its holder dies, however it dies, so a crashed run never
   blocks the next one. The lock file is removed by its holder when it is done.
 * **zoo's files only.** zoo writes ``config.json``, ``metrics.jsonl``, ``checkpoints/last.pt``,
-  ``checkpoints/best.pt``, ``samples/epoch-NNN.png`` and ``reconstructions/epoch-NNN.png`` (and,
-  for a moment, dot-file temporaries beside them). ``--overwrite`` deletes those names and
+  ``checkpoints/best.pt``, ``samples/epoch-NNN.png`` and ``reconstructions/epoch-NNN.png``,
+  ``tensorboard/events.out.tfevents.*`` when tensorboard is installed (and, for a moment,
+  dot-file temporaries beside them). ``--overwrite`` deletes those names and
   nothing else, and only regular files: anything else at one of those names (a folder, a
   symbolic link, a fifo) is refused before anything is deleted, as is a ``config.json`` that
   zoo did not write.
@@ -36,6 +37,9 @@ from zoo.errors import ZooError
 
 LOCK_NAME = ".zoo.lock"
 SUBDIRS = ("checkpoints", "samples", "reconstructions")
+#: Written only when the optional tensorboard package is installed (zoo/tracking.py).
+TENSORBOARD = "tensorboard"
+_EVENTS = re.compile(r"events\.out\.tfevents\.[\w.-]+")
 _TOP_FILES = ("config.json", "metrics.jsonl")
 _IMAGE = re.compile(r"epoch-\d{3,}\.png")
 _CHECKPOINT = re.compile(r"(last|best)\.pt")
@@ -48,6 +52,8 @@ def _is_zoo_name(folder: str, name: str) -> bool:
         return name in _TOP_FILES
     if folder == "checkpoints":
         return bool(_CHECKPOINT.fullmatch(name))
+    if folder == TENSORBOARD:
+        return bool(_EVENTS.fullmatch(name))
     return folder in ("samples", "reconstructions") and bool(_IMAGE.fullmatch(name))
 
 
@@ -190,7 +196,7 @@ class RunDir:
     def _entries(self) -> list[tuple[Path, int]]:
         """zoo's names in the folder (any kind of entry), with their ``lstat`` modes; temporaries too."""
         found = []
-        for folder in ("", *SUBDIRS):
+        for folder in ("", *SUBDIRS, TENSORBOARD):
             where = self.path / folder if folder else self.path
             if folder:
                 try:

@@ -38,6 +38,7 @@ from zoo.model import VAE, build_objective, check_rebuildable, from_recipe
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
 from zoo.rundir import RunDir, unique_run_dir
+from zoo.tracking import TensorBoardLog
 
 #: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
 MAX_SEED = 2**32 - 1
@@ -384,6 +385,7 @@ class Trainer:
             self.objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
         self.model.spec["objective"] = record
         self._resume = _resume
+        self._tensorboard: TensorBoardLog | None = None
         self.best_epoch: int | None = None
         # Only rank 0 owns (locks and writes) the run directory; the other ranks never touch it.
         self.rundir: RunDir | None = _rundir
@@ -524,6 +526,8 @@ class Trainer:
                 self._restore(self._resume)
             elif self.dist.is_main:
                 self.rundir.begin(self.config)
+            if self.dist.is_main:
+                self._tensorboard = TensorBoardLog.open(self.out, self.start_epoch)
             for epoch in range(self.start_epoch, epochs + 1):
                 train_loss, seconds, images = self._train_epoch(epoch)
                 test = self.evaluate()
@@ -541,6 +545,9 @@ class Trainer:
                 self.history.append(row)
                 self._end_of_epoch(epoch, row)
         finally:
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
             self.close()
             self._end_distributed()
         return self.history
@@ -715,8 +722,16 @@ class Trainer:
         x = x[: len(x) // cols * cols]
         recon = self.model.reconstruct(x)
         shape = (len(x) // cols, cols, *x.shape[1:])
-        rows = torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1)
-        save_grid(rows.reshape(-1, *x.shape[1:]), self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
+        rows = torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1).reshape(-1, *x.shape[1:])
+        save_grid(rows, self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
+        if self._tensorboard is not None:
+            from torchvision.utils import make_grid
+
+            grids = {}
+            if samples.dim() == 4:  # images
+                grids = {"samples": make_grid(samples.float().clamp(0, 1).cpu(), nrow=8, padding=2),
+                         "reconstructions": make_grid(rows.float().clamp(0, 1).cpu(), nrow=cols, padding=2)}
+            self._tensorboard.epoch(self.history[-1], grids)
 
     def _restore(self, payload: dict[str, Any]) -> None:
         last = self.out / "checkpoints" / "last.pt"
