@@ -41,6 +41,7 @@ COMMAND_COVERAGE: dict[str, str] = {
     "zoo train": "tests/test_trainer.py",
     "zoo sample": "tests/test_trainer.py",
     "zoo eval": "tests/test_evaluate.py",
+    "zoo compare": "tests/test_compare.py",
 }
 
 

@@ -19,6 +19,13 @@ from zoo.cli import cli
 from zoo.errors import PluginError, UnknownIdError, ZooError
 
 
+@pytest.fixture(autouse=True)
+def _reference_plugin_only(monkeypatch):
+    """These tests list exactly what the reference plugin registers."""
+    monkeypatch.setenv("ZOO_PLUGINS", "aevb")
+    plugins.reset()
+
+
 def make_plugin(**hooks) -> SimpleNamespace:
     """A plugin object whose attributes are the given hook implementations."""
     return SimpleNamespace(**{name: zoo.hookimpl(function) for name, function in hooks.items()})
@@ -318,14 +325,17 @@ def test_cli_info_json():
     plain = json.loads(run_cli("info", "vae-conv-mnist", "--json").stdout)
     assert (plain["id"], plain["dataset"], plain["latent_size"]) == ("vae-conv-mnist", "mnist", 20)
     assert {k: v["id"] for k, v in plain["components"].items()} == {
-        "encoder": "conv-mnist", "decoder": "conv-mnist", "prior": "standard-normal", "likelihood": "bernoulli"}
+        "encoder": "conv-mnist", "decoder": "conv-mnist", "prior": "standard-normal", "likelihood": "bernoulli",
+        "objective": "elbo"}
     result = run_cli("info", "vae-conv-mog-mnist", "--json")
     data = json.loads(result.stdout)
     assert data["id"] == "vae-conv-mog-mnist" and data["plugin"] == "aevb"
     assert data["components"]["prior"] == {
-        "id": "mixture-of-gaussians", "options": {"components": 10}, "plugin": "aevb",
+        "id": "mixture-of-gaussians", "kind": "prior", "plugin": "aevb",
         "factory": "zoo_aevb.components:MixtureOfGaussiansPrior",
         "description": registry_description("prior", "mixture-of-gaussians"),
+        "options": [{"name": "components", "type": "int", "required": False, "default": 10, "value": 10}],
+        "set": {"components": 10}, "receives": [],
     }
     assert data["training"]["batch_size"] == 100
 

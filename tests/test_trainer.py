@@ -167,7 +167,8 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def files_in(run: Path) -> set[str]:
-    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    """zoo's own files in a run (TensorBoard's event files, named by host and time, left out)."""
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.parent.name != "tensorboard"}
 
 
 def png_size(path: Path) -> tuple[int, int]:

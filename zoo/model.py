@@ -564,8 +564,38 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def spec_problems(spec: Any) -> list[str]:
+    """What makes ``spec`` unusable as a model description (a damaged or foreign checkpoint)."""
+    if not isinstance(spec, dict):
+        return ["'spec' is not a mapping"]
+    found = []
+    components = spec.get("components")
+    if not isinstance(components, dict):
+        found.append("'spec.components' is missing")
+    else:
+        for kind in COMPONENT_KINDS:
+            c = components.get(kind)
+            if c is None:
+                continue  # reported as an unregistered object below
+            if not isinstance(c, dict) or not isinstance(c.get("options", {}), dict) \
+                    or not isinstance(c.get("id"), (str, type(None))):
+                found.append(f"'spec.components.{kind}' is damaged")
+    latent = spec.get("latent_size")
+    if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
+        found.append("'spec.latent_size' is missing or not a positive integer")
+    shape = spec.get("data_shape")
+    if not isinstance(shape, (list, tuple)) or not shape or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        found.append("'spec.data_shape' is missing or not a list of positive integers")
+    return found
+
+
 def from_spec(spec: dict[str, Any]) -> VAE:
     """Rebuild a model from its :attr:`VAE.spec` (as stored in a checkpoint)."""
+    problems = spec_problems(spec)
+    if problems:
+        raise ZooError(f"the checkpoint's model description is damaged ({'; '.join(problems)}); "
+                       "give a checkpoint written by zoo")
     components = spec.get("components", {})
     missing = [k for k in COMPONENT_KINDS if not (components.get(k) or {}).get("id")]
     if missing:
@@ -581,7 +611,7 @@ def from_spec(spec: dict[str, Any]) -> VAE:
         **{k: components[k]["id"] for k in COMPONENT_KINDS},
         latent_size=spec["latent_size"],
         data_shape=spec["data_shape"],
-        **{f"{k}_options": components[k]["options"] for k in COMPONENT_KINDS},
+        **{f"{k}_options": components[k].get("options", {}) for k in COMPONENT_KINDS},
     )
     for key in ("recipe", "objective"):
         if key in spec:
