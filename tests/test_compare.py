@@ -6,19 +6,10 @@ import json
 
 import pytest
 
-from zoo.cli import main
+from helpers_cli import run_zoo as run
 
 
 
-def run(capsys, *args):
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

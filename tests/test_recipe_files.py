@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 import zoo
-from zoo.cli import main
+from helpers_cli import run_zoo as run
 from zoo.recipe import recipe_from_mapping, recipe_to_toml
 
 
@@ -42,15 +42,6 @@ batch_size = 50
 """
 
 
-def run(capsys, *args):
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_every_registered_recipe_round_trips_through_toml():

@@ -101,6 +101,8 @@ class DiscretizedLogisticLikelihood(zoo.Likelihood):
     """
 
     support = (0.0, 1.0)
+    #: 8-bit grey levels, k / 255: the likelihood puts all its mass on these (the conformance kit checks it).
+    levels = 256
 
     def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
@@ -125,6 +127,8 @@ class DiscretizedLogisticMixtureLikelihood(zoo.Likelihood):
     """
 
     support = (0.0, 1.0)
+    #: 8-bit grey levels, k / 255: the likelihood puts all its mass on these (the conformance kit checks it).
+    levels = 256
 
     def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), components: int = 10) -> None:
         super().__init__()
