@@ -123,6 +123,10 @@ def commands_in(block: Block) -> list[Command]:
                 words = shlex.split(segment, comments=True)
             except ValueError:
                 continue
+            for i, word in enumerate(words):  # a redirection ends the command's own words
+                if word[:1] in (">", "<") or word[:2] in ("2>", "1>"):
+                    words = words[:i]
+                    break
             env = {}
             while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
                 name, _, value = words.pop(0).partition("=")

@@ -240,8 +240,8 @@ class RunDir:
         of a start that failed before its first checkpoint)."""
         found = []
         for path in self._check_entries():
-            if _TEMPORARY.fullmatch(path.name) or path.name == "config.json":
-                continue
+            if _TEMPORARY.fullmatch(path.name) or path.name == "config.json" or path.parent.name == TENSORBOARD:
+                continue  # event files are logs: a start that failed early may leave one
             if path.name == "metrics.jsonl":
                 try:
                     if not path.read_text(errors="replace").strip():
