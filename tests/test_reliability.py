@@ -1191,7 +1191,8 @@ def test_random_and_cut_files_given_as_checkpoints(tiny, tmp_path):
             pass
 
 
-@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng"])
+@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng",
+                                    "impossible spec"])
 def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
     import torch
 
@@ -1211,11 +1212,13 @@ def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
         state[name] = torch.zeros(*[n + 1 for n in state[name].shape])
     elif damage == "no optimizer":
         del payload["optimizer"]
+    elif damage == "impossible spec":  # read by zoo sample / zoo.load, not by a resume
+        payload["spec"]["data_shape"] = [1, -5, 2]
     else:
         payload["rng"] = [{"torch": "garbage"}]
     save_checkpoint(last, payload)
     before = last.read_bytes()
-    commands = [["train", "--resume", str(run), "--epochs", "2"]]
+    commands = [["train", "--resume", str(run), "--epochs", "2"]] if damage != "impossible spec" else []
     if damage not in ("no optimizer", "bad rng"):
         commands.append(["sample", str(last), "--out", str(tmp_path / "s.png")])
     for command in commands:
