@@ -1075,6 +1075,21 @@ def test_kill_between_last_and_best_is_repaired_on_resume(tiny, tmp_path, capsys
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1  # stale, as a kill leaves it
 
+    # The resume repairs best.pt before it trains on: here it dies again at its first checkpoint,
+    # before any later epoch could have rewritten best.pt, and best.pt already holds epoch 2.
+    def killed_at_epoch_3(path, payload):
+        if armed[0] and payload["epoch"] == 3:
+            raise KeyboardInterrupt
+        return real_save(path, payload)
+
+    armed[0] = True
+    monkeypatch.setattr(zoo.trainer, "save_checkpoint", killed_at_epoch_3)
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
+    armed[0] = False
+    assert code == 130, out
+    repaired = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert repaired["epoch"] == 2 and repaired["best"] == rows[1]["test_loss"]
+
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
     assert code == 0, out
     rows = metric_rows(run)
