@@ -1081,6 +1081,21 @@ def test_kill_between_last_and_best_is_repaired_on_resume(tiny, tmp_path, capsys
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1  # stale, as a kill leaves it
 
+    # The resume repairs best.pt before it trains on: here it dies again at its first checkpoint,
+    # before any later epoch could have rewritten best.pt, and best.pt already holds epoch 2.
+    def killed_at_epoch_3(path, payload):
+        if armed[0] and payload["epoch"] == 3:
+            raise KeyboardInterrupt
+        return real_save(path, payload)
+
+    armed[0] = True
+    monkeypatch.setattr(zoo.trainer, "save_checkpoint", killed_at_epoch_3)
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
+    armed[0] = False
+    assert code == 130, out
+    repaired = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert repaired["epoch"] == 2 and repaired["best"] == rows[1]["test_loss"]
+
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3")
     assert code == 0, out
     rows = metric_rows(run)
@@ -1197,7 +1212,8 @@ def test_random_and_cut_files_given_as_checkpoints(tiny, tmp_path):
             pass
 
 
-@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng"])
+@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng",
+                                    "impossible spec"])
 def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
     import torch
 
@@ -1217,11 +1233,13 @@ def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
         state[name] = torch.zeros(*[n + 1 for n in state[name].shape])
     elif damage == "no optimizer":
         del payload["optimizer"]
+    elif damage == "impossible spec":  # read by zoo sample / zoo.load, not by a resume
+        payload["spec"]["data_shape"] = [1, -5, 2]
     else:
         payload["rng"] = [{"torch": "garbage"}]
     save_checkpoint(last, payload)
     before = last.read_bytes()
-    commands = [["train", "--resume", str(run), "--epochs", "2"]]
+    commands = [["train", "--resume", str(run), "--epochs", "2"]] if damage != "impossible spec" else []
     if damage not in ("no optimizer", "bad rng"):
         commands.append(["sample", str(last), "--out", str(tmp_path / "s.png")])
     for command in commands:

@@ -194,7 +194,14 @@ def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None
     """The model a loaded checkpoint describes, with its trained weights (on the CPU)."""
     from zoo.model import from_spec
 
-    model = from_spec(payload["spec"])
+    try:
+        model = from_spec(payload["spec"])
+    except ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a spec from a damaged or foreign file, e.g. a negative size
+        where = f"{source} describes" if source else "the checkpoint describes"
+        raise ZooError(f"{where} a model zoo cannot build ({type(exc).__name__}: {_first_line(exc)}); "
+                       "give a checkpoint written by zoo") from None
     load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model
 
