@@ -195,7 +195,7 @@ def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None
     from zoo.model import from_spec
 
     try:
-        model = from_spec(payload["spec"])
+        model = from_spec(payload["spec"], source)
     except ZooError:
         raise
     except Exception as exc:  # noqa: BLE001 - a spec from a damaged or foreign file, e.g. a negative size

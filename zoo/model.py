@@ -590,11 +590,12 @@ def spec_problems(spec: Any) -> list[str]:
     return found
 
 
-def from_spec(spec: dict[str, Any]) -> VAE:
-    """Rebuild a model from its :attr:`VAE.spec` (as stored in a checkpoint)."""
+def from_spec(spec: dict[str, Any], source: Any = None) -> VAE:
+    """Rebuild a model from its :attr:`VAE.spec` (as stored in a checkpoint ``source``)."""
     problems = spec_problems(spec)
     if problems:
-        raise ZooError(f"the checkpoint's model description is damaged ({'; '.join(problems)}); "
+        where = f"{source}: the" if source else "the checkpoint's"
+        raise ZooError(f"{where} model description is damaged ({'; '.join(problems)}); "
                        "give a checkpoint written by zoo")
     components = spec.get("components", {})
     missing = [k for k in COMPONENT_KINDS if not (components.get(k) or {}).get("id")]
