@@ -377,20 +377,26 @@ def _log_prob_sums(s: Subject, dist, value, batch: int, name: str) -> None:
             s.fail(f"{name}.log_prob must be the sum of its per-dimension log-densities")
 
 
-def check_encoder_log_prob(s: Subject) -> None:
-    """q.log_prob(z) is one number per example: it sums over the latent dimensions."""
+def _permutes_with_batch(s: Subject, call: str, log_prob_of_permuted, log_prob, what: str) -> None:
+    """Examples are independent: the log-densities of a permuted batch are the permuted log-densities."""
     import torch
 
+    perm = torch.arange(len(log_prob)).flip(0)
+    permuted = s.call(f"{call} on permuted examples", lambda: log_prob_of_permuted(perm))
+    if not torch.allclose(permuted, log_prob[perm], rtol=1e-4, atol=1e-4):
+        s.fail(f"{what}.log_prob must treat examples independently: permuting the batch must permute the results")
+
+
+def check_encoder_log_prob(s: Subject) -> None:
+    """q.log_prob(z) is one number per example: it sums over the latent dimensions."""
     model = s.model()
     B = s.settings.batch_size
     x = synthetic_batch(model.likelihood, model.data_shape, B)
     q = s.call("encoder(x)", lambda: model.encoder(x))
     z = q.rsample().detach()
     _log_prob_sums(s, q, z, B, "q(z|x)")
-    perm = torch.arange(B).flip(0)
-    permuted = s.call("encoder(x) on permuted examples", lambda: model.encoder(x[perm]).log_prob(z[perm]))
-    if not torch.allclose(permuted, q.log_prob(z)[perm], rtol=1e-4, atol=1e-4):
-        s.fail("q(z|x).log_prob must treat examples independently: permuting the batch must permute the results")
+    _permutes_with_batch(s, "encoder(x)", lambda perm: model.encoder(x[perm]).log_prob(z[perm]), q.log_prob(z),
+                         "q(z|x)")
 
 
 def check_prior_log_prob(s: Subject) -> None:
@@ -417,10 +423,8 @@ def check_likelihood_log_prob(s: Subject) -> None:
     params = torch.randn(B, *model.likelihood.param_shape(D))
     dist = s.call("likelihood(params)", lambda: model.likelihood(params))
     _log_prob_sums(s, dist, x, B, "p(x|z)")
-    perm = torch.arange(B).flip(0)
-    permuted = s.call("likelihood on permuted examples", lambda: model.likelihood(params[perm]).log_prob(x[perm]))
-    if not torch.allclose(permuted, dist.log_prob(x)[perm], rtol=1e-4, atol=1e-4):
-        s.fail("p(x|z).log_prob must treat examples independently: permuting the batch must permute the results")
+    _permutes_with_batch(s, "likelihood(params)", lambda perm: model.likelihood(params[perm]).log_prob(x[perm]),
+                         dist.log_prob(x), "p(x|z)")
 
 
 def check_likelihood_normalised(s: Subject) -> None:
