@@ -9,6 +9,9 @@ machine. With ``--evaluate K`` it first runs ``zoo eval RUN --iw-samples K`` its
     python bench/zoo_table.py /tmp/longrun/binarized --eval eval-k5000-n1000
     python bench/zoo_table.py runs/a runs/b --evaluate 5000 --data-dir ../shared/data
 
+Recipes that carry a ``reference`` (``zoo info MODEL``) get their paper's number, and pythae's
+reproduction where known, in the row.
+
 The command line is printed above the table, so the docs say how each table was made.
 """
 
@@ -49,19 +52,25 @@ def row(run: Path, eval_name: str) -> str:
     metrics = json.loads((run / eval_name / "metrics.json").read_text())
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     config = json.loads((run / "config.json").read_text())
-    train_seconds = sum(r["epoch_seconds"] for r in history)
     fastest = min(r["epoch_seconds"] for r in history)
     device = config.get("resolved", {}).get("device", "?")
     bpd = f"{metrics['bits_per_dim']:.4f}" if metrics.get("bits_per_dim") is not None else "n/a"
     fid = f"{metrics['fid']:.2f} ({metrics['fid_features']}, {metrics['fid_images']} images)" \
         if metrics.get("fid") is not None else "n/a"
+    reference = config.get("recipe", {}).get("reference") or {}
+    published = f"{reference['test_nll']}" if "test_nll" in reference else "-"
+    if reference.get("pythae"):
+        published += f" (pythae {reference['pythae']})"
+    # the epoch zoo eval scored (training may have gone on since)
+    epoch = metrics.get("epoch", history[-1]["epoch"])
+    seconds = sum(r["epoch_seconds"] for r in history if r["epoch"] <= epoch)
     return (
-        f"| {metrics['model']} | {metrics['dataset']} | {history[-1]['epoch']} "
+        f"| {metrics['model']} | {metrics['dataset']} | {epoch} "
         f"| {metrics['test_neg_elbo']:.2f} ± {metrics['test_neg_elbo_stderr']:.2f} "
         f"| {metrics['test_nll_iw']:.2f} ± {metrics['test_nll_iw_stderr']:.2f} "
         f"| {metrics['iw_samples']} x {metrics['n_images']} | {bpd} "
-        f"| {metrics['active_units']}/{metrics['latent_size']} | {fid} "
-        f"| {train_seconds / 60:.1f} min (fastest epoch {fastest:.1f} s) | {device}: {_machine()} |"
+        f"| {metrics['active_units']}/{metrics['latent_size']} | {fid} | {published} "
+        f"| {seconds / 60:.1f} min (fastest epoch {fastest:.1f} s) | {device}: {_machine()} |"
     )
 
 
@@ -83,8 +92,8 @@ def main() -> None:
     print(f"`python {' '.join(shlex.quote(a) for a in ['bench/zoo_table.py', *sys.argv[1:]])}`")
     print()
     print("| model | data | epochs | test negative ELBO | test IW NLL | K x test images | bits/dim | active units "
-          "| FID | training time (sum of epochs) | machine |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+          "| FID | published test NLL (recipe's reference) | training time (sum of epochs) | machine |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for run in args.runs:
         print(row(run, args.eval))
     if not args.no_anchors:
