@@ -258,14 +258,9 @@ def default_run_dir(model_id: str) -> Path:
 
 
 def _setting_problems(recipe: Recipe, seed: Any) -> list[str]:
-    """Values the recipe's own checks let through: non-finite floats (NaN passes every comparison)
-    and seeds outside 0..MAX_SEED."""
-    found = []
-    training = recipe.training
-    for f in dataclasses.fields(training):
-        value = getattr(training, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            found.append(f"{f.name} must be a finite number (got {value})")
+    """The recipe's training settings (also when a Recipe is passed in without overrides) and the
+    seed, which must lie in 0..MAX_SEED."""
+    found = list(recipe.training.problems())
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {seed})")
     return found
