@@ -143,7 +143,7 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
     from zoo.plugins import get_registry
 
     registry = get_registry()
-    component_kinds = ("encoder", "decoder", "prior", "likelihood", "objective")
+    from zoo.recipe import OPTION_KINDS as component_kinds  # the four components and the objective
     if as_toml and (kind not in (None, "model") or name not in registry.entries["recipe"]):
         if any(name in registry.entries[k] for k in component_kinds):
             raise ZooError(f"--toml prints a model's recipe; {name!r} is a component, not a model")

@@ -34,6 +34,11 @@ class IncompatibleComponentsError(ZooError):
     """Components that cannot be composed into one model."""
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is a whole number >= 1 (an ``int``, not a ``bool``): sizes, samples, counts."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``name`` among ``candidates``, best first."""
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
+from zoo.errors import IncompatibleComponentsError, PluginError, ZooError, is_count
 from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior, constructor_options
 from zoo.objectives import ELBOTerms, kl_term
 from zoo.recipe import COMPONENT_KINDS, Recipe
@@ -114,9 +114,9 @@ class VAE(nn.Module):
         Decoding ``chunk_size`` draws at a time (default: about 4096 decoded examples) keeps
         memory bounded however many samples are asked for.
         """
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        if not is_count(samples):
             raise ZooError(f"samples must be a positive integer (got {samples!r})")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        if chunk_size is not None and not is_count(chunk_size):
             raise ZooError(f"chunk_size must be a positive integer (got {chunk_size!r})")
         self._check(x)
         q = self.encoder(x)
@@ -148,7 +148,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         """``n`` images: the likelihood's mean at z drawn from the prior, [n, *data_shape]."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_count(n):
             raise ZooError(f"the number of samples must be a positive integer (got {n!r})")
         z = self.prior.sample(n)
         return self.likelihood(self.decoder(z)).mean
@@ -365,7 +365,7 @@ def compose(
     Objects of registered classes are recorded in ``model.spec`` by id and the options they
     were constructed with, so :func:`zoo.load` rebuilds them.
     """
-    if isinstance(latent_size, bool) or not isinstance(latent_size, int) or latent_size < 1:
+    if not is_count(latent_size):
         raise ZooError(f"latent_size must be a positive integer (got {latent_size!r})")
     try:
         data_shape = tuple(int(d) for d in data_shape)
@@ -425,14 +425,12 @@ def compose(
             if not isinstance(obj, _INTERFACES[kind]):
                 raise PluginError(f"plugin {entry.plugin!r}: {kind} {entry.id!r} built a {type(obj).__name__}, "
                                   f"not a zoo.{_INTERFACES[kind].__name__}")
-            shared = [objs[k] for k in needs[kind] if k in COMPONENT_KINDS]
-            if shared:
-                _unregister_shared(obj, shared)
             objs[kind], ids[kind] = obj, _source(entry, options[kind])
         if kind == "likelihood":
             context["output_shape"] = tuple(objs[kind].param_shape(data_shape))
-    # A component holding another (a VampPrior built in Python with the model's encoder) keeps
-    # it as a plain attribute, so its parameters are registered and stored once, under the model.
+    # A component holding another (one that received it by parameter name, or a VampPrior built
+    # in Python with the model's encoder) keeps it as a plain attribute, so its parameters are
+    # registered and stored once, under the model.
     for kind, obj in objs.items():
         _unregister_shared(obj, [other for k, other in objs.items() if k != kind])
     enc, dec, pri, lik = objs["encoder"], objs["decoder"], objs["prior"], objs["likelihood"]
@@ -564,6 +562,15 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def require_plugins(spec: dict[str, Any], what: str = "this checkpoint") -> None:
+    """Raise a :class:`ZooError` naming every component (and objective) of ``spec`` that no loaded
+    plugin provides, each with its plugin and package."""
+    absent = missing_components(spec)
+    if absent:
+        raise ZooError(f"{what} needs plugins that are not installed: {'; '.join(absent)}. "
+                       "Install them and check 'zoo plugins'")
+
+
 def spec_problems(spec: Any) -> list[str]:
     """What makes ``spec`` unusable as a model description (a damaged or foreign checkpoint)."""
     if not isinstance(spec, dict):
@@ -581,11 +588,10 @@ def spec_problems(spec: Any) -> list[str]:
                     or not isinstance(c.get("id"), (str, type(None))):
                 found.append(f"'spec.components.{kind}' is damaged")
     latent = spec.get("latent_size")
-    if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
+    if not is_count(latent):
         found.append("'spec.latent_size' is missing or not a positive integer")
     shape = spec.get("data_shape")
-    if not isinstance(shape, (list, tuple)) or not shape or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+    if not isinstance(shape, (list, tuple)) or not shape or not all(is_count(d) for d in shape):
         found.append("'spec.data_shape' is missing or not a list of positive integers")
     return found
 
@@ -604,10 +610,7 @@ def from_spec(spec: dict[str, Any], source: Any = None) -> VAE:
             f"this model was composed from unregistered {', '.join(missing)} object(s) and cannot be rebuilt "
             "by id; rebuild it in Python and load the weights with model.load_state_dict(checkpoint['model'])"
         )
-    absent = missing_components({"components": components})
-    if absent:
-        raise ZooError("this checkpoint needs plugins that are not installed: " + "; ".join(absent)
-                       + ". Install them and check 'zoo plugins'")
+    require_plugins({"components": components})
     model = compose(
         **{k: components[k]["id"] for k in COMPONENT_KINDS},
         latent_size=spec["latent_size"],

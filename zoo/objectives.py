@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
 from zoo.interfaces import Objective, ObjectiveOutput
 
 _ANALYTIC_KL: dict[tuple[type, type], bool] = {}
@@ -88,7 +88,7 @@ def log_mean_exp(values: Tensor, dim: int = 0) -> Tensor:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_count(value):
         raise ZooError(f"{name} must be a positive integer (got {value!r})")
     return value
 

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
 
 COMPONENT_KINDS = ("encoder", "decoder", "prior", "likelihood")
 #: What a recipe names by id and configures with ``<kind>_options``.
@@ -244,7 +244,7 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     latent = data.get("latent_size")
     if latent is None:
         problems.append("latent_size is missing")
-    elif isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
+    elif not is_count(latent):
         problems.append(f"latent_size must be a positive integer (got {latent!r})")
     else:
         fields["latent_size"] = latent

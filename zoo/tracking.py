@@ -46,14 +46,20 @@ class TensorBoardLog:
         folder = Path(run) / FOLDER
         return cls(SummaryWriter(str(folder), purge_step=first_epoch if first_epoch > 1 else None))
 
-    def epoch(self, row: dict[str, Any], grids: dict[str, Tensor]) -> None:
+    def epoch(self, row: dict[str, Any], images: dict[str, tuple[Tensor, int]]) -> None:
+        """One epoch: every finite number of its metrics row, and each ``(images, per row)`` batch
+        of 4-d images as one grid."""
+        from torchvision.utils import make_grid
+
         step = int(row["epoch"])
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) \
                     and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        for name, grid in grids.items():
-            self.writer.add_image(name, grid, step)
+        for name, (batch, per_row) in images.items():
+            if batch.dim() == 4:
+                grid = make_grid(batch.detach().float().clamp(0, 1).cpu(), nrow=per_row, padding=2)
+                self.writer.add_image(name, grid, step)
         self.writer.flush()
 
     def close(self) -> None:

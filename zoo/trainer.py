@@ -34,7 +34,7 @@ from torch import Tensor
 import zoo
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
 from zoo.errors import ZooError
-from zoo.model import VAE, build_objective, check_rebuildable, from_recipe
+from zoo.model import VAE, build_objective, check_rebuildable, from_recipe, require_plugins
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
 from zoo.rundir import RunDir, unique_run_dir
@@ -690,7 +690,9 @@ class Trainer:
             if improved:
                 save_checkpoint(self.out / "checkpoints" / "best.pt", payload)
             self.rundir.append_metrics(row)
-            self._save_images(epoch)
+            images = self._save_images(epoch)
+            if self._tensorboard is not None:
+                self._tensorboard.epoch(row, images)
             self._report(row)
         self.dist.barrier()
 
@@ -703,7 +705,8 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def _save_images(self, epoch: int) -> None:
+    def _save_images(self, epoch: int) -> dict[str, tuple[Tensor, int]]:
+        """Write the epoch's sample and reconstruction grids; returns them as (images, per row)."""
         from zoo.images import save_grid
 
         # Fixed noise, so successive epochs' sample grids are comparable; the training RNG is untouched.
@@ -719,14 +722,7 @@ class Trainer:
         shape = (len(x) // cols, cols, *x.shape[1:])
         rows = torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1).reshape(-1, *x.shape[1:])
         save_grid(rows, self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
-        if self._tensorboard is not None:
-            from torchvision.utils import make_grid
-
-            grids = {}
-            if samples.dim() == 4:  # images
-                grids = {"samples": make_grid(samples.float().clamp(0, 1).cpu(), nrow=8, padding=2),
-                         "reconstructions": make_grid(rows.float().clamp(0, 1).cpu(), nrow=cols, padding=2)}
-            self._tensorboard.epoch(self.history[-1], grids)
+        return {"samples": (samples, 8), "reconstructions": (rows, cols)}
 
     def _restore(self, payload: dict[str, Any]) -> None:
         last = self.out / "checkpoints" / "last.pt"
@@ -806,12 +802,7 @@ class Trainer:
             rundir.claim_for_resume()
         try:
             payload = load_checkpoint(last)
-            from zoo.model import missing_components
-
-            absent = missing_components(payload.get("spec", {}))
-            if absent:
-                raise ZooError(f"run {run} needs plugins that are not installed: {'; '.join(absent)}. "
-                               "Install them and check 'zoo plugins'")
+            require_plugins(payload.get("spec", {}), f"run {run}")
             problems = training_problems(payload)
             if problems:
                 raise ZooError(f"{last} cannot be resumed: {'; '.join(problems)}; give a run written by zoo train")
