@@ -589,7 +589,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs, --device, --precision and --data-dir may change")
+    assert_user_error(code, out, "only --epochs, --device, --precision, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
@@ -1123,7 +1123,7 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     for extra in (["--seed", "4"], ["--compile"], ["--no-compile"], ["--out", str(tmp_path / "x")], ["--lr", "0.1"],
                   ["--batch-size", "50"], ["--set", "beta=2"], ["--overwrite"]):
         code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", *extra)
-        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision and --data-dir may change")
+        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(run))
     assert_user_error(code, out, "already finished its 1 epochs", "--epochs")
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "1")
@@ -1149,6 +1149,42 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     assert code == 0, out
     assert [r["epoch"] for r in metric_rows(run)] == [1, 2, 3]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["settings"]["precision"] == "fp32"
+
+
+
+def test_keep_every_keeps_epoch_checkpoints_that_evaluate_and_survive_overwrite_rules(tiny, tmp_path, capsys):
+    """--keep-every N keeps checkpoints/epoch-NNNN.pt every N epochs (same state as last.pt then), may
+    change on a resume, rejects a negative count, and the kept files count as the run's own."""
+    import torch
+
+    run = tmp_path / "run"
+    code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--epochs", "3", "--keep-every", "2",
+                    "--out", str(run))
+    assert code == 0, out
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["best.pt", "epoch-0002.pt", "last.pt"]
+    two = torch.load(run / "checkpoints" / "epoch-0002.pt", weights_only=True)
+    assert two["epoch"] == 2 and two["history"][-1]["epoch"] == 2
+    code, out = cli(capsys, "eval", str(run / "checkpoints" / "epoch-0002.pt"), "--no-fid", "--iw-samples", "2",
+                    "--limit", "20", "--json", "--out", str(tmp_path / "eval2"))
+    assert code == 0, out
+    assert json.JSONDecoder().raw_decode(out[out.index("{"):])[0]["epoch"] == 2
+
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "5", "--keep-every", "1")
+    assert code == 0, out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.pt", "epoch-0002.pt", "epoch-0004.pt", "epoch-0005.pt", "last.pt"]
+    assert load_config(run)["settings"]["keep_every"] == 1
+
+    code, out = cli(capsys, "train", "tiny-vae", "--epochs", "1", "--keep-every", "-1", "--out", str(tmp_path / "b"))
+    assert_user_error(code, out, "--keep-every must be at least 0")
+    assert not (tmp_path / "b").exists()
+    # an existing run with only kept checkpoints is still a run: no silent reuse of the folder
+    code, out = cli(capsys, "train", "tiny-vae", "--epochs", "1", "--out", str(run))
+    assert_user_error(code, out, "--resume", "--overwrite")
+    code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--epochs", "1", "--out", str(run), "--overwrite")
+    assert code == 0, out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"], "old epochs replaced"
 
 
 def _limit_file_size(limit: int):

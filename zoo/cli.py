@@ -267,8 +267,11 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--resume", "resume", type=click.Path(), metavar="RUN", help="Continue the run in RUN where it stopped.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+@click.option("--keep-every", type=int, default=None, metavar="N",
+              help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
+                   "only last.pt and best.pt).")
 def train_command(model, epochs, batch_size, lr, sets, device, precision, compile_, seed, data_dir, out, overwrite,
-                  resume, progress) -> None:
+                  resume, progress, keep_every) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
@@ -279,7 +282,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
       zoo train --resume runs/beta2 --epochs 20
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
     """
-    for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1)):
+    for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--keep-every", keep_every, 0)):
         if value is not None and value < least:
             raise ZooError(f"{name} must be at least {least} (got {value})")
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
@@ -298,7 +301,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
             fixed.append("--out")
         if fixed:
             raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
-                           "given; only --epochs, --device, --precision and --data-dir may change")
+                           "given; only --epochs, --device, --precision, --data-dir and --keep-every may change")
     if model and not resume:
         # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
         from zoo.plugins import get_registry
@@ -314,7 +317,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
 
     if resume:
         trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
-                                 precision=precision, data_dir=data_dir, progress=progress)
+                                 precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every)
     else:
         if not model:
             raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
@@ -324,7 +327,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
                 overrides[key] = value
         trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
                           precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
-                          data_dir=data_dir, progress=progress)
+                          data_dir=data_dir, progress=progress, keep_every=keep_every or 0)
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",

@@ -42,9 +42,14 @@ TENSORBOARD = "tensorboard"
 _EVENTS = re.compile(r"events\.out\.tfevents\.[\w.-]+")
 _TOP_FILES = ("config.json", "metrics.jsonl")
 _IMAGE = re.compile(r"epoch-\d{3,}\.png")
-_CHECKPOINT = re.compile(r"(last|best)\.pt")
+_CHECKPOINT = re.compile(r"(last|best|epoch-\d{4,})\.pt")
 #: atomic_write's temporaries: ``.NAME.RANDOM.tmp`` beside ``NAME``
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
+
+
+def kept_checkpoint_name(epoch: int) -> str:
+    """The file ``--keep-every`` keeps for ``epoch`` (``epoch-0010.pt``): sorts by name in epoch order."""
+    return f"epoch-{epoch:04d}.pt"
 
 
 def _is_zoo_name(folder: str, name: str) -> bool:

@@ -10,6 +10,7 @@ The run directory it leaves::
     RUN/config.json                 resolved recipe, overrides, settings, versions
     RUN/metrics.jsonl               one JSON object per epoch
     RUN/checkpoints/last.pt         after every epoch (best.pt: lowest test loss), written atomically
+    RUN/checkpoints/epoch-NNNN.pt   every N epochs with --keep-every N (for curves over training)
     RUN/samples/epoch-NNN.png       images decoded from prior samples
     RUN/reconstructions/epoch-NNN.png   test images (odd rows) above their reconstructions
 """
@@ -33,11 +34,11 @@ from torch import Tensor
 
 import zoo
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
 from zoo.model import VAE, build_objective, check_rebuildable, from_recipe, require_plugins
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
-from zoo.rundir import RunDir, unique_run_dir
+from zoo.rundir import RunDir, kept_checkpoint_name, unique_run_dir
 from zoo.tracking import TensorBoardLog
 
 #: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
@@ -61,6 +62,7 @@ class RunSettings:
     eval_batch_size: int = 1000
     sample_count: int = 64
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+    keep_every: int = 0  # also keep checkpoints/epoch-NNNN.pt every this many epochs (0: only last and best)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -297,13 +299,14 @@ class Trainer:
         seed: int = 0,
         data_dir: str | os.PathLike | None = None,
         progress: bool | None = None,
+        keep_every: int = 0,
         _resume: dict[str, Any] | None = None,
         _rundir: RunDir | None = None,
     ) -> None:
         try:
             self._setup(model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
                         _resume, _rundir, dataset=dataset, training=training, objective=objective,
-                        objective_options=objective_options, name=name)
+                        objective_options=objective_options, name=name, keep_every=keep_every)
         except BaseException:
             if getattr(self, "rundir", None) is not None:
                 self.rundir.release()
@@ -312,8 +315,12 @@ class Trainer:
             raise
 
     def _setup(self, model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
-               _resume, _rundir, *, dataset, training, objective, objective_options, name) -> None:
+               _resume, _rundir, *, dataset, training, objective, objective_options, name, keep_every) -> None:
         from zoo.plugins import get_registry
+
+        if isinstance(keep_every, bool) or not (keep_every == 0 or is_count(keep_every)):
+            raise ZooError(f"--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
+                           f"(got {keep_every!r})")
 
         registry = get_registry()
         self.overrides = dict(overrides or {})
@@ -352,7 +359,7 @@ class Trainer:
             data_dir = Path(data_dir).expanduser().absolute()
         self.settings = RunSettings(
             device=str(device), precision=precision, compile=compile, seed=int(seed),
-            data_dir=str(data_dir) if data_dir is not None else None, progress=progress,
+            data_dir=str(data_dir) if data_dir is not None else None, progress=progress, keep_every=keep_every,
         )
         self.dist = Dist.from_env()
         self.device = resolve_device(device)
@@ -689,6 +696,8 @@ class Trainer:
             save_checkpoint(self.out / "checkpoints" / "last.pt", payload)
             if improved:
                 save_checkpoint(self.out / "checkpoints" / "best.pt", payload)
+            if self.settings.keep_every and epoch % self.settings.keep_every == 0:
+                save_checkpoint(self.out / "checkpoints" / kept_checkpoint_name(epoch), payload)
             self.rundir.append_metrics(row)
             images = self._save_images(epoch)
             if self._tensorboard is not None:
@@ -781,12 +790,12 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, *, epochs: int | None = None, device: str | None = None,
                precision: str | None = None, data_dir: str | os.PathLike | None = None,
-               progress: bool | None = None) -> Trainer:
+               progress: bool | None = None, keep_every: int | None = None) -> Trainer:
         """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
 
         What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more
-        than the epochs done), ``device``, ``precision`` and ``data_dir``. Given as ``None`` they
-        keep the run's own. Rank 0 holds the run's lock from before it reads ``last.pt``.
+        than the epochs done), ``device``, ``precision``, ``data_dir`` and ``keep_every``. Given as
+        ``None`` they keep the run's own. Rank 0 holds the run's lock from before it reads ``last.pt``.
         """
         run = Path(run_dir)
         dist = Dist.from_env()
@@ -844,6 +853,7 @@ class Trainer:
                 seed=settings.get("seed", 0),
                 data_dir=data_dir,
                 progress=progress,
+                keep_every=settings.get("keep_every", 0) if keep_every is None else keep_every,
                 _resume=payload,
                 _rundir=rundir,
             )
