@@ -1187,6 +1187,36 @@ def test_keep_every_keeps_epoch_checkpoints_that_evaluate_and_survive_overwrite_
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"], "old epochs replaced"
 
 
+
+def test_lr_schedule_burda_steps_per_epoch_and_resumes_exactly(tiny, tmp_path, capsys):
+    """--set lr_schedule=burda trains epoch e at lr x 10^(-i/7) for stage i of 3^i epochs; a run
+    stopped and resumed ends with the same weights and lrs as one that was not; a bad value is one line."""
+    import torch
+
+    def lrs(run):
+        return [r["lr"] for r in metric_rows(run)]
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    base = ["train", "tiny-vae", "--device", "cpu", "--set", "lr_schedule=burda", "--lr", "0.01"]
+    code, out = cli(capsys, *base, "--epochs", "5", "--out", str(whole))
+    assert code == 0, out
+    expected = [0.01, 0.01 * 10 ** (-1 / 7), 0.01 * 10 ** (-1 / 7), 0.01 * 10 ** (-1 / 7), 0.01 * 10 ** (-2 / 7)]
+    assert lrs(whole) == pytest.approx(expected, rel=1e-12)
+    code, out = cli(capsys, *base, "--epochs", "3", "--out", str(split))
+    assert code == 0, out
+    code, out = cli(capsys, "train", "--resume", str(split), "--epochs", "5")
+    assert code == 0, out
+    assert lrs(split) == pytest.approx(expected, rel=1e-12)
+    a = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 5
+
+    code, out = cli(capsys, "train", "tiny-vae", "--set", "lr_schedule=cosine", "--out", str(tmp_path / "bad"))
+    assert_user_error(code, out, "lr_schedule must be constant or burda (got 'cosine')")
+    assert not (tmp_path / "bad").exists()
+
+
 def _limit_file_size(limit: int):
     def apply() -> None:
         import resource

@@ -26,6 +26,11 @@ class Training:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    lr_schedule: str = "constant"  # see LR_SCHEDULES
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate of 1-based ``epoch`` is ``lr * lr_factor(epoch)``."""
+        return LR_SCHEDULES[self.lr_schedule][1](epoch)
 
     def problems(self) -> list[str]:
         found = []
@@ -45,7 +50,26 @@ class Training:
                 found.append(f"{name} must be a finite number (got {value})")
         if self.grad_clip < 0:
             found.append(f"grad_clip must be >= 0 (got {self.grad_clip})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            found.append(f"lr_schedule must be {' or '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         return found
+
+
+def _burda_factor(epoch: int) -> float:
+    """Burda et al. (2015), sec. 5: stage i = 0, 1, 2, ... lasts 3^i epochs at 10^(-i/7) times the
+    base rate (epochs 1 | 2-4 | 5-13 | 14-40 | ...; 3,280 epochs for i = 0..7)."""
+    stage, end = 0, 1
+    while epoch > end:
+        stage += 1
+        end += 3**stage
+    return 10.0 ** (-stage / 7)
+
+
+#: ``lr_schedule`` values: (what it does, factor of the base lr for a 1-based epoch).
+LR_SCHEDULES: dict[str, tuple[str, Any]] = {
+    "constant": ("the same lr every epoch", lambda epoch: 1.0),
+    "burda": ("Burda et al. 2015: 3^i epochs at lr x 10^(-i/7), i = 0, 1, 2, ...", _burda_factor),
+}
 
 
 @dataclass(frozen=True)

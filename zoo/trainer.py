@@ -478,6 +478,8 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
         else:
             self.optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, momentum=0.9)
+        # Stepped once per epoch: epoch e (1-based) trains at lr * lr_factor(e).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda done: t.lr_factor(done + 1))
         self.forward_step: Any = self.step_module
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -545,6 +547,7 @@ class Trainer:
                     **self.train_logs,
                 }
                 self.history.append(row)
+                self.scheduler.step()
                 self._end_of_epoch(epoch, row)
         finally:
             if self._tensorboard is not None:
@@ -674,6 +677,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": epoch,
             "rng": rng,
@@ -757,6 +761,10 @@ class Trainer:
                                        f"{tuple(value.shape)} for a parameter shaped {tuple(p.shape)})")
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
+        if payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        else:  # written before schedules existed: the run trained at a constant lr
+            self.scheduler.last_epoch = int(payload["epoch"])
         self.start_epoch = int(payload["epoch"]) + 1
         self.history = list(payload.get("history", []))
         self.best = float(payload.get("best", math.inf))
