@@ -61,17 +61,22 @@ def register_recipes(register):
                         reference=_ref(_BURDA, 86.76, pythae="89.78 (statically binarized, 200 IS)"), **_one()))
     register(zoo.Recipe(id="iwae-burda-mnist", description="Burda et al.'s IWAE k=50, 1 stochastic layer (50)",
                         objective="iwae", objective_options={"samples": 50},
-                        reference=_ref(_BURDA, 84.78, pythae="86.82 (statically binarized)"), **_one()))
+                        reference=_ref(_BURDA, 84.78, pythae="86.82 (statically binarized; Burda et al.'s own "
+                                                                   "static-binarization figure is 87.10, appendix D)"),
+                        **_one()))
     register(zoo.Recipe(id="vae-burda2-mnist", description="Burda et al.'s VAE, 2 stochastic layers (100, 50), ELBO",
                         reference=_ref(_BURDA, 85.33), **_two()))
     register(zoo.Recipe(id="iwae-burda2-mnist", description="Burda et al.'s IWAE k=50, 2 stochastic layers (100, 50)",
                         objective="iwae", objective_options={"samples": 50}, reference=_ref(_BURDA, 82.90), **_two()))
     register(zoo.Recipe(id="miwae-burda-mnist", description="MIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
                         objective="miwae", objective_options={"estimates": 8, "samples": 8},
-                        reference=_ref(_RAINFORTH, 84.97, pythae="85.09"), **_one()))
+                        reference=_ref(_RAINFORTH, 84.97, pythae="85.09 (dynamically binarized)"), **_one()))
     register(zoo.Recipe(id="piwae-burda-mnist", description="PIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
                         objective="piwae", objective_options={"estimates": 8, "samples": 8},
-                        reference=_ref(_RAINFORTH, 84.46, pythae="84.58"), **_one()))
+                        reference=_ref(_RAINFORTH, 84.46, pythae="84.58 (dynamically binarized)"), **_one()))
     register(zoo.Recipe(id="ciwae-burda-mnist", description="CIWAE beta=0.05, K=64 (Rainforth et al. 2018), 1 layer",
                         objective="ciwae", objective_options={"samples": 64, "beta": 0.05},
-                        reference=_ref(_RAINFORTH, 84.57, pythae="84.74"), **_one()))
+                        reference=_ref(_RAINFORTH, 84.57, pythae="84.74 (dynamically binarized; its script sets beta=0.5)",
+                                      protocol="dynamically binarized MNIST, IWAE k=5000; beta=0.05 figure as pythae "
+                                               "quotes it, not found in the paper text checked here"),
+                        **_one()))
