@@ -10,8 +10,9 @@ VampPrior paper's gated MLP (2 gated layers of 300 units, 40 latents, log-varian
 [-6, 2]) with a VampPrior of 500 pseudo-inputs, batch 100, Adam lr 5e-4 and a linear KL warm-up
 over 100 epochs. The zoo side is the registered recipe (``iwae-burda-mnist``,
 ``vamp-mlp-binarized-mnist``) trained by ``zoo.Trainer``; the pythae side is pythae 0.1.2's
-``IWAE`` / ``VAMP`` with encoder and decoder networks of the same sizes and activations, trained
-by its ``TrainingPipeline``.
+``IWAE`` / ``VAMP`` whose encoder and decoder are copies of the zoo model's networks as the zoo
+trainer initialised them (pseudo-inputs too), so both start from the same weights; trained by
+pythae's ``TrainingPipeline``.
 
 Data: both train on MNIST binarized afresh every time an image is drawn (dynamic binarization;
 for pythae through a ``BaseDataset`` whose ``__getitem__`` draws the binary image), and are
@@ -59,78 +60,74 @@ def _cpu() -> str:
 
 
 def run_zoo(model: str, epochs: int, seed: int, data_dir: str | None, scratch: Path, samples: int,
-            limit: int | None) -> dict:
+            limit: int | None) -> tuple[dict, nn.Module]:
+    """Train and score the zoo recipe; also returns a copy of the model as initialised."""
+    import copy
+
     import zoo
     from zoo.evaluate import evaluate
 
     out = scratch / "zoo"
     trainer = zoo.Trainer(RECIPES[model], overrides={"epochs": epochs}, device="cpu", seed=seed, data_dir=data_dir,
                           out=str(out), progress=False)
+    initial = copy.deepcopy(trainer.model)
     rows = trainer.fit()
     start = time.perf_counter()
     metrics = evaluate(out, iw_samples=samples, limit=limit, data_dir=data_dir, fid=False, images=False,
                        out=scratch / "zoo-eval", device="cpu", progress=False)
     return {"epoch_seconds": [r["epoch_seconds"] for r in rows], "nll": metrics["test_nll_iw"],
             "nll_stderr": metrics["test_nll_iw_stderr"], "estimate_seconds": time.perf_counter() - start,
-            "test_neg_elbo": metrics["test_neg_elbo"]}
+            "test_neg_elbo": metrics["test_neg_elbo"]}, initial
 
 
 # -- pythae ----------------------------------------------------------------------------------
 
 
-def _pythae_nets(model: str):
+def _pythae_nets(model: str, initial: nn.Module):
+    """pythae encoder and decoder computing what the zoo's networks compute, starting from the same
+    initial weights (copies of the zoo model's modules, as the zoo trainer initialised them)."""
+    import copy
+
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
 
-    class GatedDense(nn.Module):
-        def __init__(self, a: int, b: int) -> None:
-            super().__init__()
-            self.linear, self.gate = nn.Linear(a, b), nn.Linear(a, b)
-
-        def forward(self, x):
-            return self.linear(x) * torch.sigmoid(self.gate(x))
-
     if model == "iwae":
-        latent = 50
-
-        def body(a: int) -> nn.Module:
-            return nn.Sequential(nn.Linear(a, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh())
-
-        width, clip = 200, None
+        body = copy.deepcopy(initial.encoder.stages[0].net)  # 784-200-200 tanh, then 2 x 50
+        mean_head = log_var_head = None
+        decoder_net = copy.deepcopy(initial.decoder.net)  # 50-200-200 tanh-784
+        clip = None
     else:
-        latent = 40
-
-        def body(a: int) -> nn.Module:
-            return nn.Sequential(GatedDense(a, 300), GatedDense(300, 300))
-
-        width, clip = 300, (-6.0, 2.0)
+        body = copy.deepcopy(initial.encoder.body)  # flatten, 2 gated layers of 300
+        mean_head, log_var_head = copy.deepcopy(initial.encoder.mean), copy.deepcopy(initial.encoder.log_var)
+        decoder_net = nn.Sequential(copy.deepcopy(initial.decoder.body), copy.deepcopy(initial.decoder.out))
+        clip = (-6.0, 2.0)
 
     class Encoder(BaseEncoder):
         def __init__(self) -> None:
             super().__init__()
-            self.body = body(784)
-            self.mean, self.log_var = nn.Linear(width, latent), nn.Linear(width, latent)
+            self.body, self.mean, self.log_var = body, mean_head, log_var_head
 
         def forward(self, x):
             h = self.body(x.reshape(len(x), -1))
-            log_var = self.log_var(h)
-            if clip is not None:
-                log_var = nn.functional.hardtanh(log_var, *clip)
-            return ModelOutput(embedding=self.mean(h), log_covariance=log_var)
+            if self.mean is None:
+                mean, log_var = h.chunk(2, dim=-1)
+            else:
+                mean, log_var = self.mean(h), nn.functional.hardtanh(self.log_var(h), *clip)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
 
     class Decoder(BaseDecoder):
         def __init__(self) -> None:
             super().__init__()
-            self.net = nn.Sequential(body(latent), nn.Linear(width, 784))
+            self.net = decoder_net
 
         def forward(self, z):
             return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(len(z), 1, 28, 28))
 
-    return latent, Encoder(), Decoder()
+    return initial.latent_size, Encoder(), Decoder()
 
 
 def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: torch.Tensor, scratch: Path,
-               samples: int) -> dict:
+               samples: int, initial: nn.Module) -> dict:
     from pythae.data.datasets import BaseDataset, DatasetOutput
     from pythae.models import IWAE, VAMP, IWAEConfig, VAMPConfig
     from pythae.pipelines import TrainingPipeline
@@ -158,7 +155,7 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
             self.seconds.append(time.perf_counter() - self._start)
 
     torch.manual_seed(seed)
-    latent, encoder, decoder = _pythae_nets(model)
+    latent, encoder, decoder = _pythae_nets(model, initial)
     if model == "iwae":
         config = IWAEConfig(input_dim=(1, 28, 28), latent_dim=latent, reconstruction_loss="bce", number_samples=50)
         net, batch, lr = IWAE(config, encoder=encoder, decoder=decoder), 20, 1e-3
@@ -166,6 +163,10 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
         config = VAMPConfig(input_dim=(1, 28, 28), latent_dim=latent, reconstruction_loss="bce",
                             number_components=500, linear_scheduling_steps=100)
         net, batch, lr = VAMP(config, encoder=encoder, decoder=decoder), 100, 5e-4
+        with torch.no_grad():  # the same initial pseudo-inputs: pythae keeps them as a Linear from one-hot inputs
+            weights = initial.prior.pseudo_input_weights.reshape(len(initial.prior.pseudo_input_weights), -1)
+            net.pseudo_inputs[0].weight.copy_(weights.T)
+            net.pseudo_inputs[0].bias.zero_()
     training = BaseTrainerConfig(output_dir=str(scratch / "pythae"), num_epochs=epochs,
                                  per_device_train_batch_size=batch, learning_rate=lr, optimizer_cls="Adam",
                                  no_cuda=True, seed=seed, keep_best_on_train=True)
@@ -213,10 +214,12 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         print(f"zoo: training {RECIPES[args.model]} for {args.epochs} epochs ...", flush=True)
-        results["zoo"] = run_zoo(args.model, args.epochs, args.seed, args.data_dir, Path(scratch), args.samples, limit)
+        results["zoo"], initial = run_zoo(args.model, args.epochs, args.seed, args.data_dir, Path(scratch),
+                                          args.samples, limit)
         print(f"  {results['zoo']}", flush=True)
         print(f"pythae: training {args.model.upper()} for {args.epochs} epochs ...", flush=True)
-        results["pythae"] = run_pythae(args.model, args.epochs, args.seed, train, test, Path(scratch), args.samples)
+        results["pythae"] = run_pythae(args.model, args.epochs, args.seed, train, test, Path(scratch), args.samples,
+                                       initial)
         print(f"  {results['pythae']}", flush=True)
 
     print()
