@@ -166,3 +166,34 @@ def test_learned_priors_rebuild_from_their_spec(prior):
     rebuilt.load_state_dict(model.state_dict())
     z = torch.randn(3, 4)
     assert torch.allclose(rebuilt.prior.log_prob(z), model.prior.log_prob(z), atol=1e-6)
+
+
+def test_vamp_mixture_log_prob_by_matrix_products_equals_torch():
+    """DiagonalGaussianMixture.log_prob (expanded square, float64) gives torch's MixtureSameFamily
+    value and gradients, for z with leading sample dims, far-out z and very narrow components."""
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+    from zoo_vamp.components import DiagonalGaussianMixture
+
+    torch.manual_seed(0)
+    k, d = 30, 6
+    loc = torch.randn(k, d, dtype=torch.float64, requires_grad=True)
+    log_var = (torch.rand(k, d, dtype=torch.float64) * 8 - 6).requires_grad_()  # the encoder's [-6, 2]
+    logits = torch.randn(k, dtype=torch.float64)
+    z = (torch.randn(3, 5, d, dtype=torch.float64) * 3).requires_grad_()
+
+    def build(cls):
+        return cls(Categorical(logits=logits), Independent(Normal(loc, torch.exp(0.5 * log_var)), 1))
+
+    expected, got = build(MixtureSameFamily).log_prob(z), build(DiagonalGaussianMixture).log_prob(z)
+    assert got.shape == (3, 5)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-8)
+    for a, b in zip(torch.autograd.grad(expected.sum(), [z, loc, log_var]),
+                    torch.autograd.grad(got.sum(), [z, loc, log_var])):
+        torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-8)
+    # float32 in, float32 out, within float32 precision of torch's own float32 result
+    z32 = z.detach().float()
+    mixture32 = DiagonalGaussianMixture(Categorical(logits=logits.float()),
+                                        Independent(Normal(loc.detach().float(), torch.exp(0.5 * log_var.detach()).float()), 1))
+    assert mixture32.log_prob(z32).dtype == torch.float32
+    torch.testing.assert_close(mixture32.log_prob(z32), expected.detach().float(), rtol=1e-5, atol=1e-3)
