@@ -80,7 +80,7 @@ def plot(curves: dict[Path, list[dict]], png: Path, samples: int, limit: int | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 6.5))
     for i, (run, points) in enumerate(curves.items()):
         color = f"C{i}"
         name = _model_id(run)
@@ -99,9 +99,10 @@ def plot(curves: dict[Path, list[dict]], png: Path, samples: int, limit: int | N
     low = min(min(p["test_nll_iw"] for p in pts) for pts in curves.values() if pts)
     refs = [_reference(r).get("test_nll") for r in curves]
     low = min([low, *[r for r in refs if r is not None]])
-    ax.set_ylim(low - 2, low + 25)
+    high = max(max(p["test_nll_iw"] for p in pts) for pts in curves.values() if pts)
+    ax.set_ylim(low - 2, min(high + 4, low + 70))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 

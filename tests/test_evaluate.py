@@ -214,6 +214,18 @@ def test_bits_per_dim_only_where_the_likelihood_is_discrete_and_the_data_in_its_
     assert not likelihood_is_discrete(gaussian, marginal.sample((3,)))
 
 
+def test_bits_per_dim_for_a_likelihood_declaring_grey_levels():
+    """The discretized logistic (mixture) declares levels = 256 over [0, 1]: 8-bit images are in its
+    support, so zoo eval reports bits/dim for them; values between the levels or outside [0, 1] are not."""
+    torch.manual_seed(0)
+    for recipe in ("vae-resnet-dl-mnist", "vae-resnet-dlm-fashion-mnist"):
+        model = zoo.create(recipe)
+        grey = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
+        assert likelihood_is_discrete(model, grey), recipe
+        assert not likelihood_is_discrete(model, grey + 0.3 / 255), recipe
+        assert not likelihood_is_discrete(model, grey * 0 + 1.5), recipe
+
+
 def test_standard_error():
     values = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert standard_error(values) == pytest.approx(values.std().item() / 2)

@@ -225,8 +225,16 @@ def active_units(posterior_means: Tensor, threshold: float = ACTIVE_UNIT_THRESHO
 def likelihood_is_discrete(model, x: Tensor) -> bool:
     """Whether p(x|z) is a distribution over a discrete set that every image of ``x`` lies in.
 
-    Only then is -log p(x) a code length and bits per dimension meaningful.
+    Only then is -log p(x) a code length and bits per dimension meaningful. The set is the
+    likelihood's declared ``levels`` (evenly spaced over its ``support``, as the conformance kit
+    reads them: the discretized logistics' 256 grey levels), else the ``support`` of the
+    distribution it returns (a Bernoulli's ``boolean``).
     """
+    levels, bounds = getattr(model.likelihood, "levels", None), getattr(model.likelihood, "support", None)
+    if levels is not None and bounds is not None:
+        lo, hi = (float(b) for b in bounds)
+        steps = (x.double() - lo) / (hi - lo) * (int(levels) - 1)
+        return bool(((x >= lo) & (x <= hi)).all() and ((steps - steps.round()).abs() < 1e-3).all())
     z = model.prior.sample(1).to(x.device)
     dist = model.likelihood(model.decoder(z))
     support = getattr(dist, "support", None)
