@@ -181,12 +181,9 @@ def support_values(likelihood, data_shape: Sequence[int]):
     import torch
     from torch.distributions import constraints
 
-    levels = getattr(likelihood, "levels", None)
-    if levels is not None:
-        if likelihood.support is None:
-            raise ZooError(f"{type(likelihood).__name__} declares levels = {levels} but no support to spread them over")
-        lo, hi = likelihood.support
-        return torch.linspace(lo, hi, int(levels), dtype=torch.float64)
+    declared = likelihood.level_values()
+    if declared is not None:
+        return declared
     params = torch.zeros(1, *likelihood.param_shape(tuple(data_shape)))
     support = getattr(likelihood(params), "support", None)
     while isinstance(support, constraints.independent):

@@ -230,10 +230,10 @@ def likelihood_is_discrete(model, x: Tensor) -> bool:
     reads them: the discretized logistics' 256 grey levels), else the ``support`` of the
     distribution it returns (a Bernoulli's ``boolean``).
     """
-    levels, bounds = getattr(model.likelihood, "levels", None), getattr(model.likelihood, "support", None)
-    if levels is not None and bounds is not None:
-        lo, hi = (float(b) for b in bounds)
-        steps = (x.double() - lo) / (hi - lo) * (int(levels) - 1)
+    values = model.likelihood.level_values()
+    if values is not None:  # evenly spaced: x is on the grid when its step count is whole
+        lo, hi = float(values[0]), float(values[-1])
+        steps = (x.double() - lo) / (hi - lo) * (len(values) - 1)
         return bool(((x >= lo) & (x <= hi)).all() and ((steps - steps.round()).abs() < 1e-3).all())
     z = model.prior.sample(1).to(x.device)
     dist = model.likelihood(model.decoder(z))

@@ -149,6 +149,20 @@ class Likelihood(_RecordsOptions):
 
     #: Data must lie in this closed interval (``None``: any real value).
     support: tuple[float, float] | None = None
+    #: A discrete likelihood may declare that it puts all its mass on this many values spread
+    #: evenly over ``support`` (``levels = 256`` for 8-bit grey levels); see :meth:`level_values`.
+    levels: int | None = None
+
+    def level_values(self) -> Tensor | None:
+        """The declared ``levels`` values, evenly spaced over ``support`` (float64), or ``None``."""
+        if self.levels is None:
+            return None
+        if self.support is None:
+            from zoo.errors import ZooError
+
+            raise ZooError(f"{type(self).__name__} declares levels = {self.levels} but no support to spread them over")
+        lo, hi = self.support
+        return torch.linspace(lo, hi, int(self.levels), dtype=torch.float64)
 
     def param_shape(self, data_shape: Sequence[int]) -> Shape:
         """Shape of the decoder output for one data point of ``data_shape``."""
