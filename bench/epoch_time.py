@@ -1,19 +1,24 @@
-"""Time training epochs of the reference convolutional VAE three ways, in one run on one machine.
+"""Time training epochs of the reference convolutional VAE three ways, side by side, on one machine.
 
-    python bench/epoch_time.py --data-dir ../shared/data --epochs 1 [--skip-pythae] [--json-out FILE]
+    python bench/epoch_time.py --data-dir ../shared/data --epochs 1 [--device cuda] [--load 0,1]
+                               [--skip-pythae] [--json-out FILE]
 
-(a) zoo    the zoo trainer through its public API: ``zoo.Trainer("vae-conv-mnist", ...).fit()``;
+(a) zoo    what a user runs: ``zoo train vae-conv-mnist --epochs N --device D`` with its defaults;
 (b) seed   the seed article's plain loop, re-implemented: its ``ConvolutionalVAE`` and ``vae_loss``,
            torchvision's ``MNIST`` with ``ToTensor`` in a ``DataLoader`` (batch 100, shuffled),
-           Adam lr 1e-3;
+           Adam lr 1e-3 (on a GPU, each batch is moved to the device, as a port of it would);
 (c) pythae pythae's own ``TrainingPipeline`` (``BaseTrainer``) training a ``VAE`` with the same
            convolutional encoder/decoder, ``reconstruction_loss="bce"``, latent size 20,
            batch 100, Adam lr 1e-3, no evaluation set. Optional: ``pip install -e .[bench]``
            (see bench/README.md for installing it without touching torch).
 
-For each it prints the training seconds of each epoch (training alone: no evaluation, no
-start-up) and the test negative ELBO, in nats per image averaged over the 10,000 MNIST test
-images, after the last epoch. See bench/README.md for the meaning of every column.
+Each system runs in a process of its own, with the environment it would have by itself (the
+zoo sets its own OpenMP wait policy; the others run with torch's defaults). ``--load 0,1`` runs
+the whole comparison once idle and once beside one CPU-bound process (``yes``-like), and prints
+how much each system slows down. For each it prints the training seconds of each epoch
+(training alone: no evaluation, no start-up) and the test negative ELBO, in nats per image
+averaged over the 10,000 MNIST test images, after the last epoch; for the zoo also the wall
+time of the whole command (start-up, data, every epoch's evaluation and checkpoint included).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,7 +111,7 @@ def negative_elbo(x: Tensor, probs_or_logits: Tensor, mu: Tensor, log_var: Tenso
 # -- (b) the seed's loop ------------------------------------------------------------------------
 
 
-def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
+def run_seed(root: Path, epochs: int, seed: int, test: Tensor, device: str) -> dict:
     from torchvision import transforms
     from torchvision.datasets import MNIST
 
@@ -113,7 +119,7 @@ def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
     transform = transforms.Compose([transforms.ToTensor()])
     train_set = MNIST(str(root), train=True, download=False, transform=transform)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=BATCH, shuffle=True)
-    vae = ConvolutionalVAE(LATENT)
+    vae = ConvolutionalVAE(LATENT).to(device)
     vae.train()
     optimizer = torch.optim.Adam(vae.parameters(), lr=LR)
     epoch_seconds, train_losses = [], []
@@ -121,6 +127,7 @@ def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
         start = time.perf_counter()
         epoch_loss = 0.0
         for images, _labels in train_loader:
+            images = images.to(device)
             outputs, mu, sigma = vae(images)
             batch_loss = vae_loss(images, outputs, mu, sigma)
             epoch_loss += batch_loss.item()
@@ -129,7 +136,7 @@ def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
             optimizer.step()
         epoch_seconds.append(time.perf_counter() - start)
         train_losses.append(epoch_loss / len(train_loader.dataset))
-    vae.eval()
+    vae.eval().cpu()
     with torch.no_grad():
         mu, log_var = vae.encode(test)
         probs = vae.decode(vae.sample_z(mu, log_var))
@@ -140,7 +147,7 @@ def run_seed(root: Path, epochs: int, seed: int, test: Tensor) -> dict:
 # -- (c) pythae --------------------------------------------------------------------------------
 
 
-def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, train: Tensor) -> dict:
+def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, train: Tensor, device: str) -> dict:
     try:
         from pythae.models import VAE, VAEConfig
         from pythae.models.base.base_utils import ModelOutput
@@ -195,7 +202,7 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
         per_device_train_batch_size=BATCH,
         learning_rate=LR,
         optimizer_cls="Adam",
-        no_cuda=True,
+        no_cuda=device == "cpu",
         seed=seed,
         keep_best_on_train=True,  # without an eval set pythae 0.1.2 needs this to pick its final model
     )
@@ -204,7 +211,7 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
     start = time.perf_counter()
     pipeline(train_data=train, eval_data=None, callbacks=[timer])
     total = time.perf_counter() - start
-    trained = pipeline.trainer.model
+    trained = pipeline.trainer.model.cpu()
     trained.eval()
     with torch.no_grad():
         enc = trained.encoder(test)
@@ -218,68 +225,106 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
 # -- (a) zoo -----------------------------------------------------------------------------------
 
 
-def run_zoo(data_dir: str | None, epochs: int, seed: int, scratch: Path, extra: dict) -> dict:
-    import zoo
-
-    Trainer = getattr(zoo, "Trainer", None)
-    if Trainer is None:
-        from zoo.trainer import Trainer  # noqa: N813
-    trainer = Trainer(
-        "vae-conv-mnist",
-        overrides={"epochs": epochs},
-        device="cpu",
-        seed=seed,
-        data_dir=data_dir,
-        out=str(scratch / "zoo-run"),
-        progress=False,
-        **extra,
-    )
+def run_zoo(data_dir: str | None, epochs: int, seed: int, scratch: Path, device: str, extra: list[str]) -> dict:
+    """``zoo train`` in a process of its own, as a user runs it; the figures come from its metrics.jsonl."""
+    run = scratch / f"zoo-run-{time.time_ns()}"
+    command = [sys.executable, "-m", "zoo", "train", "vae-conv-mnist", "--epochs", str(epochs), "--device", device,
+               "--seed", str(seed), "--out", str(run), "--no-progress", *extra]
+    if data_dir:
+        command += ["--data-dir", str(data_dir)]
     start = time.perf_counter()
-    metrics = trainer.fit()
+    done = subprocess.run(command, capture_output=True, text=True)
     total = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"zoo train failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    notes = [line for line in done.stderr.splitlines() if line.startswith(("precision auto", "note:"))]
+    config = json.loads((run / "config.json").read_text())
     return {
-        "epoch_seconds": [m["epoch_seconds"] for m in metrics],
-        "train_loss": [m.get("train_loss") for m in metrics],
-        "test_loss": metrics[-1]["test_loss"],
-        "fit_seconds": total,
+        "epoch_seconds": [r["epoch_seconds"] for r in rows],
+        "train_loss": [r.get("train_loss") for r in rows],
+        "test_loss": rows[-1]["test_loss"],
+        "command_seconds": total,
+        "resolved": config.get("resolved", {}),
+        "notes": notes,
     }
 
 
 # -- report ------------------------------------------------------------------------------------
 
 
-def summarise(results: dict, epochs: int) -> list[dict]:
+def summarise(results: dict) -> list[dict]:
     rows = []
-    for name, r in results.items():
+    for (load, name), r in results.items():
         secs = r["epoch_seconds"]
         steady = secs[1:] if len(secs) > 1 else secs
         rows.append({
+            "load": load,
             "system": name,
             "first_epoch_s": secs[0],
             "mean_epoch_s": sum(secs) / len(secs),
             "steady_epoch_s": sum(steady) / len(steady),
             "test_loss": r["test_loss"],
+            "command_s": r.get("command_seconds"),
         })
-    by = {row["system"]: row for row in rows}
+    by = {(row["load"], row["system"]): row for row in rows}
     for row in rows:
         for ref in ("seed", "pythae"):
-            if ref in by:
-                row[f"x_vs_{ref}"] = by[ref]["mean_epoch_s"] / row["mean_epoch_s"]
+            if (row["load"], ref) in by:
+                row[f"x_vs_{ref}"] = by[(row["load"], ref)]["mean_epoch_s"] / row["mean_epoch_s"]
+        if row["load"] and (0, row["system"]) in by:
+            row["slowdown_vs_idle"] = row["mean_epoch_s"] / by[(0, row["system"])]["mean_epoch_s"]
     return rows
 
 
 def print_table(rows: list[dict], epochs: int) -> None:
     print()
-    print(f"{'system':8s} {'epoch s (mean)':>14s} {'first epoch s':>13s} {'test -ELBO':>11s} {'x vs seed':>9s} {'x vs pythae':>11s}")
+    print(f"{'load':>4s} {'system':8s} {'epoch s (mean)':>14s} {'first epoch s':>13s} {'test -ELBO':>11s} "
+          f"{'x vs seed':>9s} {'x vs pythae':>11s} {'x idle time':>11s} {'command s':>9s}")
     for row in rows:
-        vs_seed = f"{row['x_vs_seed']:.2f}" if "x_vs_seed" in row else "-"
-        vs_pythae = f"{row['x_vs_pythae']:.2f}" if "x_vs_pythae" in row else "-"
-        print(
-            f"{row['system']:8s} {row['mean_epoch_s']:14.2f} {row['first_epoch_s']:13.2f} "
-            f"{row['test_loss']:11.2f} {vs_seed:>9s} {vs_pythae:>11s}"
-        )
-    print(f"\nepoch s: training seconds per epoch, mean over {epochs} epoch(s); test -ELBO: nats/image, "
-          "mean over the 10,000 test images; 'x vs': how many times faster than that system (>1 = faster).")
+        def fmt(key: str, width: int) -> str:
+            return f"{row[key]:{width}.2f}" if row.get(key) is not None else f"{'-':>{width}s}"
+
+        print(f"{row['load']:4d} {row['system']:8s} {fmt('mean_epoch_s', 14)} {fmt('first_epoch_s', 13)} "
+              f"{fmt('test_loss', 11)} {fmt('x_vs_seed', 9)} {fmt('x_vs_pythae', 11)} "
+              f"{fmt('slowdown_vs_idle', 11)} {fmt('command_s', 9)}")
+    print(f"\nload: CPU-bound processes running beside it; epoch s: training seconds per epoch, mean over {epochs} "
+          "epoch(s); test -ELBO: nats/image, mean over the 10,000 test images; 'x vs': how many times faster than "
+          "that system at the same load (>1 = faster); x idle time: epoch time at this load / at load 0 (same "
+          "system); command s: wall time of the whole 'zoo train' command (start-up, data, evaluation, checkpoints).")
+
+
+def busy_processes(count: int) -> list[subprocess.Popen]:
+    """``count`` CPU-bound processes (a Python loop each), for measuring under load."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def worker(args) -> int:
+    """Run one of seed / pythae in this process and write its result as JSON (``--worker``)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    raw = find_raw(args.data_dir)
+    scratch = Path(args.scratch)
+    root = torchvision_root(raw, scratch / "data")
+    test = mnist_tensors(root, train=False)
+    if args.worker == "seed":
+        result = run_seed(root, args.epochs, args.seed, test, args.device)
+    else:
+        result = run_pythae(root, args.epochs, args.seed, test, scratch, mnist_tensors(root, train=True), args.device)
+    Path(args.result).write_text(json.dumps(result))
+    return 0
+
+
+def run_in_process(name: str, args, scratch: Path) -> dict:
+    result = scratch / f"{name}.json"
+    command = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs), "--seed", str(args.seed),
+               "--device", args.device, "--scratch", str(scratch), "--result", str(result)]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
 
 
 def main(argv=None) -> int:
@@ -287,12 +332,21 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="data root in torchvision layout (MNIST/raw/*.gz); default $ZOO_DATA")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--load", default="0", help="comma-separated counts of CPU-bound processes to run beside "
+                                               "each measurement, e.g. 0,1 (default 0)")
     p.add_argument("--skip-zoo", action="store_true")
     p.add_argument("--skip-seed", action="store_true")
     p.add_argument("--skip-pythae", action="store_true")
-    p.add_argument("--zoo-compile", action="store_true", help="pass compile=True to zoo.Trainer")
+    p.add_argument("--zoo-args", default="", help="extra arguments for 'zoo train', e.g. '--precision bf16'")
     p.add_argument("--json-out", default=None, help="also write the results as JSON here")
+    p.add_argument("--worker", choices=["seed", "pythae"], help=argparse.SUPPRESS)
+    p.add_argument("--scratch", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
 
     if not args.skip_pythae:
         try:
@@ -300,48 +354,72 @@ def main(argv=None) -> int:
         except ImportError:
             print(PYTHAE_HELP, file=sys.stderr)
             return 2
-
-    raw = find_raw(args.data_dir)
+    loads = [int(n) for n in args.load.split(",")]
+    if 0 not in loads and len(loads) > 1:
+        loads = [0, *loads]
+    find_raw(args.data_dir)  # fail early on a bad data root
     data_dir = args.data_dir or os.environ.get("ZOO_DATA")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; {args.epochs} epoch(s), batch {BATCH}, Adam lr {LR}")
-    results: dict[str, dict] = {}
+    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available() else None
+    print(f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs{', ' + gpu if gpu else ''}; "
+          f"device {args.device}; {args.epochs} epoch(s), batch {BATCH}, Adam lr {LR}; loads {loads}")
+    results: dict[tuple[int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         scratch = Path(tmp)
-        root = torchvision_root(raw, scratch / "data")
-        test = mnist_tensors(root, train=False)
-        if not args.skip_zoo:
-            print("zoo: training ...", flush=True)
-            extra = {"compile": True} if args.zoo_compile else {}
-            results["zoo"] = run_zoo(data_dir, args.epochs, args.seed, scratch, extra)
-            print(f"  zoo: epochs {[round(s, 2) for s in results['zoo']['epoch_seconds']]} s", flush=True)
-        if not args.skip_seed:
-            print("seed loop: training ...", flush=True)
-            results["seed"] = run_seed(root, args.epochs, args.seed, test)
-            print(f"  seed: epochs {[round(s, 2) for s in results['seed']['epoch_seconds']]} s", flush=True)
-        if not args.skip_pythae:
-            print("pythae: training ...", flush=True)
-            train = mnist_tensors(root, train=True)
-            results["pythae"] = run_pythae(root, args.epochs, args.seed, test, scratch, train)
-            print(f"  pythae: epochs {[round(s, 2) for s in results['pythae']['epoch_seconds']]} s", flush=True)
+        for load in loads:
+            busy = busy_processes(load)
+            try:
+                for name, skip in (("zoo", args.skip_zoo), ("seed", args.skip_seed), ("pythae", args.skip_pythae)):
+                    if skip:
+                        continue
+                    print(f"load {load}: {name} ...", flush=True)
+                    if name == "zoo":
+                        result = run_zoo(data_dir, args.epochs, args.seed, scratch, args.device, args.zoo_args.split())
+                    else:
+                        result = run_in_process(name, args, scratch)
+                    results[(load, name)] = result
+                    extra = "".join(f"\n    {note}" for note in result.get("notes", []))
+                    print(f"  {name}: epochs {[round(s, 2) for s in result['epoch_seconds']]} s{extra}", flush=True)
+            finally:
+                for proc in busy:
+                    proc.kill()
+                    proc.wait()
     if not results:
         print("nothing to run")
         return 0
-    rows = summarise(results, args.epochs)
+    rows = summarise(results)
     print_table(rows, args.epochs)
     if args.json_out:
         payload = {
             "epochs": args.epochs,
             "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
+            "cpu": cpu_model(),
+            "gpu": gpu,
+            "device": args.device,
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
             "rows": rows,
-            "raw": results,
+            "raw": {f"{load}:{name}": r for (load, name), r in results.items()},
         }
         Path(args.json_out).write_text(json.dumps(payload, indent=2))
         print(f"wrote {args.json_out}")
     return 0
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extension (the figures depend on both)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    isa = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else \
+        "AVX2" if "avx2" in flags else ""
+    return f"{name} ({isa})" if isa else name
 
 
 if __name__ == "__main__":

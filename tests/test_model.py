@@ -267,3 +267,22 @@ def test_gaussian_with_learned_variance_composes_and_trains_a_step():
     x = torch.randn(8, 1, 28, 28)  # a Gaussian has no support limits
     assert_one_step_moves_every_parameter(model, x, lr=1e-3)
     assert model.sample(3).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("out_channels,size", [(1, 28), (2, 28), (3, 16)])
+def test_conv_decoder_inference_path_equals_the_training_path(out_channels, size):
+    """Without gradients on the CPU the decoder's last transposed conv is computed as a 2x2 conv and
+    an interleave (faster there); it must give what the layer itself gives."""
+    from zoo_aevb.components import ConvDecoder
+
+    torch.manual_seed(0)
+    decoder = ConvDecoder(6, (out_channels, size, size), channels=4)
+    z = torch.randn(5, 6)
+    with torch.no_grad():
+        fast = decoder.decode(z)
+    with torch.enable_grad():
+        reference = decoder.decode(z)
+    assert fast.shape == reference.shape == (5, out_channels, size, size)
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(decoder.decode(z), reference.detach(), rtol=1e-5, atol=1e-5)

@@ -589,7 +589,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs, --device, --precision, --data-dir and --keep-every may change")
+    assert_user_error(code, out, "only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
@@ -1123,7 +1123,7 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     for extra in (["--seed", "4"], ["--compile"], ["--no-compile"], ["--out", str(tmp_path / "x")], ["--lr", "0.1"],
                   ["--batch-size", "50"], ["--set", "beta=2"], ["--overwrite"]):
         code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", *extra)
-        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --data-dir and --keep-every may change")
+        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(run))
     assert_user_error(code, out, "already finished its 1 epochs", "--epochs")
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "1")

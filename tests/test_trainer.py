@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import zoo
+import zoo.trainer
 from zoo import plugins
 from zoo.checkpoint import load_checkpoint
 from zoo.cli import main
@@ -220,7 +221,8 @@ def test_config_json(runs):
     assert config["recipe"]["id"] == "tiny-vae" and config["recipe"]["dataset"] == "tiny"
     assert config["recipe"]["training"]["epochs"] == 1 and config["recipe"]["training"]["batch_size"] == 50
     assert config["settings"]["seed"] == 0 and config["settings"]["device"] == "cpu"
-    assert config["resolved"] == {"device": "cpu", "precision": "fp32", "world_size": 1}
+    assert config["resolved"] == {"device": "cpu", "precision": "fp32", "world_size": 1, "cuda_graph": False,
+                                  "precision_trial": None}
     versions = config["versions"]
     assert versions["zoo"] == zoo.__version__ and versions["torch"] == torch.__version__
     assert {"torchvision", "python", "plugins"} <= set(versions)
@@ -531,7 +533,7 @@ def test_compile_trains_like_eager(tiny, tmp_path):
 def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16 support")
-    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "auto"  # decided by timing both on the model
     results = {}
     for precision in ("fp32", "bf16"):
         trainer = Trainer("tiny-vae", out=tmp_path / precision, device="cuda", precision=precision, progress=False)
@@ -656,3 +658,164 @@ def test_vae_conv_mnist_one_epoch_beats_the_seed(data_root, tmp_path, capsys):
     assert "done: test negative ELBO" in capsys.readouterr().out
     model = zoo.load(run)
     assert model.spec["recipe"]["id"] == "vae-conv-mnist"
+
+
+# -- CPU threads ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """torch at 2 threads on a machine with 2 usable cores, OMP_NUM_THREADS unset; restored after."""
+    import zoo.threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(zoo.threads, "usable_cores", lambda: 2)
+    torch.set_num_threads(2)
+    yield zoo.threads
+    torch.set_num_threads(before)
+
+
+def test_choose_threads_leaves_out_the_cores_others_keep_busy(two_threads, monkeypatch):
+    threads = two_threads
+    for busy, expected in ((0.0, 2), (0.4, 2), (0.6, 1), (1.0, 1), (1.9, 1), (5.0, 1)):
+        monkeypatch.setattr(threads, "busy_cores", lambda window=0.25, busy=busy: busy)
+        assert threads.choose_threads()[0] == expected, busy
+    assert threads.choose_threads(3) == (3, "--threads")
+    monkeypatch.setattr(threads, "busy_cores", lambda window=0.25: None)  # no /proc/stat
+    assert threads.choose_threads() == (2, "torch's default")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(threads, "busy_cores", lambda window=0.25: 1.0)
+    assert threads.choose_threads() == (2, "OMP_NUM_THREADS")  # the user's own setting is not second-guessed
+
+
+def test_busy_cores_reads_proc_stat(two_threads, monkeypatch):
+    ticks = iter([(1000, 600), (1400, 800)])  # 400 ticks of which 200 idle: half of every CPU busy
+    monkeypatch.setattr(two_threads, "_cpu_ticks", lambda: next(ticks))
+    monkeypatch.setattr(two_threads.os, "cpu_count", lambda: 2)
+    assert two_threads.busy_cores(window=0) == pytest.approx(1.0)
+    monkeypatch.setattr(two_threads, "_cpu_ticks", lambda: None)
+    assert two_threads.busy_cores(window=0) is None
+
+
+def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_path, two_threads, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(two_threads, "busy_cores", lambda window=0.25: 1.0)  # another process holds a core
+    trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False)
+    monkeypatch.setattr(trainer, "evaluate", lambda real=trainer.evaluate: seen.append(torch.get_num_threads()) or real())
+    trainer.fit()
+    assert seen == [1] and trainer.threads == 1
+    assert torch.get_num_threads() == 2, "the caller's thread count is restored"
+    assert "CPU threads: 1 (1.0 of 2 cores busy with other work)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["threads"] == 1
+
+    monkeypatch.setattr(two_threads, "busy_cores", lambda window=0.25: 0.0)  # idle now: the run keeps its 1
+    resumed = Trainer.resume(tmp_path / "run", epochs=2, progress=False)
+    resumed.fit()
+    assert resumed.threads == 1
+    again = Trainer.resume(tmp_path / "run", epochs=3, progress=False, threads=2)  # unless told otherwise
+    again.fit()
+    assert again.threads == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["threads"] == 2
+
+
+def test_bad_thread_counts(tiny, tmp_path, capsys):
+    assert "--threads must be at least 1 (got 0)" in cli_error(capsys, "train", "tiny-vae", "--threads", "0",
+                                                                "--out", tmp_path / "r")
+    with pytest.raises(ZooError, match="--threads must be a whole number"):
+        Trainer("tiny-vae", out=tmp_path / "r2", device="cpu", threads=-2)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+# -- CUDA graphs and the measured precision ------------------------------------------------------
+
+
+def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
+    trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False)
+    trainer.fit()
+    assert trainer._graph_problem() == "not a CUDA device" and trainer._graph is None
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["resolved"]["cuda_graph"] is False and config["settings"]["cuda_graph"] is True
+    other = Trainer("tiny-vae", out=tmp_path / "other", device="cpu", cuda_graph=False)
+    other.close()
+    other.device = torch.device("cuda")  # only the reasons are read here: nothing runs on it
+    assert other._graph_problem() == "--no-cuda-graph"
+    other.settings.cuda_graph = True
+    assert other._graph_problem() is None
+    other.settings.compile = True
+    assert other._graph_problem() == "--compile"
+    other.precision = "fp16"
+    assert other._graph_problem().startswith("--precision fp16")
+    other.dist = zoo.trainer.Dist(0, 2, 0)
+    assert other._graph_problem().startswith("torchrun")
+
+
+def test_resume_keeps_the_measured_precision(tiny, tmp_path):
+    """A run whose ``auto`` precision was measured on CUDA resumes with the measured choice there;
+    moved to the CPU, ``auto`` is decided again (fp32)."""
+    import zoo.checkpoint
+
+    Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False).fit()
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    payload = load_checkpoint(last)
+    payload["config"]["resolved"].update(device="cuda:0", precision="bf16")
+    zoo.checkpoint.save_checkpoint(last, payload)
+    resumed = Trainer.resume(tmp_path / "run", epochs=2, device="cpu", progress=False)
+    assert resumed.precision == "fp32"
+    resumed.close()
+    payload["config"]["resolved"].update(device="cpu", precision="bf16")
+    zoo.checkpoint.save_checkpoint(last, payload)
+    resumed = Trainer.resume(tmp_path / "run", epochs=2, progress=False)
+    assert resumed.precision == "bf16"
+    resumed.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path):
+    runs = {}
+    for name, graph in (("graph", True), ("eager", False)):
+        trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
+                          cuda_graph=graph, progress=False)
+        runs[name] = trainer.fit()
+        assert (trainer._graph is not None) == graph
+        assert json.loads((tmp_path / name / "config.json").read_text())["resolved"]["cuda_graph"] is graph
+    for key in ("train_loss", "test_loss"):
+        assert runs["graph"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
+    # A resumed graph run captures at once (the optimizer state is loaded) and goes on the same way.
+    resumed = Trainer.resume(tmp_path / "graph", epochs=3, progress=False)
+    row = resumed.fit()[-1]
+    assert resumed._graph is not None and math.isfinite(row["train_loss"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_step_that_cannot_be_captured_trains_eagerly(tiny, tmp_path, monkeypatch, capsys):
+    from zoo.objectives import ELBO
+
+    def syncing_forward(self, model, x, real=ELBO.forward):
+        out = real(self, model, x)
+        float(out.loss)  # reads a value on the host: not allowed while capturing
+        return out
+
+    monkeypatch.setattr(ELBO, "forward", syncing_forward)
+    trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / "run", device="cuda", precision="fp32",
+                      progress=False)
+    history = trainer.fit()
+    assert "could not be captured in a CUDA graph" in capsys.readouterr().err
+    assert trainer._graph is None and all(math.isfinite(r["train_loss"]) for r in history)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()), reason="needs CUDA with bf16")
+def test_auto_precision_is_measured_on_cuda_and_kept(tiny, tmp_path, capsys):
+    trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cuda", progress=False)
+    trainer.fit()
+    assert trainer.precision in ("fp32", "bf16")
+    assert set(trainer.precision_trial) == {"fp32_ms_per_step", "bf16_ms_per_step"}
+    assert "precision auto:" in capsys.readouterr().err
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["precision"] == trainer.precision
+    resumed = Trainer.resume(tmp_path / "run", epochs=2, progress=False)
+    assert resumed.precision == trainer.precision  # not measured again
+    resumed.close()

@@ -258,7 +258,13 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
               help="Override any recipe setting: latent_size, beta, grad_clip, encoder.<option>, ... (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
-              help="auto (the default): bf16 autocast on CUDA, fp32 elsewhere.")
+              help="auto (the default): fp32, or on CUDA whichever of fp32 and bf16 autocast is measured faster "
+                   "for the model.")
+@click.option("--threads", type=int, default=None, metavar="N",
+              help="CPU threads (default: torch's count, lowered to the cores other processes leave idle when the "
+                   "run starts; kept on --resume).")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
+              help="On CUDA, replay the whole training step from a CUDA graph (default: on where it can be captured).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="Compile the model with torch.compile.")
 @click.option("--seed", type=int, default=None, help="Seeds model init, data order and noise (default 0).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
@@ -270,8 +276,8 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--keep-every", type=int, default=None, metavar="N",
               help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
                    "only last.pt and best.pt).")
-def train_command(model, epochs, batch_size, lr, sets, device, precision, compile_, seed, data_dir, out, overwrite,
-                  resume, progress, keep_every) -> None:
+def train_command(model, epochs, batch_size, lr, sets, device, precision, threads, cuda_graph, compile_, seed, data_dir,
+                  out, overwrite, resume, progress, keep_every) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
@@ -282,7 +288,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
       zoo train --resume runs/beta2 --epochs 20
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
     """
-    for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--keep-every", keep_every, 0)):
+    for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--keep-every", keep_every, 0),
+                               ("--threads", threads, 1)):
         if value is not None and value < least:
             raise ZooError(f"{name} must be at least {least} (got {value})")
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
@@ -301,7 +308,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
             fixed.append("--out")
         if fixed:
             raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
-                           "given; only --epochs, --device, --precision, --data-dir and --keep-every may change")
+                           "given; only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and "
+                           "--keep-every may change")
     if model and not resume:
         # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
         from zoo.plugins import get_registry
@@ -317,7 +325,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
 
     if resume:
         trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
-                                 precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every)
+                                 precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every,
+                                 cuda_graph=cuda_graph, threads=threads)
     else:
         if not model:
             raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
@@ -327,7 +336,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, compil
                 overrides[key] = value
         trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
                           precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
-                          data_dir=data_dir, progress=progress, keep_every=keep_every or 0)
+                          data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
+                          cuda_graph=cuda_graph is not False, threads=threads)
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
@@ -412,8 +422,10 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
 @click.option("--dataset", help="Data set id, for a checkpoint that does not name one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the posterior and prior draws.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: a bar on a terminal, plain lines otherwise).")
+@click.option("--threads", type=int, default=None, metavar="N",
+              help="CPU threads (default: torch's count, lowered to the cores other processes leave idle).")
 def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fid_features, out, limit, dataset, seed,
-                 progress) -> None:
+                 progress, threads) -> None:
     """Evaluate a trained model on its test set: negative ELBO, importance-weighted NLL, bits/dim,
     active units and FID; writes reconstructions, samples and a latent interpolation as PNG.
 
@@ -425,7 +437,7 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
     """
     if iw_samples < 1:
         raise ZooError(f"--iw-samples must be at least 1 (got {iw_samples})")
-    for name, value in (("--batch-size", batch_size), ("--limit", limit)):
+    for name, value in (("--batch-size", batch_size), ("--limit", limit), ("--threads", threads)):
         if value is not None and value < 1:
             raise ZooError(f"{name} must be at least 1 (got {value})")
     from zoo.checkpoint import resolve_checkpoint_path
@@ -435,7 +447,7 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
 
     result = evaluate(run, iw_samples=iw_samples, data_dir=data_dir, device=device, batch_size=batch_size,
                       limit=limit, fid=fid, fid_features=fid_features, out=out, dataset=dataset, seed=seed,
-                      progress=progress,
+                      progress=progress, threads=threads,
                       log=lambda message: click.echo(message, err=True))
     if as_json:
         click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))

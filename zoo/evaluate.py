@@ -26,6 +26,7 @@ memory stays bounded whatever K is and the decoder runs on large batches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -41,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
 
 #: Burda et al.'s threshold on Cov_x(E_q[z_u]) for a latent unit to count as active.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -538,8 +539,12 @@ def evaluate(
     decode_batch: int | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model in ``path`` (a run directory or checkpoint) on its test set.
+
+    On the CPU the estimate runs on ``threads`` threads (default: chosen by
+    :func:`zoo.threads.choose_threads`, which leaves out cores other processes keep busy).
 
     Returns a dict with the metrics described in the module docstring plus ``n_images``,
     ``model``, ``checkpoint``, ``epoch``, ``dataset``, ``device``, ``seconds`` and more, and
@@ -582,8 +587,14 @@ def evaluate(
     torch.manual_seed(seed)
     log(f"evaluating {recipe.get('id', checkpoint)} on {len(x)} test images of {dataset_id} with K={iw_samples} on {dev}")
 
-    iw = importance_weighted(model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch,
-                             total=len(x), progress=progress)
+    from zoo.threads import choose_threads, cpu_threads
+
+    if threads is not None and (isinstance(threads, bool) or not is_count(threads)):
+        raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {threads!r})")
+    used = choose_threads(threads)[0] if dev.type == "cpu" else None
+    with cpu_threads(used) if used else contextlib.nullcontext():
+        iw = importance_weighted(model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch,
+                                 total=len(x), progress=progress)
     nll = -iw.log_px
     neg_elbo = -iw.elbo
     dims = math.prod(model.data_shape)
@@ -609,6 +620,7 @@ def evaluate(
         "device": str(dev),
         "iw_seconds": round(iw.seconds, 3),
         "iw_samples_per_second": round(iw.samples_per_second, 1),
+        "threads": used,
     }
     if not discrete:
         result["bits_per_dim_note"] = (

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import zoo
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
@@ -63,6 +63,8 @@ class RunSettings:
     sample_count: int = 64
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
     keep_every: int = 0  # also keep checkpoints/epoch-NNNN.pt every this many epochs (0: only last and best)
+    cuda_graph: bool = True  # on CUDA, replay the whole training step from a CUDA graph when it can be captured
+    threads: int | None = None  # CPU threads; None: chosen when the run starts (zoo.threads.choose_threads)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -95,11 +97,13 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 on CUDA devices that support it, fp32 elsewhere (the fastest correct choice)."""
+    """The precision to train in. ``auto`` is fp32 off CUDA; on a CUDA device that supports bf16 it
+    stays ``auto`` here and the trainer times both on the model before training (bf16 is not
+    faster for every model: for the small reference VAE it is slower)."""
     if precision not in PRECISIONS:
         raise ZooError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "auto" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ZooError("--precision fp16 needs a CUDA device; use fp32 (or bf16) on this device")
     return precision
@@ -300,13 +304,16 @@ class Trainer:
         data_dir: str | os.PathLike | None = None,
         progress: bool | None = None,
         keep_every: int = 0,
+        cuda_graph: bool = True,
+        threads: int | None = None,
         _resume: dict[str, Any] | None = None,
         _rundir: RunDir | None = None,
     ) -> None:
         try:
             self._setup(model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
                         _resume, _rundir, dataset=dataset, training=training, objective=objective,
-                        objective_options=objective_options, name=name, keep_every=keep_every)
+                        objective_options=objective_options, name=name, keep_every=keep_every,
+                        cuda_graph=cuda_graph, threads=threads)
         except BaseException:
             if getattr(self, "rundir", None) is not None:
                 self.rundir.release()
@@ -315,13 +322,16 @@ class Trainer:
             raise
 
     def _setup(self, model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
-               _resume, _rundir, *, dataset, training, objective, objective_options, name, keep_every) -> None:
+               _resume, _rundir, *, dataset, training, objective, objective_options, name, keep_every,
+               cuda_graph, threads) -> None:
         from zoo.plugins import get_registry
 
         if isinstance(keep_every, bool) or not (keep_every == 0 or is_count(keep_every)):
             raise ZooError(f"--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
                            f"(got {keep_every!r})")
 
+        if threads is not None and (isinstance(threads, bool) or not is_count(threads)):
+            raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {threads!r})")
         registry = get_registry()
         self.overrides = dict(overrides or {})
         composed = model if isinstance(model, VAE) else None
@@ -360,6 +370,7 @@ class Trainer:
         self.settings = RunSettings(
             device=str(device), precision=precision, compile=compile, seed=int(seed),
             data_dir=str(data_dir) if data_dir is not None else None, progress=progress, keep_every=keep_every,
+            cuda_graph=bool(cuda_graph), threads=threads,
         )
         self.dist = Dist.from_env()
         self.device = resolve_device(device)
@@ -387,6 +398,9 @@ class Trainer:
             self.objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
         self.model.spec["objective"] = record
         self._resume = _resume
+        self._graph_on = False
+        self.threads: int | None = None
+        self.precision_trial: dict[str, float] | None = None
         self._tensorboard: TensorBoardLog | None = None
         self.best_epoch: int | None = None
         # Only rank 0 owns (locks and writes) the run directory; the other ranks never touch it.
@@ -457,7 +471,9 @@ class Trainer:
             "recipe": self.recipe.to_dict(),
             "overrides": self.overrides,
             "settings": dataclasses.asdict(self.settings),
-            "resolved": {"device": str(self.device), "precision": self.precision, "world_size": self.dist.world_size},
+            "resolved": {"device": str(self.device), "precision": self.precision, "world_size": self.dist.world_size,
+                         "cuda_graph": self._graph_on, "precision_trial": self.precision_trial,
+                         "threads": self.threads},
             "versions": _versions(),
             "command": sys.argv,
         }
@@ -470,8 +486,20 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         t = self.recipe.training
         self.step_module = TrainingStep(self.model, self.objective)
+        images, _ = self.dataset.load("train", self.settings.data_dir)
+        test_images, _ = self.dataset.load("test", self.settings.data_dir)
+        self.train_data = DeviceData(images, self.device, self.dataset.binarized, self.dist)
+        self.test_data = DeviceData(test_images, self.device, self.dataset.binarized, self.dist)
+        # Check the data against the likelihood once, then keep the hot loop free of that check.
+        self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
+        self.model.check_inputs = False
+        self._graph_on = self._graph_problem() is None
+        if self.precision == "auto":
+            self.precision = self._measure_precision()
         params = [p for p in self.step_module.parameters() if p.requires_grad]
-        fused = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
+        fused: dict[str, Any] = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
+        if self._graph_on:
+            fused["capturable"] = True  # Adam's step count lives on the device, so a graph can replay it
         if t.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
         elif t.optimizer == "adamw":
@@ -495,32 +523,90 @@ class Trainer:
             self._loss_fn = torch.compile(self._loss)
             if self.scaler is None:
                 self._optimizer_step = torch.compile(self.optimizer.step)
-
-        images, _ = self.dataset.load("train", self.settings.data_dir)
-        test_images, _ = self.dataset.load("test", self.settings.data_dir)
-        self.train_data = DeviceData(images, self.device, self.dataset.binarized, self.dist)
-        self.test_data = DeviceData(test_images, self.device, self.dataset.binarized, self.dist)
-        # Check the data against the likelihood once, then keep the hot loop free of that check.
-        self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
-        self.model.check_inputs = False
+        # Per-epoch sums, kept on the device and updated in place (a CUDA graph writes into them).
+        self._sums: dict[str, Tensor] = {}
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._step_no = torch.zeros((), dtype=torch.long, device=self.device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._graph: Any = None
+        self._graph_key: Any = None
+        self._static_x: Tensor | None = None
         self.start_epoch = 1
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
+
+    def _graph_problem(self) -> str | None:
+        """Why the training step is not replayed from a CUDA graph here (None: it is)."""
+        if self.device.type != "cuda":
+            return "not a CUDA device"
+        if not self.settings.cuda_graph:
+            return "--no-cuda-graph"
+        if self.dist.enabled:
+            return "torchrun (DistributedDataParallel steps are not captured)"
+        if self.precision == "fp16":
+            return "--precision fp16 (the gradient scaler checks for inf on the host)"
+        if self.settings.compile:
+            return "--compile"
+        return None
+
+    def _measure_precision(self) -> str:
+        """``auto`` on a CUDA device with bf16: time forward and backward passes of a training batch in
+        fp32 and in bf16 autocast and keep bf16 only when it is clearly (1.25x) faster.
+
+        The passes change nothing: the random generators are forked, buffers (a KL warm-up's step
+        count, batch-norm statistics) restored and gradients dropped. Rank 0 decides for every process.
+        """
+        choice = "fp32"
+        if self.dist.is_main:
+            x = next(self.train_data.eval_batches(self.recipe.training.batch_size // self.dist.world_size))
+            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+            saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
+            times: dict[str, float] = {}
+            with torch.random.fork_rng(devices=[self.device]):
+                for candidate in ("fp32", "bf16", "fp32", "bf16"):  # alternated: the second round is kept
+                    self.precision = candidate
+                    for i in range(13):
+                        if i == 3:
+                            torch.cuda.synchronize(self.device)
+                            start = time.perf_counter()
+                        loss, _ = self._loss(x, module=self.step_module)
+                        loss.backward()
+                        self.step_module.zero_grad(set_to_none=True)
+                    torch.cuda.synchronize(self.device)
+                    times[candidate] = (time.perf_counter() - start) / 10 * 1000
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
+            choice = "bf16" if times["bf16"] * 1.25 < times["fp32"] else "fp32"
+            self.precision_trial = {f"{name}_ms_per_step": round(ms, 3) for name, ms in times.items()}
+            print(f"precision auto: {choice} (forward+backward {times['fp32']:.2f} ms in fp32, "
+                  f"{times['bf16']:.2f} ms in bf16, measured on this model)", file=sys.stderr)
+        return self.dist.broadcast_object(choice)
 
     def _autocast(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        # No cast cache under a CUDA graph: cached casts would be freed memory at the next replay.
+        return torch.autocast(device_type=self.device.type, dtype=dtype, cache_enabled=not self._graph_on)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics."""
+        previous_threads = torch.get_num_threads()
         try:
+            if self.device.type == "cpu":
+                from zoo.threads import choose_threads
+
+                self.threads, why = choose_threads(self.settings.threads)
+                torch.set_num_threads(self.threads)
+                if self.dist.is_main and self.threads != previous_threads:
+                    print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
             self._build()
             # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
             self.config = json.loads(json.dumps(self._config(), default=str))
         except BaseException:
+            torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
             raise
@@ -553,6 +639,7 @@ class Trainer:
             if self._tensorboard is not None:
                 self._tensorboard.close()
                 self._tensorboard = None
+            torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
         return self.history
@@ -570,54 +657,45 @@ class Trainer:
         torch.distributed.destroy_process_group()
 
     def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
-        optimizer, clip = self.optimizer, self.recipe.training.grad_clip
         self.step_module.train()
         batch_size = self.recipe.training.batch_size
         steps = len(self.train_data) // batch_size
-        loss_sum = torch.zeros((), device=self.device)
-        log_sums: dict[str, Tensor] = {}
-        # Finiteness is checked at every step on the CPU; on accelerators every `check_every`
-        # steps, so the host does not wait on the device each step (the step is still exact).
-        check_every = 1 if self.device.type == "cpu" else 50
-        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        for value in self._sums.values():
+            value.zero_()
+        self._loss_sum.zero_()
+        self._step_no.zero_()
+        self._first_bad.fill_(-1)
+        # Finiteness is checked at every step on the CPU; on accelerators once, at the end of the
+        # epoch, so the host never waits on the device mid-epoch (the first bad step is still named,
+        # and nothing is saved from a non-finite state).
+        check_every = 1 if self.device.type == "cpu" else steps
         bar = self._progress(epoch, steps)
         start = time.perf_counter()
         for step, x in enumerate(self.train_data.train_batches(batch_size, self.settings.seed, epoch), 1):
             x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-            loss, logs = self._loss_fn(x)
-            for key, value in logs.items():
-                value = value.detach().float()
-                log_sums[key] = log_sums[key] + value if key in log_sums else value
-            optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(optimizer)
+            if self._graph_on:
+                self._graph_step(x)
             else:
-                loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), clip)
-            if self.scaler is not None:
-                self.scaler.step(optimizer)
-                self.scaler.update()
-            else:
-                self._optimizer_step()
-            detached = loss.detach()
-            loss_sum += detached
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
+                self._step(x)
             if step % check_every == 0 or step == steps:
-                bad = int(first_bad)
+                bad = int(self._first_bad)
                 if bad >= 0:
                     self._non_finite(epoch, bad)
             if bar is not None:
                 bar.update(x.shape[0] * self.dist.world_size)
                 if step % 50 == 0 or step == steps:
                     elapsed = time.perf_counter() - start
-                    bar.set_postfix(loss=f"{float(loss_sum) / step:.2f}", img_s=f"{step * batch_size / elapsed:.0f}")
+                    postfix = {"img_s": f"{step * batch_size / elapsed:.0f}"}
+                    if self.device.type == "cpu":  # reading the loss would make an accelerator wait
+                        postfix["loss"] = f"{float(self._loss_sum) / step:.2f}"
+                    bar.set_postfix(postfix)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         if bar is not None:
             bar.close()
+        loss_sum = self._loss_sum.clone()
+        log_sums = {key: value.clone() for key, value in self._sums.items()}
         if self.dist.enabled:
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= self.dist.world_size
@@ -627,10 +705,115 @@ class Trainer:
         self.train_logs = {f"train_{key}": float(value) / steps for key, value in sorted(log_sums.items())}
         return float(loss_sum) / steps, seconds, steps * batch_size
 
-    def _loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _step(self, x: Tensor, *, captured: bool = False) -> None:
+        """One optimisation step on batch ``x``, adding its loss and logs to the epoch's sums in place.
+
+        Under capture (``captured``) the gradients are not reset: they are None when capture
+        begins, so backward allocates them in the graph's memory and each replay overwrites them.
+        """
+        optimizer = self.optimizer
+        loss, logs = self._loss_fn(x)
+        for key, value in logs.items():
+            value = value.detach().float()
+            if key in self._sums:
+                self._sums[key].add_(value)
+            else:
+                self._sums[key] = value.clone()
+        if not captured:
+            optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        clip = self.recipe.training.grad_clip
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            self._optimizer_step()
+        detached = loss.detach()
+        self._loss_sum.add_(detached)
+        self._step_no.add_(1)
+        self._first_bad.copy_(torch.where((self._first_bad < 0) & ~torch.isfinite(detached),
+                                          self._step_no, self._first_bad))
+
+    # -- CUDA graphs ---------------------------------------------------------------------------
+    def _graph_step(self, x: Tensor) -> None:
+        """The step replayed from a CUDA graph: the batch is copied into a static input and the
+        whole step (forward, backward, clipping, optimizer, sums) runs as one launch.
+
+        The graph is captured once the optimizer has its state (after the first eager step of a
+        new run, at once on a resume), and again when the learning rate or the batch shape
+        changes. A step that cannot be captured (a component that reads a value on the host, for
+        instance) turns graphs off for the run, with one line saying why; training goes on eagerly.
+        """
+        key = (tuple(group["lr"] for group in self.optimizer.param_groups), tuple(x.shape), x.stride())
+        if self._graph is None or key != self._graph_key:
+            if not self._optimizer_ready():
+                self._step(x)  # the first step of a new run creates the optimizer state
+                return
+            try:
+                self._capture(x)
+            except Exception as exc:  # noqa: BLE001 - anything capture refuses: fall back to eager
+                self._graph_off(exc)
+                self._step(x)
+                return
+            self._graph_key = key
+        self._static_x.copy_(x)
+        self._graph.replay()
+
+    def _optimizer_ready(self) -> bool:
+        """Whether every trained parameter has optimizer state (a graph must not create it)."""
+        return all(self.optimizer.state.get(p) for group in self.optimizer.param_groups for p in group["params"])
+
+    def _capture(self, x: Tensor) -> None:
+        self._graph = None  # release the previous graph's memory first
+        if self._static_x is None or self._static_x.shape != x.shape or self._static_x.stride() != x.stride():
+            self._static_x = torch.empty_like(x)
+        self._static_x.copy_(x)
+        self._warm_up(self._static_x)
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step(self._static_x, captured=True)
+        self._graph = graph
+
+    def _warm_up(self, x: Tensor) -> None:
+        """Forward and backward passes on a side stream before capture (CUDA libraries set up their
+        handles and workspaces there), leaving no trace: the random generators are forked, buffers
+        restored and gradients dropped."""
+        saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.random.fork_rng(devices=[self.device]), torch.cuda.stream(stream):
+            for _ in range(2):
+                loss, logs = self._loss_fn(x)
+                loss.backward()
+                self.optimizer.zero_grad(set_to_none=True)
+                for key, value in logs.items():  # the sums the graph adds into must exist before capture
+                    if key not in self._sums:
+                        self._sums[key] = torch.zeros_like(value.detach().float())
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+    def _graph_off(self, exc: BaseException) -> None:
+        self._graph_on = False
+        self._graph = self._graph_key = self._static_x = None
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(self.device)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"note: the training step could not be captured in a CUDA graph ({reason}); training on "
+              "without one (--no-cuda-graph skips the attempt)", file=sys.stderr)
+
+    def _loss(self, x: Tensor, module: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective's loss of one batch (and what it logs), in fp32."""
         with self._autocast():
-            loss, logs = self.forward_step(x)
+            loss, logs = (module or self.forward_step)(x)
         return loss.float(), logs
 
     def _non_finite(self, epoch: int, step: int) -> None:
@@ -753,6 +936,9 @@ class Trainer:
         if payload.get("objective") is not None:
             load_weights(self.objective, payload["objective"], f"the objective's state in {last}")
         load_weights(self.optimizer, payload["optimizer"], f"the optimizer state in {last}")
+        for group in self.optimizer.param_groups:  # as this process runs, not as the saved run did
+            if "capturable" in group:
+                group["capturable"] = self._graph_on
         for group in self.optimizer.param_groups:
             for p in group["params"]:
                 for value in self.optimizer.state.get(p, {}).values():
@@ -798,12 +984,15 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, *, epochs: int | None = None, device: str | None = None,
                precision: str | None = None, data_dir: str | os.PathLike | None = None,
-               progress: bool | None = None, keep_every: int | None = None) -> Trainer:
+               progress: bool | None = None, keep_every: int | None = None,
+               cuda_graph: bool | None = None, threads: int | None = None) -> Trainer:
         """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
 
         What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more
-        than the epochs done), ``device``, ``precision``, ``data_dir`` and ``keep_every``. Given as
-        ``None`` they keep the run's own. Rank 0 holds the run's lock from before it reads ``last.pt``.
+        than the epochs done), ``device``, ``precision``, ``data_dir``, ``keep_every``, ``cuda_graph``
+        and ``threads``. Given as ``None`` they keep the run's own; a run that chose its precision
+        or CPU thread count when it started keeps that choice, unless it moves to another kind of
+        device. Rank 0 holds the run's lock from before it reads ``last.pt``.
         """
         run = Path(run_dir)
         dist = Dist.from_env()
@@ -846,9 +1035,17 @@ class Trainer:
             device = device or settings.get("device", "auto")
             if precision is None:
                 precision = settings.get("precision", "auto")
+                resolved = config.get("resolved", {})
+                if precision == "auto" and resolved.get("precision") in ("fp32", "bf16") and \
+                        str(resolved.get("device", "")).split(":")[0] == resolve_device(device).type:
+                    precision = resolved["precision"]  # measured once: a resume must not re-decide it
                 if precision == "fp16" and resolve_device(device).type != "cuda":
                     raise ZooError(f"run {run} trained with --precision fp16, which needs CUDA; to continue on "
                                    f"{device}, add --precision fp32 (or bf16)")
+            if threads is None and settings.get("threads") is None and resolve_device(device).type == "cpu" and \
+                    str(config.get("resolved", {}).get("device", "")) == "cpu":
+                kept = config["resolved"].get("threads")  # chosen when the run started; kept, as above
+                threads = kept if is_count(kept) and not isinstance(kept, bool) else None
             if data_dir is None:
                 data_dir = settings.get("data_dir")
             trainer = cls(
@@ -862,6 +1059,8 @@ class Trainer:
                 data_dir=data_dir,
                 progress=progress,
                 keep_every=settings.get("keep_every", 0) if keep_every is None else keep_every,
+                cuda_graph=settings.get("cuda_graph", True) if cuda_graph is None else cuda_graph,
+                threads=settings.get("threads") if threads is None else threads,
                 _resume=payload,
                 _rundir=rundir,
             )
