@@ -25,7 +25,7 @@ import zoo.trainer
 from zoo import plugins
 from zoo.checkpoint import load_checkpoint
 from zoo.cli import main
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
 from zoo.trainer import DeviceData, Dist, Trainer, resolve_device, resolve_precision, seed_everything
 
 PLUGIN_MODULE = "zoo_trainer_tiny"
@@ -221,6 +221,8 @@ def test_config_json(runs):
     assert config["recipe"]["id"] == "tiny-vae" and config["recipe"]["dataset"] == "tiny"
     assert config["recipe"]["training"]["epochs"] == 1 and config["recipe"]["training"]["batch_size"] == 50
     assert config["settings"]["seed"] == 0 and config["settings"]["device"] == "cpu"
+    threads = config["resolved"].pop("threads")
+    assert is_count(threads) and threads <= (os.cpu_count() or 1)
     assert config["resolved"] == {"device": "cpu", "precision": "fp32", "world_size": 1, "cuda_graph": False,
                                   "precision_trial": None}
     versions = config["versions"]

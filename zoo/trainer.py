@@ -599,14 +599,16 @@ class Trainer:
                 from zoo.threads import choose_threads
 
                 self.threads, why = choose_threads(self.settings.threads)
-                torch.set_num_threads(self.threads)
-                if self.dist.is_main and self.threads != previous_threads:
-                    print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
+                if self.threads != previous_threads:
+                    torch.set_num_threads(self.threads)
+                    if self.dist.is_main:
+                        print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
             self._build()
             # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
             self.config = json.loads(json.dumps(self._config(), default=str))
         except BaseException:
-            torch.set_num_threads(previous_threads)
+            if torch.get_num_threads() != previous_threads:
+                torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
             raise
@@ -639,7 +641,8 @@ class Trainer:
             if self._tensorboard is not None:
                 self._tensorboard.close()
                 self._tensorboard = None
-            torch.set_num_threads(previous_threads)
+            if torch.get_num_threads() != previous_threads:
+                torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
         return self.history
