@@ -60,7 +60,7 @@ def _cpu() -> str:
 
 
 def run_zoo(model: str, epochs: int, seed: int, data_dir: str | None, scratch: Path, samples: int,
-            limit: int | None) -> tuple[dict, nn.Module]:
+            limit: int | None, device: str) -> tuple[dict, nn.Module]:
     """Train and score the zoo recipe; also returns a copy of the model as initialised."""
     import copy
 
@@ -68,13 +68,14 @@ def run_zoo(model: str, epochs: int, seed: int, data_dir: str | None, scratch: P
     from zoo.evaluate import evaluate
 
     out = scratch / "zoo"
-    trainer = zoo.Trainer(RECIPES[model], overrides={"epochs": epochs}, device="cpu", seed=seed, data_dir=data_dir,
-                          out=str(out), progress=False)
+    trainer = zoo.Trainer(RECIPES[model], overrides={"epochs": epochs}, device=device, seed=seed, data_dir=data_dir,
+                          out=str(out), progress=False, threads=torch.get_num_threads() if device == "cpu" else None)
     initial = copy.deepcopy(trainer.model)
     rows = trainer.fit()
     start = time.perf_counter()
     metrics = evaluate(out, iw_samples=samples, limit=limit, data_dir=data_dir, fid=False, images=False,
-                       out=scratch / "zoo-eval", device="cpu", progress=False)
+                       out=scratch / "zoo-eval", device=device, progress=False,
+                       threads=torch.get_num_threads() if device == "cpu" else None)
     return {"epoch_seconds": [r["epoch_seconds"] for r in rows], "nll": metrics["test_nll_iw"],
             "nll_stderr": metrics["test_nll_iw_stderr"], "estimate_seconds": time.perf_counter() - start,
             "test_neg_elbo": metrics["test_neg_elbo"]}, initial
@@ -127,7 +128,7 @@ def _pythae_nets(model: str, initial: nn.Module):
 
 
 def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: torch.Tensor, scratch: Path,
-               samples: int, initial: nn.Module) -> dict:
+               samples: int, initial: nn.Module, device: str) -> dict:
     from pythae.data.datasets import BaseDataset, DatasetOutput
     from pythae.models import IWAE, VAMP, IWAEConfig, VAMPConfig
     from pythae.pipelines import TrainingPipeline
@@ -169,11 +170,12 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
             net.pseudo_inputs[0].bias.zero_()
     training = BaseTrainerConfig(output_dir=str(scratch / "pythae"), num_epochs=epochs,
                                  per_device_train_batch_size=batch, learning_rate=lr, optimizer_cls="Adam",
-                                 no_cuda=True, seed=seed, keep_best_on_train=True)
+                                 no_cuda=device == "cpu", seed=seed, keep_best_on_train=True)
     timer = EpochTimer()
     pipeline = TrainingPipeline(training_config=training, model=net)
     pipeline(train_data=DynamicallyBinarized(train, torch.zeros(len(train))), eval_data=None, callbacks=[timer])
-    trained = pipeline.trainer.model.eval()
+    trained = pipeline.trainer.model.eval().to(device)
+    test = test.to(device)
     start = time.perf_counter()
     per_image = []
     with torch.no_grad():
@@ -181,7 +183,9 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
         for x in test:
             with contextlib.redirect_stdout(io.StringIO()):  # get_nll prints a line per image
                 per_image.append(-trained.get_nll(x[None], n_samples=samples, batch_size=min(samples, 1000)))
-    values = torch.tensor(per_image, dtype=torch.float64)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    values = torch.tensor([float(v) for v in per_image], dtype=torch.float64)
     return {"epoch_seconds": timer.seconds, "nll": values.mean().item(),
             "nll_stderr": (values.std() / math.sqrt(len(values))).item(),
             "estimate_seconds": time.perf_counter() - start}
@@ -198,7 +202,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="first N test images (0: all 10,000)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for both (CPU only)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where both train and score")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -215,16 +220,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         print(f"zoo: training {RECIPES[args.model]} for {args.epochs} epochs ...", flush=True)
         results["zoo"], initial = run_zoo(args.model, args.epochs, args.seed, args.data_dir, Path(scratch),
-                                          args.samples, limit)
+                                          args.samples, limit, args.device)
         print(f"  {results['zoo']}", flush=True)
         print(f"pythae: training {args.model.upper()} for {args.epochs} epochs ...", flush=True)
         results["pythae"] = run_pythae(args.model, args.epochs, args.seed, train, test, Path(scratch), args.samples,
-                                       initial)
+                                       initial, args.device)
         print(f"  {results['pythae']}", flush=True)
 
     print()
     print(f"`python {' '.join(shlex.quote(a) for a in ['bench/families_vs_pythae.py', *sys.argv[1:]])}`")
-    print(f"CPU: {_cpu()}, {args.threads} thread(s), torch {torch.__version__}")
+    gpu = f", {torch.cuda.get_device_name(0)}" if args.device != "cpu" else ""
+    print(f"CPU: {_cpu()}, {args.threads} thread(s), torch {torch.__version__}; device {args.device}{gpu}")
     print()
     print(f"| system | s/epoch (mean of {args.epochs}) | test IW-NLL, K={args.samples}, {len(test)} images | "
           "estimate s |")

@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="importance samples per image (default 100)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both run there)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,17 +70,20 @@ def main() -> None:
     from zoo.plugins import get_registry
 
     images, _ = get_registry().get("dataset", "mnist").load().load("test", args.data_dir, download=False)
-    x = images[: args.images].float() / 255
+    device = torch.device(args.device)
+    x = images[: args.images].float().div(255).to(device)
     torch.manual_seed(0)
     model = zoo.load(args.run) if args.run else zoo.create("vae-conv-mnist").eval()
     model.check_inputs = False
-    twin = pythae_twin(model)  # shares the weights: built before zoo's model turns channels-last
+    model = model.to(device)
+    twin = pythae_twin(model).to(device)  # shares the weights: built before zoo's model turns channels-last
     zoo_model = prepare_for_inference(model)
 
     n, k = len(x), args.samples
     print(f"IW estimate on {n} MNIST test images x {k} samples, vae-conv-mnist "
           f"({'weights of ' + args.run if args.run else 'random weights'}), {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}, device {device}"
+          f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}")
     best = {"pythae": math.inf, "zoo": math.inf}
     nll = {}
     for round_ in range(1, args.rounds + 1):
@@ -87,6 +91,8 @@ def main() -> None:
         start = time.perf_counter()
         with torch.no_grad():
             nll["pythae"] = -float(twin.get_nll(x, n_samples=k, batch_size=100))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         best["pythae"] = min(best["pythae"], seconds)
         print(f"  round {round_}: pythae get_nll  {seconds:7.2f} s  {n * k / seconds:10,.0f} samples/s"
