@@ -50,6 +50,15 @@ def _session_env(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _no_cpu_load_reading(monkeypatch):
+    """In-process runs read no CPU load: the thread count they choose does not depend on what else
+    the test machine is doing (tests/test_trainer.py checks the choice itself)."""
+    import zoo.threads
+
+    monkeypatch.setattr(zoo.threads, "_cpu_ticks", lambda: None)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_registry():
     """Every test starts and ends with no cached registry, so nothing leaks between tests."""
     from zoo import plugins

@@ -692,12 +692,13 @@ def test_choose_threads_leaves_out_the_cores_others_keep_busy(two_threads, monke
 
 
 def test_busy_cores_reads_proc_stat(two_threads, monkeypatch):
+    busy_cores = two_threads.busy_cores
     ticks = iter([(1000, 600), (1400, 800)])  # 400 ticks of which 200 idle: half of every CPU busy
     monkeypatch.setattr(two_threads, "_cpu_ticks", lambda: next(ticks))
     monkeypatch.setattr(two_threads.os, "cpu_count", lambda: 2)
-    assert two_threads.busy_cores(window=0) == pytest.approx(1.0)
+    assert busy_cores(window=0) == pytest.approx(1.0)
     monkeypatch.setattr(two_threads, "_cpu_ticks", lambda: None)
-    assert two_threads.busy_cores(window=0) is None
+    assert busy_cores(window=0) is None
 
 
 def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_path, two_threads, monkeypatch, capsys):

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import torch
 
 #: Seconds over which the other processes' CPU use is read before a run starts.
-WINDOW = 0.25
+WINDOW = 0.15
 
 
 def _cpu_ticks() -> tuple[int, int] | None:
