@@ -498,7 +498,7 @@ class Trainer:
             self.precision = self._measure_precision()
         params = [p for p in self.step_module.parameters() if p.requires_grad]
         fused: dict[str, Any] = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
-        if self._graph_on:
+        if self._graph_on and self.device.type == "cuda":
             fused["capturable"] = True  # Adam's step count lives on the device, so a graph can replay it
         if t.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
@@ -779,19 +779,19 @@ class Trainer:
         self._static_x.copy_(x)
         self._warm_up(self._static_x)
         self.optimizer.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._step(self._static_x, captured=True)
-        self._graph = graph
+        self._graph = capture_graph(lambda: self._step(self._static_x, captured=True))
 
     def _warm_up(self, x: Tensor) -> None:
         """Forward and backward passes on a side stream before capture (CUDA libraries set up their
         handles and workspaces there), leaving no trace: the random generators are forked, buffers
         restored and gradients dropped."""
         saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.random.fork_rng(devices=[self.device]), torch.cuda.stream(stream):
+        cuda = self.device.type == "cuda"
+        stream = torch.cuda.Stream(self.device) if cuda else None
+        if cuda:
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.random.fork_rng(devices=[self.device] if cuda else []), \
+                torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
             for _ in range(2):
                 loss, logs = self._loss_fn(x)
                 loss.backward()
@@ -799,7 +799,8 @@ class Trainer:
                 for key, value in logs.items():  # the sums the graph adds into must exist before capture
                     if key not in self._sums:
                         self._sums[key] = torch.zeros_like(value.detach().float())
-        torch.cuda.current_stream(self.device).wait_stream(stream)
+        if cuda:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
         with torch.no_grad():
             for buffer, value in saved:
                 buffer.copy_(value)
@@ -808,7 +809,8 @@ class Trainer:
         self._graph_on = False
         self._graph = self._graph_key = self._static_x = None
         self.optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"note: the training step could not be captured in a CUDA graph ({reason}); training on "
               "without one (--no-cuda-graph skips the attempt)", file=sys.stderr)
@@ -1072,6 +1074,14 @@ class Trainer:
                 rundir.release()
             raise
         return trainer
+
+
+def capture_graph(step) -> Any:
+    """``step`` captured in a CUDA graph (not run: ``replay()`` runs it)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph
 
 
 def _best_epoch(payload: dict[str, Any]) -> int | None:
