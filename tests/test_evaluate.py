@@ -427,6 +427,10 @@ def test_zoo_eval_prints_a_summary(runs, tiny_zoo, capsys, tmp_path):
               "--out", str(tmp_path), "--device", "cpu"])
     out = capsys.readouterr().out
     assert "IW NLL (K=5)" in out and "active units" in out and "negative ELBO" in out
+    with plugins.using(*tiny_zoo):
+        main(["eval", str(runs / "tiny-grey"), "--iw-samples", "5", "--limit", "10", "--no-fid",
+              "--out", str(tmp_path / "one"), "--device", "cpu", "--threads", "1"])
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["threads"] == 1
 
 
 @pytest.mark.parametrize(
@@ -435,6 +439,7 @@ def test_zoo_eval_prints_a_summary(runs, tiny_zoo, capsys, tmp_path):
         (["--iw-samples", "0"], "--iw-samples must be at least 1 (got 0)"),
         (["--limit", "0"], "--limit must be at least 1 (got 0)"),
         (["--batch-size", "-3"], "--batch-size must be at least 1 (got -3)"),
+        (["--threads", "0"], "--threads must be at least 1 (got 0)"),
     ],
 )
 def test_bad_numbers_are_one_line_errors(args, expected, runs, tiny_zoo, capsys):
