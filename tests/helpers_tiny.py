@@ -64,6 +64,8 @@ def make_encoder(latent_size, data_shape, channels=8, nan_after=0):
     class NanAfterEncoder(ConvEncoder):
         """ConvEncoder whose posterior mean turns NaN after `nan_after` training passes."""
 
+        cuda_graph_safe = False  # its pass counter and its sleep live in Python
+
         def __init__(self):
             super().__init__(latent_size, data_shape, channels)
             self.nan_after = nan_after

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import zoo
+import zoo.objectives
 import zoo.trainer
 from zoo import plugins
 from zoo.checkpoint import load_checkpoint
@@ -55,6 +56,8 @@ def nan_encoder(latent_size, data_shape, channels=4, nan_after=0):
     from zoo_aevb.components import ConvEncoder
 
     class NanEncoder(ConvEncoder):
+        cuda_graph_safe = False  # its pass counter lives in Python
+
         def __init__(self):
             super().__init__(latent_size, data_shape, channels)
             self.calls = 0
@@ -742,6 +745,7 @@ def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     other = Trainer("tiny-vae", out=tmp_path / "other", device="cpu", cuda_graph=False)
     other.close()
     other.device = torch.device("cuda")  # only the reasons are read here: nothing runs on it
+    other.step_module = zoo.objectives.TrainingStep(other.model, other.objective)
     assert other._graph_problem() == "--no-cuda-graph"
     other.settings.cuda_graph = True
     assert other._graph_problem() is None
@@ -751,6 +755,9 @@ def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     assert other._graph_problem().startswith("--precision fp16")
     other.dist = zoo.trainer.Dist(0, 2, 0)
     assert other._graph_problem().startswith("torchrun")
+    other.dist, other.precision, other.settings.compile = zoo.trainer.Dist(), "fp32", False
+    other.model.encoder.cuda_graph_safe = False  # a component with per-step state in Python
+    assert other._graph_problem() == "ConvEncoder set cuda_graph_safe = False (per-step state kept in Python)"
 
 
 def test_resume_keeps_the_measured_precision(tiny, tmp_path):
@@ -785,10 +792,16 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path):
         assert json.loads((tmp_path / name / "config.json").read_text())["resolved"]["cuda_graph"] is graph
     for key in ("train_loss", "test_loss"):
         assert runs["graph"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
-    # A resumed graph run captures at once (the optimizer state is loaded) and goes on the same way.
-    resumed = Trainer.resume(tmp_path / "graph", epochs=3, progress=False)
-    row = resumed.fit()[-1]
-    assert resumed._graph is not None and math.isfinite(row["train_loss"])
+    # A run stopped after epoch 1 and resumed captures at once (the optimizer state is loaded) and
+    # ends bit-identical to the uninterrupted graph run.
+    Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "split", device="cuda", precision="fp32",
+            progress=False).fit()
+    resumed = Trainer.resume(tmp_path / "split", epochs=2, progress=False)
+    resumed.fit()
+    assert resumed._graph is not None
+    whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("graph", "split"))
+    for key in whole["model"]:
+        assert torch.equal(whole["model"][key], split["model"][key]), key
 
 
 @pytest.mark.gpu

@@ -47,7 +47,16 @@ _OPTIONS_ATTR = "_zoo_constructor_options"
 
 
 class _RecordsOptions(nn.Module):
-    """Remembers the arguments of the outermost ``__init__`` call of every subclass."""
+    """Remembers the arguments of the outermost ``__init__`` call of every subclass.
+
+    ``cuda_graph_safe``: whether a training step through this component can be captured once in
+    a CUDA graph and replayed (docs/training.md, "Speed"). A component whose forward keeps state
+    that changes from step to step in Python (a counter, a schedule held in a float, a sleep)
+    sets it to False, and the trainer then trains it without graphs. State kept in tensors and
+    updated in place (a registered buffer) is replayed correctly.
+    """
+
+    cuda_graph_safe: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

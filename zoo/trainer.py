@@ -547,6 +547,10 @@ class Trainer:
             return "--precision fp16 (the gradient scaler checks for inf on the host)"
         if self.settings.compile:
             return "--compile"
+        unsafe = sorted({type(m).__name__ for m in self.step_module.modules() if getattr(m, "cuda_graph_safe", True)
+                         is False})
+        if unsafe:
+            return f"{', '.join(unsafe)} set cuda_graph_safe = False (per-step state kept in Python)"
         return None
 
     def _measure_precision(self) -> str:
