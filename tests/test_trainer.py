@@ -704,6 +704,20 @@ def test_busy_cores_reads_proc_stat(two_threads, monkeypatch):
     assert busy_cores(window=0) is None
 
 
+def test_cpu_ticks_count_niced_time_as_free(tmp_path, monkeypatch):
+    """Niced processes give way to a normal-priority run: their time counts as free, like idle."""
+    import zoo.threads
+
+    monkeypatch.undo()  # the real reader (conftest's autouse fixture replaces it, with this monkeypatch)
+    stat = tmp_path / "stat"
+    #                user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 300 50 500 20 5 5 20 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert zoo.threads._cpu_ticks(str(stat)) == (1000, 300 + 500 + 20)
+    stat.write_text("intr 1 2 3\n")
+    assert zoo.threads._cpu_ticks(str(stat)) is None
+    assert zoo.threads._cpu_ticks(str(tmp_path / "missing")) is None
+
+
 def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_path, two_threads, monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(two_threads, "busy_cores", lambda window=0.25: 1.0)  # another process holds a core
