@@ -864,7 +864,8 @@ class _EagerGraph:
 
 
 def _graph_path_on_cpu(trainer, monkeypatch, captures, fail=False):
-    def capture(step):
+    def capture(step, device):
+        assert device == trainer.device
         captures.append(trainer._static_x.clone())
         if fail:
             raise RuntimeError("operation not permitted when stream is capturing")

@@ -783,7 +783,7 @@ class Trainer:
         self._static_x.copy_(x)
         self._warm_up(self._static_x)
         self.optimizer.zero_grad(set_to_none=True)
-        self._graph = capture_graph(lambda: self._step(self._static_x, captured=True))
+        self._graph = capture_graph(lambda: self._step(self._static_x, captured=True), self.device)
 
     def _warm_up(self, x: Tensor) -> None:
         """Forward and backward passes on a side stream before capture (CUDA libraries set up their
@@ -1080,10 +1080,10 @@ class Trainer:
         return trainer
 
 
-def capture_graph(step) -> Any:
-    """``step`` captured in a CUDA graph (not run: ``replay()`` runs it)."""
+def capture_graph(step, device: torch.device) -> Any:
+    """``step`` captured in a CUDA graph on ``device`` (not run: ``replay()`` runs it)."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.device(device), torch.cuda.graph(graph):
         step()
     return graph
 
