@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from machine import cpu_model
 from seed_reference import ConvolutionalVAE, seed_decoder, seed_encoder, vae_loss
 
 BATCH = 100
@@ -403,23 +404,6 @@ def main(argv=None) -> int:
         Path(args.json_out).write_text(json.dumps(payload, indent=2))
         print(f"wrote {args.json_out}")
     return 0
-
-
-def cpu_model() -> str:
-    """The CPU's model name and its widest vector extension (the figures depend on both)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    isa = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else \
-        "AVX2" if "avx2" in flags else ""
-    return f"{name} ({isa})" if isa else name
 
 
 if __name__ == "__main__":

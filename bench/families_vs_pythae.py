@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import math
-import platform
 import shlex
 import sys
 import tempfile
@@ -43,17 +42,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from machine import cpu_model
+
 RECIPES = {"iwae": "iwae-burda-mnist", "vamp": "vamp-mlp-binarized-mnist"}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- the zoo ---------------------------------------------------------------------------------
@@ -230,7 +221,7 @@ def main() -> None:
     print()
     print(f"`python {' '.join(shlex.quote(a) for a in ['bench/families_vs_pythae.py', *sys.argv[1:]])}`")
     gpu = f", {torch.cuda.get_device_name(0)}" if args.device != "cpu" else ""
-    print(f"CPU: {_cpu()}, {args.threads} thread(s), torch {torch.__version__}; device {args.device}{gpu}")
+    print(f"CPU: {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}; device {args.device}{gpu}")
     print()
     print(f"| system | s/epoch (mean of {args.epochs}) | test IW-NLL, K={args.samples}, {len(test)} images | "
           "estimate s |")
@@ -247,7 +238,7 @@ def main() -> None:
           f"(combined s.e. {math.hypot(zoo_r['nll_stderr'], py['nll_stderr']):.2f})")
     if args.json_out:
         args.json_out.write_text(json.dumps({"args": vars(args) | {"json_out": str(args.json_out)},
-                                             "cpu": _cpu(), "results": results}, indent=1, default=str))
+                                             "cpu": cpu_model(), "results": results}, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -36,17 +35,11 @@ ANCHORS = """\
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
 
-    return f"{cpu}, {os.cpu_count()} cores"
+    from machine import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def _reference(config: dict) -> dict:

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
-from zoo.errors import ZooError, is_count
+from zoo.errors import ZooError
 
 #: Burda et al.'s threshold on Cov_x(E_q[z_u]) for a latent unit to count as active.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -587,10 +587,9 @@ def evaluate(
     torch.manual_seed(seed)
     log(f"evaluating {recipe.get('id', checkpoint)} on {len(x)} test images of {dataset_id} with K={iw_samples} on {dev}")
 
-    from zoo.threads import choose_threads, cpu_threads
+    from zoo.threads import check_thread_count, choose_threads, cpu_threads
 
-    if threads is not None and (isinstance(threads, bool) or not is_count(threads)):
-        raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {threads!r})")
+    check_thread_count(threads)
     used = choose_threads(threads)[0] if dev.type == "cpu" else None
     with cpu_threads(used) if used else contextlib.nullcontext():
         iw = importance_weighted(model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch,

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
+from zoo.errors import ZooError, is_count
+
 #: Seconds over which the other processes' CPU use is read before a run starts.
 WINDOW = 0.15
 
@@ -62,6 +64,12 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def check_thread_count(value: object) -> None:
+    """A ``--threads`` value must be None (choose) or a whole number of at least 1."""
+    if value is not None and (isinstance(value, bool) or not is_count(value)):
+        raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {value!r})")
 
 
 def choose_threads(requested: int | None = None) -> tuple[int, str]:

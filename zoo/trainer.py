@@ -330,8 +330,9 @@ class Trainer:
             raise ZooError(f"--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
                            f"(got {keep_every!r})")
 
-        if threads is not None and (isinstance(threads, bool) or not is_count(threads)):
-            raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {threads!r})")
+        from zoo.threads import check_thread_count
+
+        check_thread_count(threads)
         registry = get_registry()
         self.overrides = dict(overrides or {})
         composed = model if isinstance(model, VAE) else None
@@ -564,9 +565,8 @@ class Trainer:
         if self.dist.is_main:
             x = next(self.train_data.eval_batches(self.recipe.training.batch_size // self.dist.world_size))
             x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-            saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
             times: dict[str, float] = {}
-            with torch.random.fork_rng(devices=[self.device]):
+            with self._leaving_no_trace():
                 for candidate in ("fp32", "bf16", "fp32", "bf16"):  # alternated: the second round is kept
                     self.precision = candidate
                     for i in range(13):
@@ -578,9 +578,6 @@ class Trainer:
                         self.step_module.zero_grad(set_to_none=True)
                     torch.cuda.synchronize(self.device)
                     times[candidate] = (time.perf_counter() - start) / 10 * 1000
-            with torch.no_grad():
-                for buffer, value in saved:
-                    buffer.copy_(value)
             choice = "bf16" if times["bf16"] * 1.25 < times["fp32"] else "fp32"
             self.precision_trial = {f"{name}_ms_per_step": round(ms, 3) for name, ms in times.items()}
             print(f"precision auto: {choice} (forward+backward {times['fp32']:.2f} ms in fp32, "
@@ -596,23 +593,26 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics."""
-        previous_threads = torch.get_num_threads()
-        try:
-            if self.device.type == "cpu":
-                from zoo.threads import choose_threads
+        """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics.
 
-                self.threads, why = choose_threads(self.settings.threads)
-                if self.threads != previous_threads:
-                    torch.set_num_threads(self.threads)
-                    if self.dist.is_main:
-                        print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
+        On the CPU the run uses the thread count chosen when it starts; the caller's is restored after.
+        """
+        if self.device.type != "cpu":
+            return self._fit()
+        from zoo.threads import choose_threads, cpu_threads
+
+        self.threads, why = choose_threads(self.settings.threads)
+        if self.threads != torch.get_num_threads() and self.dist.is_main:
+            print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
+        with cpu_threads(self.threads):
+            return self._fit()
+
+    def _fit(self) -> list[dict[str, Any]]:
+        try:
             self._build()
             # Plain JSON data, computed once: written to config.json and stored in every checkpoint.
             self.config = json.loads(json.dumps(self._config(), default=str))
         except BaseException:
-            if torch.get_num_threads() != previous_threads:
-                torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
             raise
@@ -645,8 +645,6 @@ class Trainer:
             if self._tensorboard is not None:
                 self._tensorboard.close()
                 self._tensorboard = None
-            if torch.get_num_threads() != previous_threads:
-                torch.set_num_threads(previous_threads)
             self.close()
             self._end_distributed()
         return self.history
@@ -789,13 +787,11 @@ class Trainer:
         """Forward and backward passes on a side stream before capture (CUDA libraries set up their
         handles and workspaces there), leaving no trace: the random generators are forked, buffers
         restored and gradients dropped."""
-        saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
         cuda = self.device.type == "cuda"
         stream = torch.cuda.Stream(self.device) if cuda else None
         if cuda:
             stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.random.fork_rng(devices=[self.device] if cuda else []), \
-                torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+        with self._leaving_no_trace(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
             for _ in range(2):
                 loss, logs = self._loss_fn(x)
                 loss.backward()
@@ -805,6 +801,14 @@ class Trainer:
                         self._sums[key] = torch.zeros_like(value.detach().float())
         if cuda:
             torch.cuda.current_stream(self.device).wait_stream(stream)
+
+    @contextlib.contextmanager
+    def _leaving_no_trace(self):
+        """Passes run inside leave the run as it was: the random generators are forked and the
+        step's buffers (a KL warm-up's step count, batch-norm statistics) restored after."""
+        saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            yield
         with torch.no_grad():
             for buffer, value in saved:
                 buffer.copy_(value)
