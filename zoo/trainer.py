@@ -596,11 +596,14 @@ class Trainer:
         """Train for the recipe's epochs (continuing a resumed run); returns the per-epoch metrics.
 
         On the CPU the run uses the thread count chosen when it starts; the caller's is restored after.
+        It also raises glibc's mmap and trim thresholds for the process (:mod:`zoo.allocator`).
         """
         if self.device.type != "cpu":
             return self._fit()
+        from zoo.allocator import keep_freed_memory
         from zoo.threads import choose_threads, cpu_threads
 
+        keep_freed_memory()  # no page faults for each step's activations (zoo/allocator.py)
         self.threads, why = choose_threads(self.settings.threads)
         if self.threads != torch.get_num_threads() and self.dist.is_main:
             print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
