@@ -269,20 +269,53 @@ def test_gaussian_with_learned_variance_composes_and_trains_a_step():
     assert model.sample(3).shape == (3, 1, 28, 28)
 
 
+def _layers_as_they_are(monkeypatch):
+    from zoo_aevb import components
+
+    monkeypatch.setattr(components, "_cpu_fast_path", lambda *args: False)
+
+
 @pytest.mark.parametrize("out_channels,size", [(1, 28), (2, 28), (3, 16)])
-def test_conv_decoder_inference_path_equals_the_training_path(out_channels, size):
-    """Without gradients on the CPU the decoder's last transposed conv is computed as a 2x2 conv and
-    an interleave (faster there); it must give what the layer itself gives."""
-    from zoo_aevb.components import ConvDecoder
+def test_conv_cpu_fast_paths_equal_the_layers(out_channels, size, monkeypatch):
+    """On the CPU the decoder's last transposed conv is computed as a matrix product and phase sums,
+    and the encoder's first conv takes its weight gradient another way (both faster there); outputs
+    and every gradient must be what the layers themselves give, with and without autograd."""
+    from zoo_aevb.components import ConvDecoder, ConvEncoder
 
     torch.manual_seed(0)
     decoder = ConvDecoder(6, (out_channels, size, size), channels=4)
+    encoder = ConvEncoder(6, (1, size, size), channels=4)
     z = torch.randn(5, 6)
-    with torch.no_grad():
-        fast = decoder.decode(z)
-    with torch.enable_grad():
-        reference = decoder.decode(z)
-    assert fast.shape == reference.shape == (5, out_channels, size, size)
-    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-5)
-    with torch.inference_mode():
-        torch.testing.assert_close(decoder.decode(z), reference.detach(), rtol=1e-5, atol=1e-5)
+    x = torch.rand(5, 1, size, size)
+
+    def run():
+        decoder.zero_grad(), encoder.zero_grad()
+        out = decoder.decode(z)
+        q = encoder(x)
+        (out.square().sum() + q.mean.sin().sum() + q.stddev.sum()).backward()
+        grads = [p.grad.clone() for p in [*decoder.parameters(), *encoder.parameters()]]
+        with torch.no_grad():
+            no_grad = decoder.decode(z)
+        with torch.inference_mode():
+            inference = decoder.decode(z)
+        return out.detach(), q.mean.detach(), grads, no_grad, inference
+
+    fast = run()
+    _layers_as_they_are(monkeypatch)
+    reference = run()
+    assert fast[0].shape == (5, out_channels, size, size)
+    for got, expected in zip(fast[:2] + tuple(fast[2]) + fast[3:], reference[:2] + tuple(reference[2]) + reference[3:]):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_cpu_fast_paths_stand_aside_for_autocast_and_other_dtypes(monkeypatch):
+    from zoo_aevb import components
+
+    layer = torch.nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1)
+    h = torch.randn(2, 4, 7, 7)
+    assert components._cpu_fast_path(h, layer)
+    assert not components._cpu_fast_path(h.double(), layer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not components._cpu_fast_path(h, layer)
+        model = zoo.compose("conv-mnist", "conv-mnist", latent_size=4)
+        assert model.decoder.decode(torch.randn(2, 4)).dtype == torch.bfloat16  # the layer's own autocast output

@@ -51,7 +51,12 @@ class ConvEncoder(zoo.Encoder):
         )
 
     def forward(self, x: Tensor) -> Independent:
-        h = self.net[:-1](x)
+        first = self.net[0]
+        if first.in_channels == 1 and _cpu_fast_path(x, first):
+            h = _SingleChannelConv.apply(x, first.weight, first.bias, first.stride, first.padding)
+        else:
+            h = first(x)
+        h = self.net[1:-1](h)
         # The last conv covers the whole feature map, so it is a matrix product; computing it as
         # one (with the conv's own weights) is ~1.2x faster on CPU than the convolution path.
         # Both are flattened height, width, channel: for a channels-last map that is a view, and the
@@ -98,34 +103,103 @@ class ConvDecoder(zoo.Decoder):
         # Not in place: an in-place ReLU on this permuted view sends its gradient back in the other
         # layout, and the ReLU's backward on mixed layouts is ~10x slower.
         h = nn.functional.relu(h)
-        if torch.is_grad_enabled() or h.device.type != "cpu":
-            return self.net[2:](h)
-        # Inference on CPU (evaluation, the importance-weighted estimate, sampling): oneDNN's
-        # transposed conv to a single channel is slow, the same map as a 2x2 conv is ~2x faster.
         h = self.net[2:4](h)
-        return _stride2_transposed_as_conv(self.net[4], h)
+        last = self.net[4]
+        if last.out_channels <= 3 and _cpu_fast_path(h, last):
+            return _StrideTwoTransposedConv.apply(h, last.weight, last.bias)
+        return last(h)
 
 
-def _stride2_transposed_as_conv(layer: nn.ConvTranspose2d, h: Tensor) -> Tensor:
-    """``layer(h)`` for a 3x3, stride-2 transposed conv with padding 1 and output padding 1, computed
-    as a 2x2 convolution that gives each output pixel's four phases as channels, then interleaved.
+# -- faster CPU paths for the seed's two single-channel layers ------------------------------------
+# oneDNN is slow on the convolutions that touch the 1-channel image: the decoder's last transposed
+# conv (16 -> 1 channel) takes ~1.3-2.2 ms forward for a batch of 100, and the weight gradient of
+# the encoder's first conv (1 -> 16) ~0.8 ms. Computed as below they take ~0.6 ms and ~0.16 ms
+# (docs/benchmarks.md); every other pass stays oneDNN's. CPU, fp32, eager only: under autocast,
+# torch.compile or on a GPU the layers run as they are.
 
-    Output row 2m takes kernel row 1 at input row m; row 2m+1 takes kernel row 2 at input row m and
-    kernel row 0 at input row m+1 (zero past the edge); the same holds for columns.
+
+def _cpu_fast_path(x: Tensor, layer: nn.Module) -> bool:
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and layer.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+
+
+def _stride2_transposed(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A 3x3, stride-2 transposed conv with padding 1 and output padding 1, as one matrix product
+    and the sums of its output's four phases.
+
+    The product gives, for every input pixel, its contribution through each of the 9 kernel taps
+    (one plane per output channel and tap). Output row 2m takes tap row 1 at input row m; row 2m+1
+    takes tap row 2 at input row m and tap row 0 at input row m+1 (nothing past the edge); the same
+    holds for columns. The result is laid out channel, batch, height, width (for one channel, that
+    is the usual contiguous layout).
     """
-    weight = layer.weight  # [C_in, C_out, 3, 3]
-    c_in, c_out = weight.shape[:2]
-    taps = {(0, 0): 1, (1, 0): 2, (1, 1): 0}  # (output phase, input offset) -> kernel index
-    kernel = weight.new_zeros(c_out, 2, 2, c_in, 2, 2)
-    for (a, dy), ky in taps.items():
-        for (b, dx), kx in taps.items():
-            kernel[:, a, b, :, dy, dx] = weight[:, :, ky, kx].t()
-    bias = layer.bias.repeat_interleave(4) if layer.bias is not None else None
-    # Padding 1 all round, then dropping the first row and column, pads only the far edges.
-    phases = nn.functional.conv2d(h, kernel.reshape(4 * c_out, c_in, 2, 2), bias, padding=1)[:, :, 1:, 1:]
-    n, _, height, width = phases.shape
-    out = phases.permute(0, 2, 3, 1).reshape(n, height, width, c_out, 2, 2).permute(0, 3, 1, 4, 2, 5)
-    return out.reshape(n, c_out, 2 * height, 2 * width)
+    n, c_in, height, width = h.shape
+    c_out = weight.shape[1]
+    taps = weight.permute(1, 2, 3, 0).reshape(9 * c_out, c_in)
+    k = (taps @ h.permute(0, 2, 3, 1).reshape(-1, c_in).t()).view(c_out, 3, 3, n, height, width)
+    out = h.new_empty(c_out, n, height, 2, width, 2)
+    even_even, even_odd = out[:, :, :, 0, :, 0], out[:, :, :, 0, :, 1]
+    odd_even, odd_odd = out[:, :, :, 1, :, 0], out[:, :, :, 1, :, 1]
+    even_even.copy_(k[:, 1, 1])
+    even_odd.copy_(k[:, 1, 2])
+    even_odd[..., :-1].add_(k[:, 1, 0, :, :, 1:])
+    odd_even.copy_(k[:, 2, 1])
+    odd_even[:, :, :-1].add_(k[:, 0, 1, :, 1:])
+    odd_odd.copy_(k[:, 2, 2])
+    odd_odd[..., :-1].add_(k[:, 2, 0, :, :, 1:])
+    odd_odd[:, :, :-1].add_(k[:, 0, 2, :, 1:])
+    odd_odd[:, :, :-1, :-1].add_(k[:, 0, 0, :, 1:, 1:])
+    if bias is not None:
+        out.add_(bias.view(-1, 1, 1, 1, 1, 1))
+    return out.view(c_out, n, 2 * height, 2 * width).transpose(0, 1)
+
+
+class _StrideTwoTransposedConv(torch.autograd.Function):
+    """Forward by :func:`_stride2_transposed`; backward by the layer's own (oneDNN) gradient."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        return _stride2_transposed(h, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h, weight = ctx.saved_tensors
+        wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        return torch.ops.aten.convolution_backward(
+            grad, h, weight, [weight.shape[1]] if ctx.has_bias else None,
+            [2, 2], [1, 1], [1, 1], True, [1, 1], 1, wanted)
+
+
+class _SingleChannelConv(torch.autograd.Function):
+    """A conv from a 1-channel input whose weight gradient is computed as the weight gradient of the
+    transposed conv going the other way (the same sums, ~5x faster in oneDNN). The forward pass and
+    the other gradients are the layer's own."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias, ctx.stride, ctx.padding = bias is not None, list(stride), list(padding)
+        return nn.functional.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.stride, ctx.padding, [1, 1]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, stride, padding, dilation, False, [0, 0], 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            # The transposed conv from grad's shape to x's: which output padding gives x's size exactly.
+            extra = [x.shape[d + 2] - ((grad.shape[d + 2] - 1) * stride[d] - 2 * padding[d] + weight.shape[d + 2])
+                     for d in range(2)]
+            grad_weight = torch.ops.aten.convolution_backward(
+                x, grad, weight, None, stride, padding, dilation, True, extra, 1, [False, True, False])[1]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 class StandardNormalPrior(zoo.Prior):
