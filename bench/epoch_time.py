@@ -13,7 +13,7 @@
            (see bench/README.md for installing it without touching torch).
 
 Each system runs in a process of its own, with the environment it would have by itself (the
-zoo sets its own OpenMP wait policy; the others run with torch's defaults). ``--load 0,1`` runs
+zoo chooses its own thread count; the others run with torch's defaults). ``--load 0,1`` runs
 the whole comparison once idle and once beside one CPU-bound process (``yes``-like), and prints
 how much each system slows down. For each it prints the training seconds of each epoch
 (training alone: no evaluation, no start-up) and the test negative ELBO, in nats per image
