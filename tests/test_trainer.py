@@ -940,6 +940,7 @@ def test_keep_freed_memory_leaves_a_users_allocator_settings_alone(monkeypatch):
     calls = []
     monkeypatch.setattr(zoo.allocator.ctypes, "CDLL", lambda name: calls.append(name))
     for env, why in ((("ZOO_KEEP_FREED_MEMORY", "0"), "ZOO_KEEP_FREED_MEMORY=0"),
+                     (("ZOO_KEEP_FREED_MEMORY", " Off"), "ZOO_KEEP_FREED_MEMORY=0"),
                      (("MALLOC_ARENA_MAX", "2"), "MALLOC_ARENA_MAX is set"),
                      (("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"), "GLIBC_TUNABLES is set"),
                      (("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"), "another allocator is preloaded")):

@@ -12,7 +12,7 @@ The setting is process-wide and stays for the life of the process: the process k
 heap instead of returning it to the system (what CUDA's caching allocator does on a GPU).
 Nothing is changed where the user set glibc's malloc tunables (``GLIBC_TUNABLES`` or any
 ``MALLOC_*`` variable), where another allocator is preloaded, off Linux/glibc, or where
-``ZOO_KEEP_FREED_MEMORY=0``.
+``ZOO_KEEP_FREED_MEMORY`` is 0, false, no or off (any case).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _applied: bool | None = None
 
 def _user_chose() -> str | None:
     """Why the allocator's settings are left alone (None: they can be set)."""
-    if os.environ.get("ZOO_KEEP_FREED_MEMORY", "1").strip() in ("0", "false", "no", "off"):
+    if os.environ.get("ZOO_KEEP_FREED_MEMORY", "").strip().lower() in ("0", "false", "no", "off"):
         return "ZOO_KEEP_FREED_MEMORY=0"
     for name in os.environ:
         if name == "GLIBC_TUNABLES" or name.startswith("MALLOC_"):
