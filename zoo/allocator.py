@@ -3,7 +3,7 @@
 Why: a training step of ``vae-conv-mnist`` allocates and frees activations of about a megabyte
 each. With glibc's defaults, blocks that large are mapped fresh from the kernel and handed back
 when freed (``mmap``/``munmap``, and trimming the heap top), so every step touches new pages:
-about 500-1,000 page faults a step, 1.2x the step time on a 2-core KVM machine
+about 200-1,000 page faults a step, 1.2x the step time on a 2-core KVM machine
 (``docs/benchmarks.md``). Raising glibc's mmap and trim thresholds lets the allocator reuse the
 memory it already has: no page faults after the first steps. Results are unchanged (the tensor
 allocator's alignment is its own), only where the memory comes from.
