@@ -286,14 +286,15 @@ def test_conv_cpu_fast_paths_equal_the_layers(out_channels, size, monkeypatch):
     decoder = ConvDecoder(6, (out_channels, size, size), channels=4)
     encoder = ConvEncoder(6, (1, size, size), channels=4)
     z = torch.randn(5, 6)
-    x = torch.rand(5, 1, size, size)
+    x = torch.rand(5, 1, size, size, requires_grad=True)  # as if another network produced it
 
     def run():
         decoder.zero_grad(), encoder.zero_grad()
+        x.grad = None
         out = decoder.decode(z)
         q = encoder(x)
         (out.square().sum() + q.mean.sin().sum() + q.stddev.sum()).backward()
-        grads = [p.grad.clone() for p in [*decoder.parameters(), *encoder.parameters()]]
+        grads = [p.grad.clone() for p in [*decoder.parameters(), *encoder.parameters(), x]]
         with torch.no_grad():
             no_grad = decoder.decode(z)
         with torch.inference_mode():
