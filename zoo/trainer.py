@@ -872,8 +872,7 @@ class Trainer:
         if self.dist.enabled:
             torch.distributed.all_reduce(totals)
         loss, recon, kl, count = totals.tolist()
-        values = {"loss": loss / count, "recon": recon / count, "kl": kl / count}
-        return {"test_loss": values["loss"], "test_recon": values["recon"], "test_kl": values["kl"]}
+        return {"test_loss": loss / count, "test_recon": recon / count, "test_kl": kl / count}
 
     # -- checkpoints and artefacts -------------------------------------------------------------
     def _payload(self, epoch: int, rng: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1055,18 +1054,20 @@ class Trainer:
             if epochs is not None:
                 overrides["epochs"] = int(epochs)
             device = device or settings.get("device", "auto")
+            kind = resolve_device(device).type
+            # What the run measured when it started (precision, CPU threads) is kept on the same kind
+            # of device: a resume must not re-decide it.
+            resolved = config.get("resolved", {})
+            same_kind = str(resolved.get("device", "")).split(":")[0] == kind
             if precision is None:
                 precision = settings.get("precision", "auto")
-                resolved = config.get("resolved", {})
-                if precision == "auto" and resolved.get("precision") in ("fp32", "bf16") and \
-                        str(resolved.get("device", "")).split(":")[0] == resolve_device(device).type:
-                    precision = resolved["precision"]  # measured once: a resume must not re-decide it
-                if precision == "fp16" and resolve_device(device).type != "cuda":
+                if precision == "auto" and resolved.get("precision") in ("fp32", "bf16") and same_kind:
+                    precision = resolved["precision"]
+                if precision == "fp16" and kind != "cuda":
                     raise ZooError(f"run {run} trained with --precision fp16, which needs CUDA; to continue on "
                                    f"{device}, add --precision fp32 (or bf16)")
-            if threads is None and settings.get("threads") is None and resolve_device(device).type == "cpu" and \
-                    str(config.get("resolved", {}).get("device", "")) == "cpu":
-                kept = config["resolved"].get("threads")  # chosen when the run started; kept, as above
+            if threads is None and settings.get("threads") is None and kind == "cpu" and same_kind:
+                kept = resolved.get("threads")
                 threads = kept if is_count(kept) and not isinstance(kept, bool) else None
             if data_dir is None:
                 data_dir = settings.get("data_dir")
