@@ -34,25 +34,28 @@ floor() {
     [ -f "$DATA/gpu_floor.py" ] || { echo "no $DATA/gpu_floor.py: floor not measured"; return; }
     mkdir -p /tmp/floor/MNIST/raw
     for f in "$DATA"/MNIST/raw/*.gz; do gunzip -c "$f" > "/tmp/floor/MNIST/raw/$(basename "$f" .gz)"; done
-    echo "== floor, fp32"; python3 "$DATA/gpu_floor.py" --root /tmp/floor --epochs 3
-    echo "== floor, bf16"; python3 "$DATA/gpu_floor.py" --root /tmp/floor --epochs 3 --bf16
+    echo "== floor, fp32"; tb python3 "$DATA/gpu_floor.py" --root /tmp/floor --epochs 3
+    echo "== floor, bf16"; tb python3 "$DATA/gpu_floor.py" --root /tmp/floor --epochs 3 --bf16
 }
+
+# Each measurement is time-boxed, so that one hang cannot take the whole lease.
+tb() { timeout "${ZOO_GPU_STEP_TIMEOUT:-150}" "$@" || echo "!! exited $?: $*"; }
 
 bench() {
     setup
     floor
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
-    python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json"
+    tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json"
     for args in "--precision fp32" "--precision bf16" "--no-cuda-graph" "--compile"; do
         echo "== zoo train $args"
-        python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
+        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
             --zoo-args "$args"
     done
     echo "== $(date -u +%FT%TZ) IW estimate on cuda: zoo against pythae's get_nll"
-    python3 bench/iw_speed.py --device cuda --data-dir "$DATA" --images 1000 --samples 1000 --rounds 2
+    tb python3 bench/iw_speed.py --device cuda --data-dir "$DATA" --images 1000 --samples 1000 --rounds 2
     for model in iwae vamp; do
         echo "== $(date -u +%FT%TZ) $model: zoo recipe against pythae on cuda, 1 epoch, K=1000 on 1000 images"
-        python3 bench/families_vs_pythae.py --device cuda --data-dir "$DATA" --model $model --epochs 1 \
+        tb python3 bench/families_vs_pythae.py --device cuda --data-dir "$DATA" --model $model --epochs 1 \
             --samples 1000 --limit 1000 --json-out "$OUT/$model-cuda.json"
     done
     echo "== $(date -u +%FT%TZ) bench done"
@@ -61,7 +64,10 @@ bench() {
 tests() {
     setup
     echo "== $(date -u +%FT%TZ) test suite"
-    ZOO_TEST_DATA="$DATA" timeout 420 python3 -m pytest -q -p no:cacheprovider -rs
+    # pytest-xdist spreads the suite over the machine's cores where it is installed (the GPU image has it).
+    workers=()
+    python3 -c "import xdist" 2>/dev/null && workers=(-n "${ZOO_GPU_TEST_WORKERS:-8}")
+    ZOO_TEST_DATA="$DATA" timeout "${ZOO_GPU_TEST_TIMEOUT:-420}" python3 -m pytest -q -p no:cacheprovider -rs "${workers[@]}"
     echo "== $(date -u +%FT%TZ) tests exited $?"
 }
 
