@@ -49,7 +49,7 @@ bench() {
     for args in "--precision fp32" "--precision bf16" "--no-cuda-graph" "--compile"; do
         echo "== zoo train $args"
         tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
-            --zoo-args "$args"
+            --zoo-args="$args"
     done
     echo "== $(date -u +%FT%TZ) IW estimate on cuda: zoo against pythae's get_nll"
     tb python3 bench/iw_speed.py --device cuda --data-dir "$DATA" --images 1000 --samples 1000 --rounds 2
@@ -61,19 +61,32 @@ bench() {
     echo "== $(date -u +%FT%TZ) bench done"
 }
 
+startup() {
+    # Where the first epoch's wall time goes, start-up included: a cProfile of one whole 'zoo train'.
+    echo "== $(date -u +%FT%TZ) startup profile: zoo train vae-conv-mnist --epochs 1 on cuda"
+    local TIMEFORMAT="wall %R s"
+    time python3 -m cProfile -o "$OUT/startup.prof" -m zoo train vae-conv-mnist --device cuda \
+        --epochs 1 --data-dir "$DATA" --out /tmp/startup-run --overwrite --no-progress
+    echo "second run, warm caches:"
+    time python3 -m zoo train vae-conv-mnist --device cuda \
+        --epochs 1 --data-dir "$DATA" --out /tmp/startup-run --overwrite --no-progress
+}
+
 tests() {
     setup
     echo "== $(date -u +%FT%TZ) test suite"
     # pytest-xdist spreads the suite over the machine's cores where it is installed (the GPU image has it).
     workers=()
     python3 -c "import xdist" 2>/dev/null && workers=(-n "${ZOO_GPU_TEST_WORKERS:-8}")
-    ZOO_TEST_DATA="$DATA" timeout "${ZOO_GPU_TEST_TIMEOUT:-420}" python3 -m pytest -q -p no:cacheprovider -rs "${workers[@]}"
+    ZOO_TEST_DATA="$DATA" timeout "${ZOO_GPU_TEST_TIMEOUT:-420}" python3 -m pytest -q -p no:cacheprovider -rfEs \
+        --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}"
     echo "== $(date -u +%FT%TZ) tests exited $?"
 }
 
 case "$mode" in
     bench) bench 2>&1 | tee "$OUT/gpu-bench.log" ;;
     test) tests 2>&1 | tee "$OUT/gpu-test.log" ;;
+    startup) { setup; startup; } 2>&1 | tee "$OUT/gpu-startup.log" ;;
     all) { bench; tests; } 2>&1 | tee "$OUT/gpu-all.log" ;;
     *) echo "usage: bench/gpu_check.sh bench|test|all" >&2; exit 2 ;;
 esac
