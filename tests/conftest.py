@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _find_data() -> Path | None:
+    # Absolute, so that a relative ZOO_TEST_DATA still holds for the tests that link or copy the
+    # files into a temporary folder, or run a command from another working directory.
     for candidate in (os.environ.get("ZOO_TEST_DATA"), ROOT.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()
     return None
 
 
