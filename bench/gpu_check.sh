@@ -19,6 +19,8 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
 setup() {
+    [ -n "${ZOO_GPU_SET_UP:-}" ] && return  # once per call of this script
+    ZOO_GPU_SET_UP=1
     echo "== $(date -u +%FT%TZ) setup"
     nvidia-smi -L || true
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -120,5 +122,5 @@ case "$mode" in
     test) tests 2>&1 | tee "$OUT/gpu-test.log" ;;
     startup) { setup; startup; } 2>&1 | tee "$OUT/gpu-startup.log" ;;
     all) { bench; startup; tests; } 2>&1 | tee "$OUT/gpu-all.log" ;;
-    *) echo "usage: bench/gpu_check.sh bench|test|all" >&2; exit 2 ;;
+    *) echo "usage: bench/gpu_check.sh bench|startup|test|all" >&2; exit 2 ;;
 esac
