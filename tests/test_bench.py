@@ -1,0 +1,42 @@
+"""The benchmark scripts still run, through the same code paths the figures in docs/benchmarks.md
+came from (timings themselves are not tested: the machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import requires_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@requires_data
+def test_epoch_time_reports_the_first_epoch_with_start_up(data_root, tmp_path):
+    """One zoo epoch on real MNIST: the row has a finite test loss, and 'to epoch 1' (the command's
+    start to its epoch 1 line) lies between the epoch itself and the whole command."""
+    out = tmp_path / "epoch.json"
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "epoch_time.py"), "--data-dir", str(data_root),
+                           "--epochs", "1", "--skip-seed", "--skip-pythae", "--json-out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["system"] == "zoo" and 100 < row["test_loss"] < 200
+    assert row["first_epoch_s"] < row["to_epoch_1_s"] < row["command_s"]
+    assert "to epoch 1 s" in proc.stdout
+
+
+def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
+    script = ROOT / "bench" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    (tmp_path / ".gpu-data").mkdir()
+    proc = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, OUT=str(tmp_path / "out")), timeout=60)
+    assert proc.returncode == 2 and "usage: bench/gpu_check.sh bench|startup|test|all" in proc.stderr
+    proc = subprocess.run(["bash", str(script), "test"], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"), timeout=60)
+    assert proc.returncode == 2 and "no missing folder" in proc.stderr
