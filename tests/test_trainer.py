@@ -796,7 +796,11 @@ def test_resume_keeps_the_measured_precision(tiny, tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path):
+def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
+    # Bit-exact resumption on a GPU needs deterministic kernels: some of cuDNN's convolution
+    # backward algorithms add with atomics, in an order that changes from run to run.
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     runs = {}
     for name, graph in (("graph", True), ("eager", False)):
         trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
