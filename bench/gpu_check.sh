@@ -66,6 +66,8 @@ bench() {
         tb python3 bench/families_vs_pythae.py --device cuda --data-dir "$DATA" --model $model --epochs 1 \
             --samples 1000 --limit 1000 --json-out "$OUT/$model-cuda.json"
     done
+    echo "== $(date -u +%FT%TZ) resume on cuda: 2 epochs straight against 1 + resumed to 2, bit for bit?"
+    tb python3 bench/resume_check.py --device cuda --data-dir "$DATA" --deterministic
     echo "== $(date -u +%FT%TZ) bench done"
 }
 

@@ -40,3 +40,33 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
     proc = subprocess.run(["bash", str(script), "test"], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"), timeout=60)
     assert proc.returncode == 2 and "no missing folder" in proc.stderr
+
+
+def test_resume_check_finds_a_cpu_resume_bit_identical(tmp_path):
+    """bench/resume_check.py (the GPU lease's check of bit-exact resumption) on the tiny plugin."""
+    from helpers_tiny import tiny_env, write_tiny_plugin
+
+    env = tiny_env(write_tiny_plugin(tmp_path / "plugin"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "resume_check.py"), "--recipe", "tiny-vae",
+                           "--device", "cpu", "--deterministic"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["resume on cpu (cudnn default): bit-identical",
+                                        "resume on cpu (cudnn deterministic): bit-identical"]
+
+
+def test_resume_check_names_what_differs():
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("resume_check", ROOT / "bench" / "resume_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a = {"model": {"w": torch.ones(3), "b": torch.zeros(2)}, "optimizer": {"state": {0: {"step": torch.tensor(4.0)}}}}
+    b = {"model": {"w": torch.tensor([1.0, 1.5, 1.0]), "b": torch.zeros(2)},
+         "optimizer": {"state": {0: {"step": torch.tensor(4.0)}}}}
+    assert module.compare(a, a) == []
+    assert module.compare(a, b) == [(".model.w", 0.5)]
+    b["model"]["extra"] = torch.zeros(1)
+    assert (".model.extra", float("inf")) in module.compare(a, b)
