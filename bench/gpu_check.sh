@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU measurement and the GPU test run, for one short lease of a CUDA machine.
 #
-#   bench/gpu_check.sh bench   # the measurements (~5 min on an H100), log in $OUT/gpu-bench.log
-#   bench/gpu_check.sh test    # the whole test suite on the GPU machine (~4 min), log in $OUT/gpu-test.log
+#   bench/gpu_check.sh bench   # the measurements (~4 min on an H100), log in $OUT/gpu-bench.log
+#   bench/gpu_check.sh test    # the whole test suite on the GPU machine (~2-3 min), log in $OUT/gpu-test.log
 #   bench/gpu_check.sh startup # the first epoch with start-up, with and without a bytecode cache (~1 min)
-#   bench/gpu_check.sh all     # all three (~8 min on an H100), log in $OUT/gpu-all.log
+#   bench/gpu_check.sh all     # all three (~7-8 min on an H100), log in $OUT/gpu-all.log
 #
 # What it expects in the repository root (both git-ignored; see bench/README.md, "On a GPU"):
 #   .gpu-data/  MNIST/raw/*.gz and FashionMNIST/raw/*.gz (a copy of the data folder), and a copy of
@@ -54,7 +54,10 @@ bench() {
     floor
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
     tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json"
-    for args in "--precision fp32" "--precision bf16" "--no-cuda-graph" "--compile"; do
+    # Stop 6 measured --precision fp32, --precision bf16 and --no-cuda-graph (docs/benchmarks.md);
+    # ZOO_GPU_VARIANTS='--precision fp32;--precision bf16;--no-cuda-graph;--compile' runs them all again.
+    IFS=';' read -r -a variants <<< "${ZOO_GPU_VARIANTS:---compile}"
+    for args in "${variants[@]}"; do
         echo "== zoo train $args"
         tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
             --zoo-args="$args"
@@ -73,13 +76,11 @@ bench() {
 
 startup() {
     # The first epoch with start-up (issue 10: under 10 s): 'zoo train --epochs 1' from the command's
-    # start to its epoch 1 line, twice as the machine is, then twice more with a bytecode cache
+    # start to its epoch 1 line, as the machine is, then with a bytecode cache
     # (PYTHONPYCACHEPREFIX, filled by one untimed run), as after an ordinary pip install.
     echo "== $(date -u +%FT%TZ) start-up: zoo train vae-conv-mnist --epochs 1 on cuda"
     echo "columns: load system epoch-s first-epoch-s test-ELBO x-seed x-pythae x-idle command-s to-epoch-1-s"
-    for i in 1 2; do
-        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae | tail -3 | head -1
-    done
+    tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae | tail -3 | head -1
     python3 -X importtime -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" \
         --out /tmp/startup-run --overwrite --no-progress 2> "$OUT/importtime.txt" >/dev/null
     python3 - "$OUT/importtime.txt" <<'PY'
@@ -95,10 +96,8 @@ PY
         unset PYTHONDONTWRITEBYTECODE
         python3 -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" --out /tmp/startup-run \
             --overwrite --no-progress >/dev/null 2>&1
-        for i in 1 2; do
-            tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae \
-                | tail -3 | head -1
-        done
+        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae \
+            | tail -3 | head -1
     )
 }
 
