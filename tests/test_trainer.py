@@ -907,9 +907,9 @@ def test_the_graph_path_trains_exactly_like_the_eager_path(tiny, tmp_path, monke
 # -- the host allocator ------------------------------------------------------------------------
 
 _FAULTS = """
-import resource, sys, torch
+import resource, torch
 import zoo.allocator
-print(zoo.allocator.keep_freed_memory() if sys.argv[1] == "keep" else "left")
+print(zoo.allocator.keep_freed_memory())
 torch.set_num_threads(1)
 conv = torch.nn.Conv2d(16, 16, 3, padding=1)
 x = torch.randn(100, 16, 14, 14, requires_grad=True)  # 1.25 MB activations, as in vae-conv-mnist
@@ -931,7 +931,7 @@ def test_keep_freed_memory_ends_the_page_faults_of_each_step(monkeypatch):
     for name in [n for n in os.environ if n.startswith("MALLOC_") or n == "GLIBC_TUNABLES"]:
         monkeypatch.delenv(name)
     monkeypatch.delenv("ZOO_KEEP_FREED_MEMORY", raising=False)
-    kept = subprocess.run([sys.executable, "-c", _FAULTS, "keep"], capture_output=True, text=True, check=True)
+    kept = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True)
     applied, faults = kept.stdout.split()
     # glibc's defaults: 20,000-50,000 fresh pages over these 50 steps (each activation is 306 pages);
     # kept: none, or the heap growing once or twice for a new pattern of blocks.

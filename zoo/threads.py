@@ -68,7 +68,7 @@ def usable_cores() -> int:
 
 def check_thread_count(value: object) -> None:
     """A ``--threads`` value must be None (choose) or a whole number of at least 1."""
-    if value is not None and (isinstance(value, bool) or not is_count(value)):
+    if value is not None and not is_count(value):
         raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {value!r})")
 
 

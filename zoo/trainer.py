@@ -1068,7 +1068,7 @@ class Trainer:
                                    f"{device}, add --precision fp32 (or bf16)")
             if threads is None and settings.get("threads") is None and kind == "cpu" and same_kind:
                 kept = resolved.get("threads")
-                threads = kept if is_count(kept) and not isinstance(kept, bool) else None
+                threads = kept if is_count(kept) else None
             if data_dir is None:
                 data_dir = settings.get("data_dir")
             trainer = cls(
