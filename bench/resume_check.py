@@ -4,11 +4,12 @@ Trains a recipe for 2 epochs straight, and for 1 epoch then resumed to 2 (``Trai
 ``zoo train --resume`` does), in this process, and compares the final weights and optimizer state
 tensor by tensor. On the CPU the suite checks this on every run; on a GPU it also depends on
 cuDNN's choice of algorithms (some add with atomics, in an order that changes from run to run), so
-``--deterministic`` repeats the check with ``torch.backends.cudnn.deterministic`` set.
+``--deterministic`` repeats the check with the runs trained with ``deterministic=True``
+(``zoo train --deterministic``: deterministic algorithms only), and prints both modes' epoch times.
 
     python bench/resume_check.py --device cuda --data-dir DATA [--deterministic] [--recipe vae-conv-mnist]
 
-Prints one line per check: ``resume on cuda:0 (cudnn default): bit-identical`` or how many tensors
+Prints one line per check: ``resume on cuda:0 (default): bit-identical`` or how many tensors
 differ and by how much at most. Exit status 0 either way (it measures; the tests assert).
 """
 
@@ -48,15 +49,18 @@ def compare(a: dict, b: dict, prefix: str = "") -> list[tuple[str, float]]:
     return found
 
 
-def check(recipe: str, device: str, data_dir: str | None, folder: Path, overrides: dict) -> tuple[str, list]:
-    common = dict(device=device, data_dir=data_dir, progress=False, seed=0)
+def check(recipe: str, device: str, data_dir: str | None, folder: Path, overrides: dict,
+          deterministic: bool = False) -> tuple[str, list, list[float]]:
+    """(device, differing tensors, the straight run's seconds per epoch)."""
+    common = dict(device=device, data_dir=data_dir, progress=False, seed=0, deterministic=deterministic)
     straight = Trainer(recipe, overrides={**overrides, "epochs": 2}, out=folder / "straight", **common)
-    straight.fit()
+    history = straight.fit()
     Trainer(recipe, overrides={**overrides, "epochs": 1}, out=folder / "split", **common).fit()
     Trainer.resume(folder / "split", epochs=2, progress=False).fit()
     a, b = (load_checkpoint(folder / name / "checkpoints" / "last.pt") for name in ("straight", "split"))
-    return str(straight.device), compare({"model": a["model"], "optimizer": a["optimizer"]},
-                                         {"model": b["model"], "optimizer": b["optimizer"]})
+    differ = compare({"model": a["model"], "optimizer": a["optimizer"]},
+                     {"model": b["model"], "optimizer": b["optimizer"]})
+    return str(straight.device), differ, [row["epoch_seconds"] for row in history]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,27 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--deterministic", action="store_true",
-                        help="also check with torch.backends.cudnn.deterministic = True")
+                        help="also check runs trained with deterministic=True (zoo train --deterministic)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe overrides, as 'zoo train --set' (e.g. a smaller data set for a test)")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     modes = [False, True] if args.deterministic else [False]
     for deterministic in modes:
-        previous = torch.backends.cudnn.deterministic
-        torch.backends.cudnn.deterministic = deterministic
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                device, differ = check(args.recipe, args.device, args.data_dir, Path(tmp), overrides)
-        finally:
-            torch.backends.cudnn.deterministic = previous
-        how = "cudnn deterministic" if deterministic else "cudnn default"
+        with tempfile.TemporaryDirectory() as tmp:
+            device, differ, seconds = check(args.recipe, args.device, args.data_dir, Path(tmp), overrides,
+                                            deterministic)
+        how = "deterministic" if deterministic else "default"
+        times = f" (straight run: {', '.join(f'{s:.2f}' for s in seconds)} s/epoch)"
         if not differ:
-            print(f"resume on {device} ({how}): bit-identical")
+            print(f"resume on {device} ({how}): bit-identical{times}")
         else:
             worst = max(differ, key=lambda item: item[1])
             print(f"resume on {device} ({how}): {len(differ)} tensor(s) differ; largest difference "
-                  f"{worst[1]:.3g} in {worst[0]}")
+                  f"{worst[1]:.3g} in {worst[0]}{times}")
     return 0
 
 

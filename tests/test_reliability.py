@@ -597,7 +597,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and --keep-every may change")
+    assert_user_error(code, out, "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
@@ -1131,7 +1131,7 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     for extra in (["--seed", "4"], ["--compile"], ["--no-compile"], ["--out", str(tmp_path / "x")], ["--lr", "0.1"],
                   ["--batch-size", "50"], ["--set", "beta=2"], ["--overwrite"]):
         code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", *extra)
-        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and --keep-every may change")
+        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change")
     code, out = cli(capsys, "train", "--resume", str(run))
     assert_user_error(code, out, "already finished its 1 epochs", "--epochs")
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "1")
@@ -1158,6 +1158,68 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     assert [r["epoch"] for r in metric_rows(run)] == [1, 2, 3]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["settings"]["precision"] == "fp32"
 
+
+
+def test_deterministic_is_set_for_the_run_restored_after_and_kept_on_resume(tiny, tmp_path, capsys, monkeypatch):
+    """--deterministic turns on torch's deterministic algorithms and cuDNN's deterministic mode while
+    the run trains (only then: the caller's settings come back), is recorded in config.json, is kept
+    on a resume unless --no-deterministic is given, and leaves the results bit-identical."""
+    import torch
+
+    from zoo.trainer import Trainer
+
+    seen = []
+    train_epoch = Trainer._train_epoch
+
+    def recording(self, epoch):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark))
+        return train_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", recording)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # the caller's own choice, to be restored
+    run, plain = tmp_path / "run", tmp_path / "plain"
+    code, out = cli(capsys, *train_args(run, "--epochs", "1", "--deterministic"))
+    assert code == 0, out
+    assert seen == [(True, True, False)]
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    assert torch.backends.cudnn.benchmark
+    assert load_config(run)["settings"]["deterministic"] is True
+
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
+    assert code == 0, out
+    assert seen[1:] == [(True, True, False)] and load_config(run)["settings"]["deterministic"] is True
+    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "3", "--no-deterministic")
+    assert code == 0, out
+    assert seen[2:] == [(False, False, True)] and load_config(run)["settings"]["deterministic"] is False
+
+    code, out = cli(capsys, *train_args(plain, "--epochs", "3"))
+    assert code == 0, out
+    assert seen[3:] == [(False, False, True)] * 3
+    assert [r["test_loss"] for r in metric_rows(run)] == [r["test_loss"] for r in metric_rows(plain)]
+    last, other = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (run, plain))
+    assert all(torch.equal(last[k], other[k]) for k in last)
+
+
+def test_deterministic_with_an_op_that_has_no_deterministic_version_is_one_line(tiny, tmp_path, capsys, monkeypatch):
+    """A component calling an op torch has no deterministic version of (here Tensor.put_) stops a
+    --deterministic run with one line naming the op; without the flag the same model trains."""
+    import torch
+    from zoo_aevb.components import ConvEncoder
+
+    forward = ConvEncoder.forward
+
+    def with_put(self, x):
+        x.new_zeros(4).put_(torch.tensor([1, 1]), x.new_ones(2))
+        return forward(self, x)
+
+    monkeypatch.setattr(ConvEncoder, "forward", with_put)
+    code, out = cli(capsys, *train_args(tmp_path / "run", "--epochs", "1", "--deterministic"))
+    assert_user_error(code, out, "--deterministic: put_ does not have a deterministic implementation on cpu",
+                      "without --deterministic")
+    assert not torch.are_deterministic_algorithms_enabled()
+    code, out = cli(capsys, *train_args(tmp_path / "run", "--epochs", "1", "--overwrite"))
+    assert code == 0, out
 
 
 def test_keep_every_keeps_epoch_checkpoints_that_evaluate_and_survive_overwrite_rules(tiny, tmp_path, capsys):

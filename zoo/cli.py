@@ -265,6 +265,9 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
                    "run starts; kept on --resume).")
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="On CUDA, replay the whole training step from a CUDA graph (default: on where it can be captured).")
+@click.option("--deterministic/--no-deterministic", "deterministic", default=None,
+              help="Deterministic algorithms only (cuDNN, cuBLAS, torch), so a rerun or a resumed run on a GPU is "
+                   "bit-identical (default: off; kept on --resume).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="Compile the model with torch.compile.")
 @click.option("--seed", type=int, default=None, help="Seeds model init, data order and noise (default 0).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
@@ -276,8 +279,8 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--keep-every", type=int, default=None, metavar="N",
               help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
                    "only last.pt and best.pt).")
-def train_command(model, epochs, batch_size, lr, sets, device, precision, threads, cuda_graph, compile_, seed, data_dir,
-                  out, overwrite, resume, progress, keep_every) -> None:
+def train_command(model, epochs, batch_size, lr, sets, device, precision, threads, cuda_graph, deterministic,
+                  compile_, seed, data_dir, out, overwrite, resume, progress, keep_every) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
@@ -308,8 +311,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
             fixed.append("--out")
         if fixed:
             raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
-                           "given; only --epochs, --device, --precision, --threads, --cuda-graph, --data-dir and "
-                           "--keep-every may change")
+                           "given; only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, "
+                           "--data-dir and --keep-every may change")
     if model and not resume:
         # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
         from zoo.plugins import get_registry
@@ -326,7 +329,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
     if resume:
         trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
                                  precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every,
-                                 cuda_graph=cuda_graph, threads=threads)
+                                 cuda_graph=cuda_graph, threads=threads, deterministic=deterministic)
     else:
         if not model:
             raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
@@ -337,7 +340,7 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
         trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
                           precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
                           data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
-                          cuda_graph=cuda_graph is not False, threads=threads)
+                          cuda_graph=cuda_graph is not False, threads=threads, deterministic=bool(deterministic))
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",

@@ -65,6 +65,7 @@ class RunSettings:
     keep_every: int = 0  # also keep checkpoints/epoch-NNNN.pt every this many epochs (0: only last and best)
     cuda_graph: bool = True  # on CUDA, replay the whole training step from a CUDA graph when it can be captured
     threads: int | None = None  # CPU threads; None: chosen when the run starts (zoo.threads.choose_threads)
+    deterministic: bool = False  # deterministic algorithms only (cuDNN, cuBLAS, torch): bit-exact reruns on a GPU
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -272,6 +273,38 @@ def _setting_problems(recipe: Recipe, seed: Any) -> list[str]:
     return found
 
 
+#: cuBLAS is deterministic only with a fixed workspace (torch's reproducibility notes); set when
+#: ``deterministic`` trains on CUDA and the variable is not set already.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(on: bool, device: torch.device):
+    """With ``on``: only deterministic algorithms (``torch.use_deterministic_algorithms``, cuDNN
+    without autotuning); an op that has none raises a :class:`ZooError` naming it. The caller's
+    settings are restored after. Without ``on`` nothing changes."""
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    except RuntimeError as exc:
+        text = " ".join(str(exc).split())
+        if "deterministic" not in text.lower():
+            raise
+        raise ZooError(f"--deterministic: {text.split(', but you set')[0][:200]} on {device.type}; "
+                       "train this model without --deterministic") from None
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
 class Trainer:
     """Train a registered model (or a :class:`Recipe`) and write a self-describing run directory.
 
@@ -282,7 +315,8 @@ class Trainer:
     ``overrides`` take the keys of ``zoo train --set`` (``epochs``, ``lr``, ``latent_size``,
     ``encoder.<option>``...). Under ``torchrun`` each process trains a shard of every epoch;
     ``batch_size`` is the global batch, split evenly across processes, so the optimisation
-    matches a single process.
+    matches a single process. ``deterministic=True`` trains with deterministic algorithms only
+    (:func:`deterministic_algorithms`), so that a rerun or a resumed run on a GPU is bit-identical.
     """
 
     def __init__(
@@ -306,6 +340,7 @@ class Trainer:
         keep_every: int = 0,
         cuda_graph: bool = True,
         threads: int | None = None,
+        deterministic: bool = False,
         _resume: dict[str, Any] | None = None,
         _rundir: RunDir | None = None,
     ) -> None:
@@ -313,7 +348,7 @@ class Trainer:
             self._setup(model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
                         _resume, _rundir, dataset=dataset, training=training, objective=objective,
                         objective_options=objective_options, name=name, keep_every=keep_every,
-                        cuda_graph=cuda_graph, threads=threads)
+                        cuda_graph=cuda_graph, threads=threads, deterministic=deterministic)
         except BaseException:
             if getattr(self, "rundir", None) is not None:
                 self.rundir.release()
@@ -323,7 +358,7 @@ class Trainer:
 
     def _setup(self, model, overrides, out, overwrite, device, precision, compile, seed, data_dir, progress,
                _resume, _rundir, *, dataset, training, objective, objective_options, name, keep_every,
-               cuda_graph, threads) -> None:
+               cuda_graph, threads, deterministic) -> None:
         from zoo.plugins import get_registry
 
         if isinstance(keep_every, bool) or not (keep_every == 0 or is_count(keep_every)):
@@ -333,6 +368,8 @@ class Trainer:
         from zoo.threads import check_thread_count
 
         check_thread_count(threads)
+        if not isinstance(deterministic, bool):
+            raise ZooError(f"deterministic must be True or False (got {deterministic!r})")
         registry = get_registry()
         self.overrides = dict(overrides or {})
         composed = model if isinstance(model, VAE) else None
@@ -371,7 +408,7 @@ class Trainer:
         self.settings = RunSettings(
             device=str(device), precision=precision, compile=compile, seed=int(seed),
             data_dir=str(data_dir) if data_dir is not None else None, progress=progress, keep_every=keep_every,
-            cuda_graph=bool(cuda_graph), threads=threads,
+            cuda_graph=bool(cuda_graph), threads=threads, deterministic=deterministic,
         )
         self.dist = Dist.from_env()
         self.device = resolve_device(device)
@@ -598,17 +635,18 @@ class Trainer:
         On the CPU the run uses the thread count chosen when it starts; the caller's is restored after.
         It also raises glibc's mmap and trim thresholds for the process (:mod:`zoo.allocator`).
         """
-        if self.device.type != "cpu":
-            return self._fit()
-        from zoo.allocator import keep_freed_memory
-        from zoo.threads import choose_threads, cpu_threads
+        with deterministic_algorithms(self.settings.deterministic, self.device):
+            if self.device.type != "cpu":
+                return self._fit()
+            from zoo.allocator import keep_freed_memory
+            from zoo.threads import choose_threads, cpu_threads
 
-        keep_freed_memory()  # no page faults for each step's activations (zoo/allocator.py)
-        self.threads, why = choose_threads(self.settings.threads)
-        if self.threads != torch.get_num_threads() and self.dist.is_main:
-            print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
-        with cpu_threads(self.threads):
-            return self._fit()
+            keep_freed_memory()  # no page faults for each step's activations (zoo/allocator.py)
+            self.threads, why = choose_threads(self.settings.threads)
+            if self.threads != torch.get_num_threads() and self.dist.is_main:
+                print(f"CPU threads: {self.threads} ({why})", file=sys.stderr)
+            with cpu_threads(self.threads):
+                return self._fit()
 
     def _fit(self) -> list[dict[str, Any]]:
         try:
@@ -1006,13 +1044,14 @@ class Trainer:
     def resume(cls, run_dir: str | os.PathLike, *, epochs: int | None = None, device: str | None = None,
                precision: str | None = None, data_dir: str | os.PathLike | None = None,
                progress: bool | None = None, keep_every: int | None = None,
-               cuda_graph: bool | None = None, threads: int | None = None) -> Trainer:
+               cuda_graph: bool | None = None, threads: int | None = None,
+               deterministic: bool | None = None) -> Trainer:
         """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
 
         What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more
-        than the epochs done), ``device``, ``precision``, ``data_dir``, ``keep_every``, ``cuda_graph``
-        and ``threads``. Given as ``None`` they keep the run's own; a run that chose its precision
-        or CPU thread count when it started keeps that choice, unless it moves to another kind of
+        than the epochs done), ``device``, ``precision``, ``data_dir``, ``keep_every``, ``cuda_graph``,
+        ``threads`` and ``deterministic``. Given as ``None`` they keep the run's own; a run that chose
+        its precision or CPU thread count when it started keeps that choice, unless it moves to another kind of
         device. Rank 0 holds the run's lock from before it reads ``last.pt``.
         """
         run = Path(run_dir)
@@ -1084,6 +1123,7 @@ class Trainer:
                 keep_every=settings.get("keep_every", 0) if keep_every is None else keep_every,
                 cuda_graph=settings.get("cuda_graph", True) if cuda_graph is None else cuda_graph,
                 threads=settings.get("threads") if threads is None else threads,
+                deterministic=bool(settings.get("deterministic", False)) if deterministic is None else deterministic,
                 _resume=payload,
                 _rundir=rundir,
             )
