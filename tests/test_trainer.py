@@ -8,6 +8,7 @@ through the real code paths in seconds. In-process tests register it with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -901,6 +902,53 @@ def test_the_graph_path_trains_exactly_like_the_eager_path(tiny, tmp_path, monke
     for mine, theirs in ((graphed.model, plain.model), (graphed.objective, plain.objective)):
         for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
             assert torch.equal(a, b), name  # the weights, and the warm-up's step count (a buffer)
+
+
+def test_a_step_refused_in_the_warm_up_is_never_captured_and_leaves_no_trace(tiny, tmp_path, monkeypatch, capsys):
+    """On CUDA the warm-up passes run with host syncs made errors, so a step that reads a value on
+    the host is refused before any capture begins. Refused after its passes ran (the objective's
+    step count moved, random numbers were drawn), the run still ends bit-identical to a plain one."""
+    import zoo.trainer
+
+    plain = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "plain", device="cpu", progress=False)
+    plain_rows = plain.fit()
+    graphed = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "graph", device="cpu", progress=False)
+    captures, guarded = [], []
+    _graph_path_on_cpu(graphed, monkeypatch, captures)
+
+    @contextlib.contextmanager
+    def refusing(on):
+        guarded.append(on)
+        yield
+        raise RuntimeError("called a synchronizing CUDA operation")
+
+    monkeypatch.setattr(zoo.trainer, "_host_syncs_refused", refusing)
+    rows = graphed.fit()
+    assert guarded == [False] and captures == []  # (False: the stand-in device is the CPU)
+    assert "could not be captured in a CUDA graph (called a synchronizing CUDA operation)" in capsys.readouterr().err
+    assert [r["test_loss"] for r in rows] == [r["test_loss"] for r in plain_rows]
+    for mine, theirs in ((graphed.model, plain.model), (graphed.objective, plain.objective)):
+        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
+def test_cuda_unusable_after_a_failed_capture_is_one_line(tiny, tmp_path, monkeypatch):
+    """A capture that fails once begun can leave CUDA's generator unusable (torch 2.11 and older):
+    the eager step after it then stops the run with a ZooError that says to use --no-cuda-graph."""
+    trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False)
+    _graph_path_on_cpu(trainer, monkeypatch, [], fail=True)
+    step = trainer._step
+
+    def poisoned(x, captured=False):
+        if not trainer._graph_on:
+            raise RuntimeError("Offset increment outside graph capture encountered unexpectedly.")
+        return step(x, captured=captured)
+
+    monkeypatch.setattr(trainer, "_step", poisoned)
+    with pytest.raises(ZooError, match=r"could not be captured in a CUDA graph \(operation not permitted.*"
+                                       r"Offset increment.*--no-cuda-graph"):
+        trainer.fit()
+    assert not trainer.rundir.locked  # released: the resume it suggests can take the run
 
 
 # -- the host allocator ------------------------------------------------------------------------

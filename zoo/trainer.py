@@ -288,8 +288,9 @@ def deterministic_algorithms(on: bool, device: torch.device):
         return
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    set_workspace = device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    if set_workspace:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
@@ -301,6 +302,8 @@ def deterministic_algorithms(on: bool, device: torch.device):
         raise ZooError(f"--deterministic: {text.split(', but you set')[0][:200]} on {device.type}; "
                        "train this model without --deterministic") from None
     finally:
+        if set_workspace:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
@@ -805,7 +808,7 @@ class Trainer:
                 self._capture(x)
             except Exception as exc:  # noqa: BLE001 - anything capture refuses: fall back to eager
                 self._graph_off(exc)
-                self._step(x)
+                self._eager_after_failed_capture(x, exc)
                 return
             self._graph_key = key
         self._static_x.copy_(x)
@@ -824,15 +827,36 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._graph = capture_graph(lambda: self._step(self._static_x, captured=True), self.device)
 
+    def _eager_after_failed_capture(self, x: Tensor, exc: BaseException) -> None:
+        """The step, eagerly, after a capture failed. A capture that fails once begun can leave the
+        CUDA random generator marked as capturing (torch 2.11 and older), so that every later draw
+        fails; the run then stops with one line instead of a traceback (its last checkpoint stands)."""
+        try:
+            self._step(x)
+        except RuntimeError as later:
+            if "capture" not in str(later).lower():
+                raise
+            raise ZooError(f"the training step could not be captured in a CUDA graph ({_first_line(exc)}), and "
+                           f"CUDA cannot go on in this process after that ({_first_line(later)}); run it with "
+                           "--no-cuda-graph (zoo train --resume RUN --no-cuda-graph continues from the last "
+                           "checkpoint)") from None
+
     def _warm_up(self, x: Tensor) -> None:
         """Forward and backward passes on a side stream before capture (CUDA libraries set up their
         handles and workspaces there), leaving no trace: the random generators are forked, buffers
-        restored and gradients dropped."""
+        restored and gradients dropped.
+
+        On CUDA the passes run with synchronizing operations made errors
+        (``torch.cuda.set_sync_debug_mode``): a step that reads a value on the host (``float(loss)``,
+        ``.item()``, a boolean mask) would fail inside the capture, so it is refused here, before a
+        capture begins, and the run goes on eagerly with nothing half-captured.
+        """
         cuda = self.device.type == "cuda"
         stream = torch.cuda.Stream(self.device) if cuda else None
         if cuda:
             stream.wait_stream(torch.cuda.current_stream(self.device))
-        with self._leaving_no_trace(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+        with self._leaving_no_trace(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext(), \
+                _host_syncs_refused(cuda):
             for _ in range(2):
                 loss, logs = self._loss_fn(x)
                 loss.backward()
@@ -848,11 +872,13 @@ class Trainer:
         """Passes run inside leave the run as it was: the random generators are forked and the
         step's buffers (a KL warm-up's step count, batch-norm statistics) restored after."""
         saved = [(b, b.detach().clone()) for b in self.step_module.buffers()]
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            yield
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                yield
+        finally:  # also when a pass fails (a step that cannot be captured): the run goes on from here
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
 
     def _graph_off(self, exc: BaseException) -> None:
         self._graph_on = False
@@ -860,8 +886,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"note: the training step could not be captured in a CUDA graph ({reason}); training on "
+        print(f"note: the training step could not be captured in a CUDA graph ({_first_line(exc)}); training on "
               "without one (--no-cuda-graph skips the attempt)", file=sys.stderr)
 
     def _loss(self, x: Tensor, module: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -1132,6 +1157,26 @@ class Trainer:
                 rundir.release()
             raise
         return trainer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _host_syncs_refused(on: bool):
+    """With ``on``, CUDA operations that make the host wait for the device raise (the caller's
+    mode is restored after)."""
+    if not on:
+        yield
+        return
+    before = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(before)
 
 
 def capture_graph(step, device: torch.device) -> Any:
