@@ -37,7 +37,7 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
     (tmp_path / ".gpu-data").mkdir()
     proc = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, OUT=str(tmp_path / "out")), timeout=60)
-    assert proc.returncode == 2 and "usage: bench/gpu_check.sh bench|startup|test|all" in proc.stderr
+    assert proc.returncode == 2 and "usage: bench/gpu_check.sh all | bench|startup|test ..." in proc.stderr
     proc = subprocess.run(["bash", str(script), "test"], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"), timeout=60)
     assert proc.returncode == 2 and "no missing folder" in proc.stderr
