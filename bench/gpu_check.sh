@@ -121,13 +121,18 @@ tests() {
     # pytest-xdist spreads the suite over the machine's cores where it is installed (the GPU image has it).
     # Each worker gets its share of the cores (torch would start one thread per core in each).
     workers=()
+    threads=${OMP_NUM_THREADS:-$(nproc)}
     if python3 -c "import xdist" 2>/dev/null; then
         workers=(-n "${ZOO_GPU_TEST_WORKERS:-8}")
-        export OMP_NUM_THREADS=$(( $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} > 0 ? $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} : 1 ))
+        threads=$(( $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} > 0 ? $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} : 1 ))
     fi
     # A test that hangs fails alone (pytest-timeout) instead of taking the summary with it.
     python3 -c "import pytest_timeout" 2>/dev/null && workers+=(--timeout 300)
-    ZOO_TEST_DATA="$DATA" timeout "${ZOO_GPU_TEST_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfEs \
+    # The suite starts many 'zoo' subprocesses: with a bytecode cache only the first compiles torch's
+    # modules (the image has none; see startup). Only this command sees these settings: the
+    # measurements after it run as the machine is.
+    env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=/tmp/pycache ZOO_TEST_DATA="$DATA" OMP_NUM_THREADS="$threads" \
+        timeout "${ZOO_GPU_TEST_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfEs \
         --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}"
     echo "== $(date -u +%FT%TZ) tests exited $?"
 }
