@@ -32,18 +32,25 @@ setup() {
     ZOO_GPU_SET_UP=1
     echo "== $(date -u +%FT%TZ) setup"
     nvidia-smi -L || true
+    # Python compiles every module it cannot find bytecode for: a start-up figure means little
+    # without knowing whether the installed packages have theirs. Read before anything imports torch.
+    python3 -c "import os, sys, pathlib, importlib.util as u; \
+d = pathlib.Path(u.find_spec('torch').submodule_search_locations[0]) / '__pycache__'; \
+print('bytecode: PYTHONDONTWRITEBYTECODE', os.environ.get('PYTHONDONTWRITEBYTECODE'), '| pycache_prefix', \
+sys.pycache_prefix, '| torch/__pycache__ holds', len(list(d.glob('*.pyc'))) if d.is_dir() else 0, 'files')"
+    # The second call of a lease finds the first one's installs on the warm machine.
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-            .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+        [ -d /tmp/site/pythae ] || python3 -m pip install -q --no-index --disable-pip-version-check --no-deps \
+            --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
     fi
-    python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+    python3 -m pip install -q --no-index --disable-pip-version-check --no-deps --no-build-isolation -e . || exit 1
     python3 -c "import torch, zoo; print('torch', torch.__version__, torch.cuda.get_device_name(0), 'zoo', zoo.__version__)"
     lscpu | grep -E "Model name|^CPU\(s\)" || true
-    # Python compiles every module it cannot find bytecode for: a start-up figure means little
-    # without knowing whether the installed packages have theirs.
-    python3 -c "import sys, pathlib, torch; d = pathlib.Path(torch.__file__).parent / '__pycache__'; \
-print('bytecode: PYTHONDONTWRITEBYTECODE', sys.flags.dont_write_bytecode, '| torch/__pycache__ holds', \
-len(list(d.glob('*.pyc'))) if d.is_dir() else 0, 'files')"
+    # Without pythae the tables still get the zoo's and the seed loop's rows.
+    PYTHAE=()
+    python3 -c "import pythae.models, pythae.pipelines" 2>/dev/null \
+        || { PYTHAE=(--skip-pythae); echo "!! pythae does not import here: its rows are skipped"; }
 }
 
 floor() {
@@ -59,10 +66,16 @@ floor() {
 tb() { timeout "${ZOO_GPU_STEP_TIMEOUT:-150}" "$@" || echo "!! exited $?: $*"; }
 
 bench() {
+    # Every process here would compile torch's modules again on an image without bytecode (about
+    # 6 s each): the measurements share a bytecode cache. That changes only the start-up columns
+    # ('command s', 'to epoch 1 s'); 'startup' gives the first epoch both ways.
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPYCACHEPREFIX=/tmp/pycache
     setup
     floor
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
-    tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json"
+    tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json" \
+        "${PYTHAE[@]}"
     # Stop 6 measured --precision fp32, --precision bf16 and --no-cuda-graph (docs/benchmarks.md); none
     # by default, to keep the lease for what was never measured.
     # ZOO_GPU_VARIANTS='--precision fp32;--precision bf16;--no-cuda-graph;--compile' runs them again.
@@ -80,12 +93,22 @@ bench() {
             --samples 1000 --limit 1000 --json-out "$OUT/$model-cuda.json"
     done
     echo "== $(date -u +%FT%TZ) resume on cuda: 2 epochs straight against 1 + resumed to 2, bit for bit?"
-    tb python3 bench/resume_check.py --device cuda --data-dir "$DATA" --deterministic
+    # One process per mode: torch reads the cuBLAS workspace setting once per process.
+    for mode in default deterministic; do
+        tb python3 bench/resume_check.py --device cuda --data-dir "$DATA" --modes $mode
+    done
     # The GPU machine's host CPU has AVX-512 BF16, like the Zen 5 of issue 10: do bf16 autocast and the
     # reference plugin's AVX2-tuned single-channel paths win or lose on such a CPU? (CPU only, 1 round.)
     echo "== $(date -u +%FT%TZ) CPU levers on this machine's CPU (bf16, plugin fast paths), 1 round"
     tb python3 bench/cpu_levers.py --data-dir "$DATA" --rounds 1 --only bf16 no-plugin-fast-paths
     echo "== $(date -u +%FT%TZ) bench done"
+}
+
+zoo_row() {
+    # The zoo's row of an epoch_time.py run, or the run's last lines when it has none (it failed).
+    local log=$1; shift
+    tb python3 bench/epoch_time.py "$@" > "$log" 2>&1
+    grep -E '^ +0 zoo' "$log" || tail -5 "$log"
 }
 
 startup() {
@@ -94,24 +117,31 @@ startup() {
     # (PYTHONPYCACHEPREFIX, filled by one untimed run), as after an ordinary pip install.
     echo "== $(date -u +%FT%TZ) start-up: zoo train vae-conv-mnist --epochs 1 on cuda"
     echo "columns: load system epoch-s first-epoch-s test-ELBO x-seed x-pythae x-idle command-s to-epoch-1-s"
-    tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae | tail -3 | head -1
-    python3 -X importtime -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" \
-        --out /tmp/startup-run --overwrite --no-progress 2> "$OUT/importtime.txt" >/dev/null
+    zoo_row /tmp/startup-cold.txt --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae
+    timeout 150 python3 -X importtime -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" \
+        --out /tmp/startup-run --overwrite --no-progress 2> "$OUT/importtime.txt" >/dev/null \
+        || echo "!! the importtime run exited $?"
     python3 - "$OUT/importtime.txt" <<'PY'
-import sys
-top = [l.split("|") for l in open(sys.argv[1]) if l.startswith("import time:") and "|" in l]
-top = [(int(c), n.rstrip()) for _, c, n in (t for t in top if len(t) == 3) if n[1:2] != " " and c.strip().isdigit()]
-print(f"imports: {sum(c for c, _ in top) / 1e6:.2f} s in all; largest: "
-      + ", ".join(f"{n.strip()} {c / 1e6:.2f}" for c, n in sorted(top, reverse=True)[:6]))
+import collections, sys
+# "import time: self [us] | cumulative | imported package", one line per module: self times per top package.
+by_package, total = collections.Counter(), 0
+for line in open(sys.argv[1]):
+    parts = line.split("|")
+    if line.startswith("import time:") and len(parts) == 3 and parts[0].split(":")[1].strip().isdigit():
+        self_us = int(parts[0].split(":")[1])
+        name = parts[2].strip()
+        by_package["torch._dynamo" if name.startswith("torch._dynamo") else name.split(".")[0]] += self_us
+        total += self_us
+print(f"imports: {total / 1e6:.2f} s in all; by package: "
+      + ", ".join(f"{name} {us / 1e6:.2f}" for name, us in by_package.most_common(8)))
 PY
     echo "-- with a bytecode cache"
     (
         export PYTHONPYCACHEPREFIX=/tmp/pycache
         unset PYTHONDONTWRITEBYTECODE
-        python3 -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" --out /tmp/startup-run \
-            --overwrite --no-progress >/dev/null 2>&1
-        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae \
-            | tail -3 | head -1
+        timeout 150 python3 -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" \
+            --out /tmp/startup-run --overwrite --no-progress >/dev/null 2>&1
+        zoo_row /tmp/startup-warm.txt --device cuda --data-dir "$DATA" --epochs 1 --skip-seed --skip-pythae
     )
 }
 
@@ -127,21 +157,23 @@ tests() {
         threads=$(( $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} > 0 ? $(nproc) / ${ZOO_GPU_TEST_WORKERS:-8} : 1 ))
     fi
     # A test that hangs fails alone (pytest-timeout) instead of taking the summary with it.
-    python3 -c "import pytest_timeout" 2>/dev/null && workers+=(--timeout 300)
+    python3 -c "import pytest_timeout" 2>/dev/null && workers+=(--timeout 120)
     # The suite starts many 'zoo' subprocesses: with a bytecode cache only the first compiles torch's
     # modules (the image has none; see startup). Only this command sees these settings: the
     # measurements after it run as the machine is.
     env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=/tmp/pycache ZOO_TEST_DATA="$DATA" OMP_NUM_THREADS="$threads" \
-        timeout "${ZOO_GPU_TEST_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfEs \
+        timeout -s INT -k 30 "${ZOO_GPU_TEST_TIMEOUT:-250}" python3 -m pytest -q -p no:cacheprovider -rfEs \
         --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}"
-    echo "== $(date -u +%FT%TZ) tests exited $?"
+    # (SIGINT at the limit: pytest still prints its summary and writes the XML; SIGTERM loses both.)
+    rc=$?
+    echo "== $(date -u +%FT%TZ) tests exited $rc"
 }
 
 name=$(IFS=-; echo "${*:-all}")  # the log's name: gpu-all.log, gpu-test-startup.log, ...
 {
     for mode in "${modes[@]}"; do
         case "$mode" in
-            bench) bench ;;
+            bench) ( bench ) ;;  # in a subshell: its bytecode cache stays with it
             test) tests ;;
             startup) setup; startup ;;
         esac

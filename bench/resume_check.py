@@ -7,7 +7,8 @@ cuDNN's choice of algorithms (some add with atomics, in an order that changes fr
 ``--deterministic`` repeats the check with the runs trained with ``deterministic=True``
 (``zoo train --deterministic``: deterministic algorithms only), and prints both modes' epoch times.
 
-    python bench/resume_check.py --device cuda --data-dir DATA [--deterministic] [--recipe vae-conv-mnist]
+    python bench/resume_check.py --device cuda --data-dir DATA [--deterministic | --modes MODE[,MODE]]
+                                 [--recipe vae-conv-mnist]
 
 Prints one line per check: ``resume on cuda:0 (default): bit-identical`` or how many tensors
 differ and by how much at most. Exit status 0 either way (it measures; the tests assert).
@@ -70,11 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--deterministic", action="store_true",
                         help="also check runs trained with deterministic=True (zoo train --deterministic)")
+    parser.add_argument("--modes", default=None, metavar="MODE[,MODE]",
+                        help="default and/or deterministic, in that order (instead of --deterministic). On CUDA run "
+                             "each mode in a process of its own: torch reads CUBLAS_WORKSPACE_CONFIG, which "
+                             "deterministic sets, once per process, at the first matrix product")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe overrides, as 'zoo train --set' (e.g. a smaller data set for a test)")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
-    modes = [False, True] if args.deterministic else [False]
+    if args.modes is not None:
+        names = [m.strip() for m in args.modes.split(",") if m.strip()]
+        if not names or set(names) - {"default", "deterministic"}:
+            parser.error(f"--modes takes default and/or deterministic (got {args.modes!r})")
+        modes = [name == "deterministic" for name in names]
+    else:
+        modes = [False, True] if args.deterministic else [False]
     for deterministic in modes:
         with tempfile.TemporaryDirectory() as tmp:
             device, differ, seconds = check(args.recipe, args.device, args.data_dir, Path(tmp), overrides,

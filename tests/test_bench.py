@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import requires_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +76,7 @@ def test_resume_check_names_what_differs():
     assert module.compare(a, b) == [(".model.w", 0.5)]
     b["model"]["extra"] = torch.zeros(1)
     assert (".model.extra", float("inf")) in module.compare(a, b)
+    for bad in ("bogus", "", "default,fast"):  # --modes names the modes it takes
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--modes", bad])
+        assert exit_info.value.code == 2

@@ -274,7 +274,8 @@ def _setting_problems(recipe: Recipe, seed: Any) -> list[str]:
 
 
 #: cuBLAS is deterministic only with a fixed workspace (torch's reproducibility notes); set when
-#: ``deterministic`` trains on CUDA and the variable is not set already.
+#: ``deterministic`` trains on CUDA and the variable is not set already. torch reads it once per
+#: process, at its first cuBLAS call: a Python session that has used CUDA before sets it itself.
 CUBLAS_WORKSPACE = ":4096:8"
 
 
