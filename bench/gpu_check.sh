@@ -26,6 +26,7 @@ OUT=${OUT:-gpu-out}
 DATA=$(cd "${ZOO_GPU_DATA:-.gpu-data}" 2>/dev/null && pwd) || { echo "no ${ZOO_GPU_DATA:-.gpu-data} folder" >&2; exit 2; }
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+PYTHAE=()  # (--skip-pythae) when pythae does not import: set by setup
 
 setup() {
     [ -n "${ZOO_GPU_SET_UP:-}" ] && return  # once per call of this script
@@ -48,7 +49,6 @@ sys.pycache_prefix, '| torch/__pycache__ holds', len(list(d.glob('*.pyc'))) if d
     python3 -c "import torch, zoo; print('torch', torch.__version__, torch.cuda.get_device_name(0), 'zoo', zoo.__version__)"
     lscpu | grep -E "Model name|^CPU\(s\)" || true
     # Without pythae the tables still get the zoo's and the seed loop's rows.
-    PYTHAE=()
     python3 -c "import pythae.models, pythae.pipelines" 2>/dev/null \
         || { PYTHAE=(--skip-pythae); echo "!! pythae does not import here: its rows are skipped"; }
 }
