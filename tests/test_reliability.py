@@ -1196,6 +1196,11 @@ def test_deterministic_is_set_for_the_run_restored_after_and_kept_on_resume(tiny
     code, out = cli(capsys, *train_args(plain, "--epochs", "3"))
     assert code == 0, out
     assert seen[3:] == [(False, False, True)] * 3
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError, match=r"deterministic must be True or False \(got 'yes'\)"):
+        Trainer("tiny-vae", out=tmp_path / "bad", device="cpu", deterministic="yes")
+    assert not (tmp_path / "bad").exists()
     assert [r["test_loss"] for r in metric_rows(run)] == [r["test_loss"] for r in metric_rows(plain)]
     last, other = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (run, plain))
     assert all(torch.equal(last[k], other[k]) for k in last)
