@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -237,21 +236,14 @@ def run_zoo(data_dir: str | None, epochs: int, seed: int, scratch: Path, device:
     # stderr is read as it comes, so the moment epoch 1's line appears (after its test evaluation)
     # gives the first epoch with everything before it: start-up, data, precision trial, capture.
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
-    first_epoch_done: list[float] = []
-
-    def read_stderr() -> None:
-        for line in proc.stderr:
-            if not first_epoch_done and line.startswith("epoch 1/"):
-                first_epoch_done.append(time.perf_counter() - start)
-            err_lines.append(line)
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    proc.stdout.read()
+    first_epoch_done: float | None = None
+    for line in proc.stderr:
+        if first_epoch_done is None and line.startswith("epoch 1/"):
+            first_epoch_done = time.perf_counter() - start
+        err_lines.append(line)
     code = proc.wait()
-    reader.join()
     total = time.perf_counter() - start
     stderr = "".join(err_lines)
     if code != 0:
@@ -264,7 +256,7 @@ def run_zoo(data_dir: str | None, epochs: int, seed: int, scratch: Path, device:
         "train_loss": [r.get("train_loss") for r in rows],
         "test_loss": rows[-1]["test_loss"],
         "command_seconds": total,
-        "to_first_epoch_seconds": first_epoch_done[0] if first_epoch_done else None,
+        "to_first_epoch_seconds": first_epoch_done,
         "resolved": config.get("resolved", {}),
         "notes": notes,
     }
