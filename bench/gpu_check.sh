@@ -27,6 +27,7 @@ DATA=$(cd "${ZOO_GPU_DATA:-.gpu-data}" 2>/dev/null && pwd) || { echo "no ${ZOO_G
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PYTHAE=()  # (--skip-pythae) when pythae does not import: set by setup
+PYCACHE=/tmp/pycache  # the one bytecode cache of the suite, the cached start-up run and bench
 
 setup() {
     [ -n "${ZOO_GPU_SET_UP:-}" ] && return  # once per call of this script
@@ -70,7 +71,7 @@ bench() {
     # 6 s each): the measurements share a bytecode cache. That changes only the start-up columns
     # ('command s', 'to epoch 1 s'); 'startup' gives the first epoch both ways.
     unset PYTHONDONTWRITEBYTECODE
-    export PYTHONPYCACHEPREFIX=/tmp/pycache
+    export PYTHONPYCACHEPREFIX="$PYCACHE"
     setup
     floor
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
@@ -137,7 +138,7 @@ print(f"imports: {total / 1e6:.2f} s in all; by package: "
 PY
     echo "-- with a bytecode cache"
     (
-        export PYTHONPYCACHEPREFIX=/tmp/pycache
+        export PYTHONPYCACHEPREFIX="$PYCACHE"
         unset PYTHONDONTWRITEBYTECODE
         timeout 150 python3 -m zoo train vae-conv-mnist --device cuda --epochs 1 --data-dir "$DATA" \
             --out /tmp/startup-run --overwrite --no-progress >/dev/null 2>&1
@@ -161,7 +162,7 @@ tests() {
     # The suite starts many 'zoo' subprocesses: with a bytecode cache only the first compiles torch's
     # modules (the image has none; see startup). Only this command sees these settings: the
     # measurements after it run as the machine is.
-    env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=/tmp/pycache ZOO_TEST_DATA="$DATA" OMP_NUM_THREADS="$threads" \
+    env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$PYCACHE" ZOO_TEST_DATA="$DATA" OMP_NUM_THREADS="$threads" \
         timeout -s INT -k 30 "${ZOO_GPU_TEST_TIMEOUT:-250}" python3 -m pytest -q -p no:cacheprovider -rfEs \
         --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}"
     # (SIGINT at the limit: pytest still prints its summary and writes the XML; SIGTERM loses both.)
