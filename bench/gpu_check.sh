@@ -6,6 +6,10 @@
 #   bench/gpu_check.sh startup # the first epoch with start-up, with and without a bytecode cache (~1 min)
 #   bench/gpu_check.sh test startup   # several modes, in the order given, one log: $OUT/gpu-test-startup.log
 #   bench/gpu_check.sh all     # test, startup, bench (~8-9 min on an H100), log in $OUT/gpu-all.log
+#   bench/gpu_check.sh resume | variants | cpu   # parts of bench alone: bit-exact resumption per
+#       --deterministic mode; the zoo with $ZOO_GPU_VARIANTS (default --compile); the host CPU's levers
+#       (ZOO_GPU_CPU_CORES=0,1 pins them to those cores, ZOO_GPU_CPU_ROUNDS rounds)
+# ZOO_GPU_TEST_ARGS adds pytest arguments to 'test' (e.g. '-m gpu' for the GPU-only tests).
 #
 # What it expects in the repository root (both git-ignored; see bench/README.md, "On a GPU"):
 #   .gpu-data/  MNIST/raw/*.gz and FashionMNIST/raw/*.gz (a copy of the data folder), and a copy of
@@ -18,8 +22,9 @@ modes=("$@")
 [ "${modes[*]}" = all ] && modes=(test startup bench)  # what was never seen on a GPU first
 for mode in "${modes[@]}"; do
     case "$mode" in
-        bench|test|startup) ;;
-        *) echo "usage: bench/gpu_check.sh all | bench|startup|test ... (got '$mode')" >&2; exit 2 ;;
+        bench|test|startup|resume|variants|cpu) ;;
+        *) echo "usage: bench/gpu_check.sh all | bench|startup|test|resume|variants|cpu ... (got '$mode')" >&2
+           exit 2 ;;
     esac
 done
 OUT=${OUT:-gpu-out}
@@ -77,15 +82,9 @@ bench() {
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
     tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json" \
         "${PYTHAE[@]}"
-    # Stop 6 measured --precision fp32, --precision bf16 and --no-cuda-graph (docs/benchmarks.md); none
-    # by default, to keep the lease for what was never measured.
-    # ZOO_GPU_VARIANTS='--precision fp32;--precision bf16;--no-cuda-graph;--compile' runs them again.
-    IFS=';' read -r -a variants <<< "${ZOO_GPU_VARIANTS:-}"
-    for args in "${variants[@]}"; do
-        echo "== zoo train $args"
-        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
-            --zoo-args="$args"
-    done
+    # Stop 6 measured --precision fp32, --precision bf16 and --no-cuda-graph (docs/benchmarks.md), stop 8
+    # --compile; none by default, to keep the lease for what was never measured. 'variants' runs them.
+    [ -n "${ZOO_GPU_VARIANTS:-}" ] && variants
     echo "== $(date -u +%FT%TZ) IW estimate on cuda: zoo against pythae's get_nll"
     tb python3 bench/iw_speed.py --device cuda --data-dir "$DATA" --images 1000 --samples 1000 --rounds 2
     for model in iwae vamp; do
@@ -93,16 +92,45 @@ bench() {
         tb python3 bench/families_vs_pythae.py --device cuda --data-dir "$DATA" --model $model --epochs 1 \
             --samples 1000 --limit 1000 --json-out "$OUT/$model-cuda.json"
     done
-    echo "== $(date -u +%FT%TZ) resume on cuda: 2 epochs straight against 1 + resumed to 2, bit for bit?"
-    # One process per mode: torch reads the cuBLAS workspace setting once per process.
-    for mode in default deterministic; do
-        tb python3 bench/resume_check.py --device cuda --data-dir "$DATA" --modes $mode
-    done
-    # The GPU machine's host CPU has AVX-512 BF16, like the Zen 5 of issue 10: do bf16 autocast and the
-    # reference plugin's AVX2-tuned single-channel paths win or lose on such a CPU? (CPU only, 1 round.)
-    echo "== $(date -u +%FT%TZ) CPU levers on this machine's CPU (bf16, plugin fast paths), 1 round"
-    tb python3 bench/cpu_levers.py --data-dir "$DATA" --rounds 1 --only bf16 no-plugin-fast-paths
+    resume_checks
+    host_cpu
     echo "== $(date -u +%FT%TZ) bench done"
+}
+
+variants() {
+    # The zoo with other settings (ZOO_GPU_VARIANTS, ';'-separated; default --compile), 3 epochs each.
+    IFS=';' read -r -a variants <<< "${ZOO_GPU_VARIANTS:---compile}"
+    for args in "${variants[@]}"; do
+        echo "== zoo train $args"
+        tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --skip-seed --skip-pythae \
+            --zoo-args="$args"
+    done
+}
+
+resume_checks() {
+    # Bit-exact resumption with each value of --deterministic (default "auto", off, on), 4 epochs straight
+    # against 1 + resumed to 4, and two straight runs against each other; s/epoch of each mode.
+    # One process per mode: torch reads the cuBLAS workspace setting once per process.
+    echo "== $(date -u +%FT%TZ) resume on cuda: 4 epochs straight against 1 + resumed to 4 (and a rerun), bit for bit?"
+    for mode in default off deterministic; do
+        tb python3 bench/resume_check.py --device cuda --data-dir "$DATA" --modes $mode --epochs 4 --rerun
+    done
+}
+
+host_cpu() {
+    # The GPU machine's host CPU has AVX-512 BF16, like the Zen 5 of issue 10: do bf16 autocast and the
+    # reference plugin's AVX2-tuned single-channel paths win or lose on such a CPU? With
+    # ZOO_GPU_CPU_CORES (e.g. 0,1) on those cores only, as on issue 10's 2-core machine.
+    local rounds=${ZOO_GPU_CPU_ROUNDS:-1} pin=()
+    [ -n "${ZOO_GPU_CPU_CORES:-}" ] && pin=(taskset -c "$ZOO_GPU_CPU_CORES")
+    echo "== $(date -u +%FT%TZ) CPU levers on this machine's CPU (bf16, plugin fast paths), $rounds round(s)," \
+        "cores ${ZOO_GPU_CPU_CORES:-all}"
+    if [ ${#pin[@]} -gt 0 ]; then
+        OMP_NUM_THREADS=$(( $(echo "$ZOO_GPU_CPU_CORES" | tr ',' '\n' | wc -l) )) \
+            tb "${pin[@]}" python3 bench/cpu_levers.py --data-dir "$DATA" --rounds "$rounds" --only bf16 no-plugin-fast-paths
+    else
+        tb python3 bench/cpu_levers.py --data-dir "$DATA" --rounds "$rounds" --only bf16 no-plugin-fast-paths
+    fi
 }
 
 zoo_row() {
@@ -164,7 +192,7 @@ tests() {
     # measurements after it run as the machine is.
     env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$PYCACHE" ZOO_TEST_DATA="$DATA" OMP_NUM_THREADS="$threads" \
         timeout -s INT -k 30 "${ZOO_GPU_TEST_TIMEOUT:-250}" python3 -m pytest -q -p no:cacheprovider -rfEs \
-        --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}"
+        --tb=short --durations=25 --junitxml="$OUT/gpu-tests.xml" "${workers[@]}" ${ZOO_GPU_TEST_ARGS:-}
     # (SIGINT at the limit: pytest still prints its summary and writes the XML; SIGTERM loses both.)
     rc=$?
     echo "== $(date -u +%FT%TZ) tests exited $rc"
@@ -177,6 +205,9 @@ name=$(IFS=-; echo "${*:-all}")  # the log's name: gpu-all.log, gpu-test-startup
             bench) ( bench ) ;;  # in a subshell: its bytecode cache stays with it
             test) tests ;;
             startup) setup; startup ;;
+            resume|variants|cpu)  # parts of bench, alone (with bench's bytecode cache)
+                ( unset PYTHONDONTWRITEBYTECODE; export PYTHONPYCACHEPREFIX="$PYCACHE"; setup
+                  case "$mode" in resume) resume_checks ;; variants) variants ;; cpu) host_cpu ;; esac ) ;;
         esac
     done
 } 2>&1 | tee "$OUT/gpu-$name.log"

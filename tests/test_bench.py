@@ -39,7 +39,7 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
     (tmp_path / ".gpu-data").mkdir()
     proc = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, OUT=str(tmp_path / "out")), timeout=60)
-    assert proc.returncode == 2 and "usage: bench/gpu_check.sh all | bench|startup|test ..." in proc.stderr
+    assert proc.returncode == 2 and "usage: bench/gpu_check.sh all | bench|startup|test|resume|variants|cpu ..." in proc.stderr
     proc = subprocess.run(["bash", str(script), "test"], capture_output=True, text=True, cwd=tmp_path,
                           env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"), timeout=60)
     assert proc.returncode == 2 and "no missing folder" in proc.stderr
@@ -51,14 +51,14 @@ def test_resume_check_finds_a_cpu_resume_bit_identical(tmp_path):
 
     env = tiny_env(write_tiny_plugin(tmp_path / "plugin"), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "resume_check.py"), "--recipe", "tiny-vae",
-                           "--device", "cpu", "--deterministic"],
+                           "--device", "cpu", "--modes", "default,off,deterministic", "--rerun"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2, proc.stdout
-    for line, mode in zip(lines, ("default", "deterministic")):
-        assert re.fullmatch(rf"resume on cpu \({mode}\): bit-identical \(straight run: \d+\.\d\d, \d+\.\d\d s/epoch\)",
-                            line), line
+    assert len(lines) == 3, proc.stdout
+    for line, mode in zip(lines, ("default", "off", "deterministic")):
+        assert re.fullmatch(rf"resume on cpu \({mode}\): bit-identical \(straight run: \d+\.\d\d, \d+\.\d\d s/epoch\)"
+                            r"; rerun: bit-identical", line), line
 
 
 def test_resume_check_names_what_differs():

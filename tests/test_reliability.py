@@ -1195,15 +1195,52 @@ def test_deterministic_is_set_for_the_run_restored_after_and_kept_on_resume(tiny
 
     code, out = cli(capsys, *train_args(plain, "--epochs", "3"))
     assert code == 0, out
-    assert seen[3:] == [(False, False, True)] * 3
+    assert seen[3:] == [(False, False, True)] * 3  # the default, "auto", changes nothing on the CPU
+    assert load_config(plain)["settings"]["deterministic"] == "auto"
     from zoo.errors import ZooError
 
-    with pytest.raises(ZooError, match=r"deterministic must be True or False \(got 'yes'\)"):
-        Trainer("tiny-vae", out=tmp_path / "bad", device="cpu", deterministic="yes")
+    for bad in ("yes", 1, None):
+        with pytest.raises(ZooError, match=rf"deterministic must be True, False or 'auto' \(got {bad!r}\)"):
+            Trainer("tiny-vae", out=tmp_path / "bad", device="cpu", deterministic=bad)
     assert not (tmp_path / "bad").exists()
     assert [r["test_loss"] for r in metric_rows(run)] == [r["test_loss"] for r in metric_rows(plain)]
     last, other = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (run, plain))
     assert all(torch.equal(last[k], other[k]) for k in last)
+
+
+def test_default_determinism_on_cuda_is_cudnn_and_cublas_only(monkeypatch):
+    """deterministic="auto" (the default) on a CUDA device: cuDNN's deterministic algorithms
+    without autotuning and a fixed cuBLAS workspace while the run trains, not torch's
+    use_deterministic_algorithms (nothing that can stop a run); all restored after, errors
+    included. On the CPU and with False it changes nothing. (Flags only: nothing runs on a GPU.)"""
+    import torch
+
+    from zoo.trainer import CUBLAS_WORKSPACE, deterministic_algorithms
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    cuda = torch.device("cuda")
+
+    def state():
+        return (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+    untouched = (False, False, True, None)
+    with deterministic_algorithms("auto", cuda):
+        assert state() == (False, True, False, CUBLAS_WORKSPACE)
+    assert state() == untouched
+    for mode, device in (("auto", torch.device("cpu")), (False, cuda)):
+        with deterministic_algorithms(mode, device):
+            assert state() == untouched
+    with pytest.raises(RuntimeError, match="has no deterministic implementation"):  # not turned into --deterministic's line
+        with deterministic_algorithms("auto", cuda):
+            raise RuntimeError("scatter_ has no deterministic implementation")
+    assert state() == untouched
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own value is kept
+    with deterministic_algorithms(True, cuda):
+        assert state() == (True, True, False, ":16:8")
+    assert state()[:3] == untouched[:3] and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 def test_deterministic_with_an_op_that_has_no_deterministic_version_is_one_line(tiny, tmp_path, capsys, monkeypatch):

@@ -765,7 +765,7 @@ def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     other.settings.cuda_graph = True
     assert other._graph_problem() is None
     other.settings.compile = True
-    assert other._graph_problem() == "--compile"
+    assert other._graph_problem() is None  # the compiled step is captured like the eager one
     other.precision = "fp16"
     assert other._graph_problem().startswith("--precision fp16")
     other.dist = zoo.trainer.Dist(0, 2, 0)
@@ -820,6 +820,44 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
     whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("graph", "split"))
     for key in whole["model"]:
         assert torch.equal(whole["model"][key], split["model"][key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resume_is_bit_exact_with_the_defaults(tiny, tmp_path):
+    """The default (deterministic="auto": cuDNN's deterministic algorithms, a fixed cuBLAS
+    workspace) makes a resumed graph run bit-identical to a straight one, weights and optimizer
+    state, and leaves the caller's cuDNN settings as they were."""
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    common = dict(device="cuda", precision="fp32", progress=False)
+    Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / "whole", **common).fit()
+    Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "split", **common).fit()
+    resumed = Trainer.resume(tmp_path / "split", epochs=2, progress=False)
+    assert resumed.settings.deterministic == "auto"
+    resumed.fit()
+    assert resumed._graph is not None
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == before
+    whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("whole", "split"))
+    for part in ("model", "optimizer"):
+        flat_a, flat_b = torch.utils._pytree.tree_leaves(whole[part]), torch.utils._pytree.tree_leaves(split[part])
+        assert len(flat_a) == len(flat_b)
+        for a, b in zip(flat_a, flat_b):
+            assert not isinstance(a, torch.Tensor) or torch.equal(a, b), part
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_step_is_replayed_from_a_cuda_graph(tiny, tmp_path):
+    """--compile on CUDA: the compiled loss (forward and backward) is captured with the fused
+    optimizer step in one graph, and trains to the eager graph run's losses."""
+    runs = {}
+    for name, compiled in (("compiled", True), ("eager", False)):
+        trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
+                          compile=compiled, progress=False)
+        runs[name] = trainer.fit()
+        assert trainer._graph is not None and (trainer._loss_fn is not trainer._loss) == compiled
+    for key in ("train_loss", "test_loss"):
+        assert runs["compiled"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
 
 
 @pytest.mark.gpu

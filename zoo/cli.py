@@ -266,8 +266,9 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="On CUDA, replay the whole training step from a CUDA graph (default: on where it can be captured).")
 @click.option("--deterministic/--no-deterministic", "deterministic", default=None,
-              help="Deterministic algorithms only (cuDNN, cuBLAS, torch), so a rerun or a resumed run on a GPU is "
-                   "bit-identical (default: off; kept on --resume).")
+              help="Deterministic algorithms only (torch, cuDNN, cuBLAS), so a rerun or a resumed run on a GPU is "
+                   "bit-identical whatever the model calls. Default: cuDNN's and cuBLAS's only, on CUDA; "
+                   "--no-deterministic: neither. Kept on --resume.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="Compile the model with torch.compile.")
 @click.option("--seed", type=int, default=None, help="Seeds model init, data order and noise (default 0).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
@@ -340,7 +341,8 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
         trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
                           precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
                           data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
-                          cuda_graph=cuda_graph is not False, threads=threads, deterministic=bool(deterministic))
+                          cuda_graph=cuda_graph is not False, threads=threads,
+                          deterministic="auto" if deterministic is None else deterministic)
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
