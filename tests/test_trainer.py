@@ -528,7 +528,7 @@ def test_compile_trains_like_eager(tiny, tmp_path):
     eager = Trainer("tiny-micro-vae", out=tmp_path / "eager", device="cpu", progress=False).fit()
     trainer = Trainer("tiny-micro-vae", out=tmp_path / "compiled", device="cpu", compile=True, progress=False)
     compiled = trainer.fit()
-    assert trainer._loss_fn is not trainer._loss  # the compiled path really ran
+    assert trainer._loss_fn != trainer._loss  # the compiled path really ran (bound methods compare equal)
     assert json.loads((tmp_path / "compiled" / "config.json").read_text())["settings"]["compile"] is True
     for key in ("train_loss", "test_loss"):
         assert compiled[0][key] == pytest.approx(eager[0][key], rel=1e-3)
@@ -855,7 +855,7 @@ def test_compiled_step_is_replayed_from_a_cuda_graph(tiny, tmp_path):
         trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
                           compile=compiled, progress=False)
         runs[name] = trainer.fit()
-        assert trainer._graph is not None and (trainer._loss_fn is not trainer._loss) == compiled
+        assert trainer._graph is not None and (trainer._loss_fn != trainer._loss) == compiled
     for key in ("train_loss", "test_loss"):
         assert runs["compiled"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
 
