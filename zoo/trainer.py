@@ -868,23 +868,29 @@ class Trainer:
         On CUDA the passes run with synchronizing operations made errors
         (``torch.cuda.set_sync_debug_mode``): a step that reads a value on the host (``float(loss)``,
         ``.item()``, a boolean mask) would fail inside the capture, so it is refused here, before a
-        capture begins, and the run goes on eagerly with nothing half-captured.
+        capture begins, and the run goes on eagerly with nothing half-captured. With ``--compile`` the
+        first pass is let through: it may be the one that compiles (on a resume), and compiling is
+        not the step; the second pass runs the compiled step under the check.
         """
         cuda = self.device.type == "cuda"
         stream = torch.cuda.Stream(self.device) if cuda else None
         if cuda:
             stream.wait_stream(torch.cuda.current_stream(self.device))
-        with self._leaving_no_trace(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext(), \
-                _host_syncs_refused(cuda):
-            for _ in range(2):
-                loss, logs = self._loss_fn(x)
-                loss.backward()
+        with self._leaving_no_trace(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            for i in range(2):
+                with _host_syncs_refused(self._syncs_refused_in_pass(i)):
+                    loss, logs = self._loss_fn(x)
+                    loss.backward()
                 self.optimizer.zero_grad(set_to_none=True)
                 for key, value in logs.items():  # the sums the graph adds into must exist before capture
                     if key not in self._sums:
                         self._sums[key] = torch.zeros_like(value.detach().float())
         if cuda:
             torch.cuda.current_stream(self.device).wait_stream(stream)
+
+    def _syncs_refused_in_pass(self, i: int) -> bool:
+        """Whether warm-up pass ``i`` (0 or 1) runs with host syncs made errors (see _warm_up)."""
+        return self.device.type == "cuda" and (i == 1 or not self.settings.compile)
 
     @contextlib.contextmanager
     def _leaving_no_trace(self):
