@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, first_line
 
 FORMAT = "zoo-checkpoint-v1"
 
@@ -84,7 +84,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
             raise
         raise ZooError(
             f"could not write checkpoint {path}: the write failed (disk full or file too large: "
-            f"{_first_line(exc)}); free some space or choose another --out (the previous checkpoint is intact)"
+            f"{first_line(exc)}); free some space or choose another --out (the previous checkpoint is intact)"
         ) from None
 
 
@@ -101,11 +101,6 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     if not p.is_file():  # a fifo would block the read forever, a device (/dev/zero) would never end
         raise ZooError(f"checkpoint {p} is not a regular file; give a run directory (runs/...) or a .pt file")
     return p
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -138,7 +133,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise ZooError(f"not enough memory to load {p}; close other programs or load it on a larger machine") from None
     except Exception as exc:  # noqa: BLE001 - any damaged or foreign file: IndexError, struct.error, KeyError...
         raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: "
-                       f"{type(exc).__name__}: {_first_line(exc)})") from None
+                       f"{type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ZooError(f"{p} is not a zoo checkpoint (no '{FORMAT}' marker)")
     problems = _shape_problems(payload)
@@ -200,7 +195,7 @@ def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None
         raise
     except Exception as exc:  # noqa: BLE001 - a spec from a damaged or foreign file, e.g. a negative size
         where = f"{source} describes" if source else "the checkpoint describes"
-        raise ZooError(f"{where} a model zoo cannot build ({type(exc).__name__}: {_first_line(exc)}); "
+        raise ZooError(f"{where} a model zoo cannot build ({type(exc).__name__}: {first_line(exc)}); "
                        "give a checkpoint written by zoo") from None
     load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model

@@ -34,6 +34,13 @@ class IncompatibleComponentsError(ZooError):
     """Components that cannot be composed into one model."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first non-blank line (its type's name when it has none), at most 200 characters:
+    the part of a foreign error that fits in a one-line message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 def is_count(value: object) -> bool:
     """Whether ``value`` is a whole number >= 1 (an ``int``, not a ``bool``): sizes, samples, counts."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.errors import IncompatibleComponentsError, PluginError, ZooError, is_count
+from zoo.errors import IncompatibleComponentsError, PluginError, ZooError, first_line, is_count
 from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior, constructor_options
 from zoo.objectives import ELBOTerms, kl_term
 from zoo.recipe import COMPONENT_KINDS, Recipe
@@ -253,7 +253,7 @@ def _call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any]
         raise ZooError(f"{what} rejected its options {options}: {exc}") from None
     except RuntimeError as exc:
         if options:
-            raise ZooError(f"{what} could not be built with options {options}: {str(exc).splitlines()[0][:200]}") from None
+            raise ZooError(f"{what} could not be built with options {options}: {first_line(exc)}") from None
         raise
 
 

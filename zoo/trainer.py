@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 import zoo
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
-from zoo.errors import ZooError, is_count
+from zoo.errors import ZooError, first_line, is_count
 from zoo.model import VAE, build_objective, check_rebuildable, from_recipe, require_plugins
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
@@ -580,8 +580,8 @@ class Trainer:
         self._loss_fn = self._loss
         self._optimizer_step = self.optimizer.step
         if self.settings.compile:
-            # Compile the forward pass with the loss (so its backward is compiled too) and the
-            # optimizer step; compiling the model's forward alone was slower than eager on CPU.
+            # Compile the forward pass with the loss (so its backward is compiled too) and, without a
+            # CUDA graph, the optimizer step; compiling the model's forward alone was slower than eager on CPU.
             self._loss_fn = torch.compile(self._loss)
             if self.scaler is None and not self._graph_on:  # under a CUDA graph the fused step is one launch
                 self._optimizer_step = torch.compile(self.optimizer.step)
@@ -855,8 +855,8 @@ class Trainer:
         except RuntimeError as later:
             if "capture" not in str(later).lower():
                 raise
-            raise ZooError(f"the training step could not be captured in a CUDA graph ({_first_line(exc)}), and "
-                           f"CUDA cannot go on in this process after that ({_first_line(later)}); run it with "
+            raise ZooError(f"the training step could not be captured in a CUDA graph ({first_line(exc)}), and "
+                           f"CUDA cannot go on in this process after that ({first_line(later)}); run it with "
                            "--no-cuda-graph (zoo train --resume RUN --no-cuda-graph continues from the last "
                            "checkpoint)") from None
 
@@ -911,7 +911,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        print(f"note: the training step could not be captured in a CUDA graph ({_first_line(exc)}); training on "
+        print(f"note: the training step could not be captured in a CUDA graph ({first_line(exc)}); training on "
               "without one (--no-cuda-graph skips the attempt)", file=sys.stderr)
 
     def _loss(self, x: Tensor, module: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -1182,11 +1182,6 @@ class Trainer:
                 rundir.release()
             raise
         return trainer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
