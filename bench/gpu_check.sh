@@ -71,13 +71,18 @@ floor() {
 # Each measurement is time-boxed, so that one hang cannot take the whole lease.
 tb() { timeout "${ZOO_GPU_STEP_TIMEOUT:-150}" "$@" || echo "!! exited $?: $*"; }
 
+cached_setup() {
+    # The measurements' environment (run it in a subshell): a bytecode cache shared by their processes.
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPYCACHEPREFIX="$PYCACHE"
+    setup
+}
+
 bench() {
     # Every process here would compile torch's modules again on an image without bytecode (about
     # 6 s each): the measurements share a bytecode cache. That changes only the start-up columns
     # ('command s', 'to epoch 1 s'); 'startup' gives the first epoch both ways.
-    unset PYTHONDONTWRITEBYTECODE
-    export PYTHONPYCACHEPREFIX="$PYCACHE"
-    setup
+    cached_setup
     floor
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
     tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json" \
@@ -122,15 +127,12 @@ host_cpu() {
     # reference plugin's AVX2-tuned single-channel paths win or lose on such a CPU? With
     # ZOO_GPU_CPU_CORES (e.g. 0,1) on those cores only, as on issue 10's 2-core machine.
     local rounds=${ZOO_GPU_CPU_ROUNDS:-1} pin=()
-    [ -n "${ZOO_GPU_CPU_CORES:-}" ] && pin=(taskset -c "$ZOO_GPU_CPU_CORES")
+    # Pinned: as many OpenMP threads as cores named.
+    [ -n "${ZOO_GPU_CPU_CORES:-}" ] && pin=(env OMP_NUM_THREADS="$(echo "$ZOO_GPU_CPU_CORES" | tr ',' '\n' | wc -l)"
+                                            taskset -c "$ZOO_GPU_CPU_CORES")
     echo "== $(date -u +%FT%TZ) CPU levers on this machine's CPU (bf16, plugin fast paths), $rounds round(s)," \
         "cores ${ZOO_GPU_CPU_CORES:-all}"
-    if [ ${#pin[@]} -gt 0 ]; then
-        OMP_NUM_THREADS=$(( $(echo "$ZOO_GPU_CPU_CORES" | tr ',' '\n' | wc -l) )) \
-            tb "${pin[@]}" python3 bench/cpu_levers.py --data-dir "$DATA" --rounds "$rounds" --only bf16 no-plugin-fast-paths
-    else
-        tb python3 bench/cpu_levers.py --data-dir "$DATA" --rounds "$rounds" --only bf16 no-plugin-fast-paths
-    fi
+    tb "${pin[@]}" python3 bench/cpu_levers.py --data-dir "$DATA" --rounds "$rounds" --only bf16 no-plugin-fast-paths
 }
 
 zoo_row() {
@@ -206,7 +208,7 @@ name=$(IFS=-; echo "${*:-all}")  # the log's name: gpu-all.log, gpu-test-startup
             test) tests ;;
             startup) setup; startup ;;
             resume|variants|cpu)  # parts of bench, alone (with bench's bytecode cache)
-                ( unset PYTHONDONTWRITEBYTECODE; export PYTHONPYCACHEPREFIX="$PYCACHE"; setup
+                ( cached_setup
                   case "$mode" in resume) resume_checks ;; variants) variants ;; cpu) host_cpu ;; esac ) ;;
         esac
     done
