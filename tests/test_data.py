@@ -13,7 +13,8 @@ import torch
 from zoo import plugins
 from zoo.data import BUILTIN_DATASETS, cache_dir, resolve_data_dir
 from zoo.errors import ZooError
-from zoo.trainer import DeviceData, Dist
+from zoo.batches import DeviceData
+from zoo.distributed import Dist
 
 DATASETS = {info.id: info for info in BUILTIN_DATASETS}
 MNIST, FASHION, BINARIZED = DATASETS["mnist"], DATASETS["fashion-mnist"], DATASETS["binarized-mnist"]

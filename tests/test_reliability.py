@@ -338,7 +338,7 @@ def test_resume_with_a_different_number_of_processes_is_refused(tiny, tmp_path, 
     assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")  # a non-main rank: it neither claims nor writes the run directory
-    monkeypatch.setattr("zoo.trainer.Dist.init", lambda self, device: None)
+    monkeypatch.setattr("zoo.distributed.Dist.init", lambda self, device: None)
     monkeypatch.setattr("torch.nn.parallel.DistributedDataParallel", lambda model, **kwargs: model)
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert_user_error(code, out, "1 process", "same number")
@@ -1215,7 +1215,7 @@ def test_default_determinism_on_cuda_is_cudnn_and_cublas_only(monkeypatch):
     included. On the CPU and with False it changes nothing. (Flags only: nothing runs on a GPU.)"""
     import torch
 
-    from zoo.trainer import CUBLAS_WORKSPACE, deterministic_algorithms
+    from zoo.devices import CUBLAS_WORKSPACE, deterministic_algorithms
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)

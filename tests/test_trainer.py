@@ -28,7 +28,10 @@ from zoo import plugins
 from zoo.checkpoint import load_checkpoint
 from zoo.cli import main
 from zoo.errors import ZooError, is_count
-from zoo.trainer import DeviceData, Dist, Trainer, resolve_device, resolve_precision, seed_everything
+from zoo.batches import DeviceData
+from zoo.devices import resolve_device, resolve_precision, seed_everything
+from zoo.distributed import Dist
+from zoo.trainer import Trainer
 
 PLUGIN_MODULE = "zoo_trainer_tiny"
 PLUGIN_NAME = "tinytrain"
@@ -771,9 +774,9 @@ def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     assert [other._syncs_refused_in_pass(i) for i in (0, 1)] == [False, True]
     other.precision = "fp16"
     assert other._graph_problem().startswith("--precision fp16")
-    other.dist = zoo.trainer.Dist(0, 2, 0)
+    other.dist = Dist(0, 2, 0)
     assert other._graph_problem().startswith("torchrun")
-    other.dist, other.precision, other.settings.compile = zoo.trainer.Dist(), "fp32", False
+    other.dist, other.precision, other.settings.compile = Dist(), "fp32", False
     other.model.encoder.cuda_graph_safe = False  # a component with per-step state in Python
     assert other._graph_problem() == "ConvEncoder set cuda_graph_safe = False (per-step state kept in Python)"
 

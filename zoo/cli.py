@@ -397,7 +397,7 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
 
     from zoo.checkpoint import load
     from zoo.images import save_grid
-    from zoo.trainer import resolve_device
+    from zoo.devices import resolve_device
 
     model = load(run, device=resolve_device(device))
     torch.manual_seed(seed)

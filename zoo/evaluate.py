@@ -499,7 +499,8 @@ def _test_images(dataset, data_dir, limit: int | None, device: torch.device) -> 
     Binarized data sets use one fixed draw: the trainer's (seed 12345, drawn in order over the
     split), so the negative ELBO here matches the one the trainer logged.
     """
-    from zoo.trainer import DeviceData, Dist
+    from zoo.batches import DeviceData
+    from zoo.distributed import Dist
 
     images, _ = dataset.load("test", data_dir)
     if limit is not None:
@@ -555,7 +556,7 @@ def evaluate(
     writes PNGs (and ``metrics.json``) into ``out`` (default :func:`default_out_dir`).
     """
     from zoo.plugins import get_registry
-    from zoo.trainer import resolve_device
+    from zoo.devices import resolve_device
 
     if iw_samples < 1:
         raise ZooError(f"--iw-samples must be at least 1 (got {iw_samples})")

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
@@ -34,19 +33,25 @@ import torch
 from torch import Tensor, nn
 
 import zoo
+from zoo.batches import DeviceData
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
+from zoo.devices import (
+    MAX_SEED,
+    check_deterministic,
+    deterministic_algorithms,
+    resolve_device,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from zoo.distributed import Dist
 from zoo.errors import ZooError, first_line, is_count
 from zoo.model import VAE, build_objective, check_rebuildable, from_recipe, require_plugins
 from zoo.objectives import TrainingStep
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
 from zoo.rundir import RunDir, kept_checkpoint_name, unique_run_dir
 from zoo.tracking import TensorBoardLog
-
-#: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
-MAX_SEED = 2**32 - 1
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 # -- settings --------------------------------------------------------------------------------
 
@@ -70,183 +75,6 @@ class RunSettings:
     # and resumes of models whose only run-to-run variation is there); True: deterministic algorithms
     # only (torch.use_deterministic_algorithms too); False: the libraries' defaults.
     deterministic: bool | str = "auto"
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a usable device, or a clear error."""
-    text = str(spec).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ZooError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ZooError(f"--device {spec} asked for CUDA, but no CUDA device is available here; use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ZooError(f"--device {spec}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % count)
-    elif device.type == "mps":
-        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise ZooError(f"--device {spec} asked for Apple MPS, which is not available here; use --device cpu")
-    elif device.type != "cpu":
-        raise ZooError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision to train in. ``auto`` is fp32 off CUDA; on a CUDA device that supports bf16 it
-    stays ``auto`` here and the trainer times both on the model before training (bf16 is not
-    faster for every model: for the small reference VAE it is slower)."""
-    if precision not in PRECISIONS:
-        raise ZooError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "auto" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ZooError("--precision fp16 needs a CUDA device; use fp32 (or bf16) on this device")
-    return precision
-
-
-# -- distributed -----------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> Dist:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-    def init(self, device: torch.device) -> None:
-        import torch.distributed as dist
-
-        if self.enabled and not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend)
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def broadcast_object(self, obj: Any) -> Any:
-        if not self.enabled:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather_objects(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-
-# -- RNG state -------------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    with contextlib.suppress(ImportError):
-        import numpy
-
-        numpy.random.seed(seed % 2**32)
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    state["python_version"] = random.getstate()[0]
-    state["python_gauss"] = random.getstate()[2]
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# -- data on the device ----------------------------------------------------------------------
-
-
-class DeviceData:
-    """A split held on the device as uint8 and served in batches by indexing.
-
-    Each epoch's order is a permutation drawn from ``(seed, epoch)`` alone, so it is the same
-    after a resume; under ``torchrun`` each process takes every ``world_size``-th index of it.
-    Binarized data sets redraw every pixel as Bernoulli(grey level) at each use.
-    """
-
-    def __init__(self, images: Tensor, device: torch.device, binarized: bool, dist: Dist) -> None:
-        self.images = images.to(device, non_blocking=True)
-        self.device = device
-        self.binarized = binarized
-        self.dist = dist
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def _generator(self, seed: int) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(seed)
-        return g
-
-    def _to_float(self, batch: Tensor, generator: torch.Generator | None) -> Tensor:
-        x = batch.float().div_(255.0)
-        if self.binarized:
-            x = torch.bernoulli(x, generator=generator)
-        return x
-
-    def train_batches(self, batch_size: int, seed: int, epoch: int):
-        """Yield this process's batches of a shuffled epoch; ``batch_size`` is the global batch."""
-        order_gen = torch.Generator(device="cpu")
-        order_gen.manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.images), generator=order_gen).to(self.device)
-        per_rank = batch_size // self.dist.world_size
-        steps = len(self.images) // batch_size  # drop the ragged last batch, as the seed's loop keeps all
-        if steps == 0:
-            raise ZooError(f"batch size {batch_size} is larger than the training set ({len(self.images)} images)")
-        pixel_gen = self._generator(seed * 7919 + epoch * 104_729 + self.dist.rank) if self.binarized else None
-        for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size][self.dist.rank :: self.dist.world_size]
-            yield self._to_float(self.images[idx[:per_rank]], pixel_gen)
-
-    def eval_batches(self, batch_size: int):
-        """This process's share of the split, in order. Binarized splits use one fixed draw."""
-        gen = self._generator(12345) if self.binarized else None
-        n = len(self.images)
-        shard = range(self.dist.rank * n // self.dist.world_size, (self.dist.rank + 1) * n // self.dist.world_size)
-        for start in range(shard.start, shard.stop, batch_size):
-            yield self._to_float(self.images[start : min(start + batch_size, shard.stop)], gen)
-
-
-# -- the trainer -----------------------------------------------------------------------------
 
 
 def _versions() -> dict[str, Any]:
@@ -275,57 +103,6 @@ def _setting_problems(recipe: Recipe, seed: Any) -> list[str]:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {seed})")
     return found
-
-
-#: cuBLAS is deterministic only with a fixed workspace (torch's reproducibility notes); set when
-#: a run trains on CUDA with ``deterministic`` True or "auto" and the variable is not set already.
-#: torch reads it once per process, at its first cuBLAS call: a Python session that has used CUDA
-#: before sets it itself.
-CUBLAS_WORKSPACE = ":4096:8"
-
-
-def check_deterministic(value: Any) -> None:
-    if not (isinstance(value, bool) or value == "auto"):
-        raise ZooError(f"deterministic must be True, False or 'auto' (got {value!r})")
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(mode: bool | str, device: torch.device):
-    """Reproducible kernels while a run trains; the caller's settings are restored after.
-
-    - ``True``: deterministic algorithms only (``torch.use_deterministic_algorithms``, cuDNN's
-      deterministic algorithms without autotuning, a fixed cuBLAS workspace on CUDA); an op that
-      has none raises a :class:`ZooError` naming it.
-    - ``"auto"`` (the default): on CUDA, cuDNN's deterministic algorithms without autotuning and
-      the fixed cuBLAS workspace, nothing that can raise; on other devices nothing changes. On the
-      H100 this made a resumed ``vae-conv-mnist`` bit-identical to a straight run (docs/benchmarks.md).
-    - ``False``: nothing changes.
-    """
-    full = mode is True
-    if not (full or (mode == "auto" and device.type == "cuda")):
-        yield
-        return
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    set_workspace = device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
-    if set_workspace:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-    if full:
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())
-        if not full or "deterministic" not in text.lower():
-            raise
-        raise ZooError(f"--deterministic: {text.split(', but you set')[0][:200]} on {device.type}; "
-                       "train this model without --deterministic") from None
-    finally:
-        if set_workspace:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
 class Trainer:
