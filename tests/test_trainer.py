@@ -29,6 +29,7 @@ from zoo.checkpoint import load_checkpoint
 from zoo.cli import main
 from zoo.errors import ZooError, is_count
 from zoo.batches import DeviceData
+from zoo.cuda_graphs import GraphedStep
 from zoo.devices import resolve_device, resolve_precision, seed_everything
 from zoo.distributed import Dist
 from zoo.trainer import Trainer
@@ -567,10 +568,10 @@ def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
     (["--set", "grad_clip=-1"], "grad_clip must be >= 0"),
     (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw or sgd"),
     (["--set", "novalue"], "--set expects key=value"),
-    (["--epochs", "-1"], "--epochs must be at least 1 (got -1)"),
-    (["--epochs", "0"], "--epochs must be at least 1 (got 0)"),
-    (["--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--epochs", "-1"], "epochs must be at least 1 (got -1)"),
+    (["--epochs", "0"], "epochs must be at least 1 (got 0)"),
+    (["--batch-size", "0"], "batch_size must be at least 1 (got 0)"),
+    (["--lr", "0"], "lr must be positive"),
 ])
 def test_bad_overrides_are_one_line_errors(args, expected, tiny, tmp_path, capsys):
     message = cli_error(capsys, "train", "tiny-vae", "--device", "cpu", "--out", tmp_path / "run", *args)
@@ -744,7 +745,7 @@ def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_
 
 
 def test_bad_thread_counts(tiny, tmp_path, capsys):
-    assert "--threads must be at least 1 (got 0)" in cli_error(capsys, "train", "tiny-vae", "--threads", "0",
+    assert "--threads must be a whole number of CPU threads, at least 1 (got 0)" in cli_error(capsys, "train", "tiny-vae", "--threads", "0",
                                                                 "--out", tmp_path / "r")
     with pytest.raises(ZooError, match="--threads must be a whole number"):
         Trainer("tiny-vae", out=tmp_path / "r2", device="cpu", threads=-2)
@@ -757,7 +758,7 @@ def test_bad_thread_counts(tiny, tmp_path, capsys):
 def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False)
     trainer.fit()
-    assert trainer._graph_problem() == "not a CUDA device" and trainer._graph is None
+    assert trainer._graph_problem() == "not a CUDA device" and trainer.graphed is None
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["resolved"]["cuda_graph"] is False and config["settings"]["cuda_graph"] is True
     other = Trainer("tiny-vae", out=tmp_path / "other", device="cpu", cuda_graph=False)
@@ -767,11 +768,12 @@ def test_cuda_graphs_are_off_where_they_cannot_apply(tiny, tmp_path):
     assert other._graph_problem() == "--no-cuda-graph"
     other.settings.cuda_graph = True
     assert other._graph_problem() is None
-    assert [other._syncs_refused_in_pass(i) for i in (0, 1)] == [True, True]
-    other.settings.compile = True
+    graphed = GraphedStep(other._step, other._loss, None, other.step_module, {}, other.device, compiled=False)
+    assert [graphed.syncs_refused_in_pass(i) for i in (0, 1)] == [True, True]
+    other.settings.compile = graphed.compiled = True
     assert other._graph_problem() is None  # the compiled step is captured like the eager one
     # The first warm-up pass may be the one that compiles (on a resume): only the second is checked.
-    assert [other._syncs_refused_in_pass(i) for i in (0, 1)] == [False, True]
+    assert [graphed.syncs_refused_in_pass(i) for i in (0, 1)] == [False, True]
     other.precision = "fp16"
     assert other._graph_problem().startswith("--precision fp16")
     other.dist = Dist(0, 2, 0)
@@ -811,7 +813,7 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
         trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
                           cuda_graph=graph, progress=False, deterministic=True)
         runs[name] = trainer.fit()
-        assert (trainer._graph is not None) == graph
+        assert (trainer.graphed is not None and trainer.graphed.graph is not None) == graph
         assert json.loads((tmp_path / name / "config.json").read_text())["resolved"]["cuda_graph"] is graph
     for key in ("train_loss", "test_loss"):
         assert runs["graph"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
@@ -822,7 +824,7 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
     resumed = Trainer.resume(tmp_path / "split", epochs=2, progress=False)
     assert resumed.settings.deterministic  # kept from the run
     resumed.fit()
-    assert resumed._graph is not None and not torch.are_deterministic_algorithms_enabled()
+    assert resumed.graphed.graph is not None and not torch.are_deterministic_algorithms_enabled()
     whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("graph", "split"))
     for key in whole["model"]:
         assert torch.equal(whole["model"][key], split["model"][key]), key
@@ -841,7 +843,7 @@ def test_cuda_resume_is_bit_exact_with_the_defaults(tiny, tmp_path):
     resumed = Trainer.resume(tmp_path / "split", epochs=2, progress=False)
     assert resumed.settings.deterministic == "auto"
     resumed.fit()
-    assert resumed._graph is not None
+    assert resumed.graphed.graph is not None
     assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == before
     whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("whole", "split"))
     for part in ("model", "optimizer"):
@@ -861,7 +863,7 @@ def test_compiled_step_is_replayed_from_a_cuda_graph(tiny, tmp_path):
         trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
                           compile=compiled, progress=False)
         runs[name] = trainer.fit()
-        assert trainer._graph is not None and (trainer._loss_fn != trainer._loss) == compiled
+        assert trainer.graphed.graph is not None and (trainer._loss_fn != trainer._loss) == compiled
     for key in ("train_loss", "test_loss"):
         assert runs["compiled"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
 
@@ -881,7 +883,7 @@ def test_a_step_that_cannot_be_captured_trains_eagerly(tiny, tmp_path, monkeypat
                       progress=False)
     history = trainer.fit()
     assert "could not be captured in a CUDA graph" in capsys.readouterr().err
-    assert trainer._graph is None and all(math.isfinite(r["train_loss"]) for r in history)
+    assert (trainer.graphed is None or trainer.graphed.graph is None) and all(math.isfinite(r["train_loss"]) for r in history)
 
 
 @pytest.mark.gpu
@@ -914,12 +916,12 @@ class _EagerGraph:
 def _graph_path_on_cpu(trainer, monkeypatch, captures, fail=False):
     def capture(step, device):
         assert device == trainer.device
-        captures.append(trainer._static_x.clone())
+        captures.append(trainer.graphed.static_x.clone())
         if fail:
             raise RuntimeError("operation not permitted when stream is capturing")
         return _EagerGraph(step, trainer)
 
-    monkeypatch.setattr(zoo.trainer, "capture_graph", capture)
+    monkeypatch.setattr(zoo.cuda_graphs, "capture_graph", capture)
     monkeypatch.setattr(trainer, "_graph_problem", lambda: None)
 
 
@@ -939,7 +941,7 @@ def test_the_graph_path_trains_exactly_like_the_eager_path(tiny, tmp_path, monke
     assert len(captures) == (1 if fail else 2)
     if fail:
         assert "could not be captured in a CUDA graph (operation not permitted" in capsys.readouterr().err
-        assert not graphed._graph_on and graphed._graph is None
+        assert not graphed._graph_on and graphed.graphed.graph is None
     strip = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in rows]
     assert strip == [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")}
                      for r in plain_rows]
@@ -952,7 +954,7 @@ def test_a_step_refused_in_the_warm_up_is_never_captured_and_leaves_no_trace(tin
     """On CUDA the warm-up passes run with host syncs made errors, so a step that reads a value on
     the host is refused before any capture begins. Refused after its passes ran (the objective's
     step count moved, random numbers were drawn), the run still ends bit-identical to a plain one."""
-    import zoo.trainer
+    import zoo.cuda_graphs
 
     plain = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "plain", device="cpu", progress=False)
     plain_rows = plain.fit()
@@ -966,7 +968,7 @@ def test_a_step_refused_in_the_warm_up_is_never_captured_and_leaves_no_trace(tin
         yield
         raise RuntimeError("called a synchronizing CUDA operation")
 
-    monkeypatch.setattr(zoo.trainer, "_host_syncs_refused", refusing)
+    monkeypatch.setattr(zoo.cuda_graphs, "host_syncs_refused", refusing)
     rows = graphed.fit()
     assert guarded == [False] and captures == []  # (False: the stand-in device is the CPU)
     assert "could not be captured in a CUDA graph (called a synchronizing CUDA operation)" in capsys.readouterr().err

@@ -8,7 +8,6 @@ importing torch. Every :class:`zoo.ZooError` becomes a one-line ``Error: ...`` w
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 
@@ -280,26 +279,21 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--keep-every", type=int, default=None, metavar="N",
               help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
                    "only last.pt and best.pt).")
+@click.option("--max-steps", type=int, default=None, metavar="N",
+              help="A quick look: train N steps, evaluate on a few test batches and write the run directory.")
 def train_command(model, epochs, batch_size, lr, sets, device, precision, threads, cuda_graph, deterministic,
-                  compile_, seed, data_dir, out, overwrite, resume, progress, keep_every) -> None:
+                  compile_, seed, data_dir, out, overwrite, resume, progress, keep_every, max_steps) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
     Examples:
       zoo train vae-conv-mnist --epochs 10
+      zoo train vae-conv-mnist --max-steps 20 --out runs/look
       zoo info vae-conv-mnist --toml > my-model.toml; zoo train my-model.toml
       zoo train vae-conv-mnist --set latent_size=32 --set beta=2.0 --out runs/beta2
       zoo train --resume runs/beta2 --epochs 20
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
     """
-    for name, value, least in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--keep-every", keep_every, 0),
-                               ("--threads", threads, 1)):
-        if value is not None and value < least:
-            raise ZooError(f"{name} must be at least {least} (got {value})")
-    if lr is not None and not (lr > 0 and math.isfinite(lr)):
-        raise ZooError(f"--lr must be positive and finite (got {lr})")
-    if seed is not None and not 0 <= seed <= 2**32 - 1:
-        raise ZooError(f"--seed must be a whole number from 0 to {2**32 - 1} (got {seed})")
     if resume:
         # The resume-option rule (docs/training.md#resuming): these may change, the rest is the run's.
         if model:
@@ -307,42 +301,41 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
         fixed = [name for name, given in (("--set", bool(sets)), ("--batch-size", batch_size is not None),
                                           ("--lr", lr is not None), ("--seed", seed is not None),
                                           ("--compile/--no-compile", compile_ is not None),
-                                          ("--overwrite", overwrite)) if given]
+                                          ("--overwrite", overwrite), ("--max-steps", max_steps is not None))
+                 if given]
         if out is not None and not _same_path(out, resume):
             fixed.append("--out")
         if fixed:
             raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
                            "given; only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, "
                            "--data-dir and --keep-every may change")
-    if model and not resume:
-        # Fail fast on a misspelt id or bad --set, before the seconds it takes to import torch.
-        from zoo.plugins import get_registry
+        if epochs is not None and epochs < 1:
+            raise ZooError(f"--epochs must be at least 1 (got {epochs})")
+        from zoo.trainer import Trainer
 
-        if _is_recipe_file(model):
-            from zoo.recipe import recipe_from_file
-
-            model = recipe_from_file(model)
-            model.with_overrides(_parse_sets(sets))
-        else:
-            get_registry().recipe(model).with_overrides(_parse_sets(sets))
-    from zoo.trainer import Trainer
-
-    if resume:
         trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
                                  precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every,
                                  cuda_graph=cuda_graph, threads=threads, deterministic=deterministic)
     else:
-        if not model:
-            raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
+        # Resolved and checked once, before the seconds it takes to import torch.
+        from zoo.plan import plan_run
+
+        if model and _is_recipe_file(model):
+            from zoo.recipe import recipe_from_file
+
+            model = recipe_from_file(model)
         overrides = _parse_sets(sets)
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
             if value is not None:
                 overrides[key] = value
-        trainer = Trainer(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
-                          precision=precision or "auto", compile=bool(compile_), seed=seed or 0,
-                          data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
-                          cuda_graph=cuda_graph is not False, threads=threads,
-                          deterministic="auto" if deterministic is None else deterministic)
+        plan = plan_run(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
+                        precision=precision or "auto", compile=bool(compile_), seed=0 if seed is None else seed,
+                        data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
+                        cuda_graph=cuda_graph is not False, threads=threads,
+                        deterministic="auto" if deterministic is None else deterministic, max_steps=max_steps)
+        from zoo.trainer import Trainer
+
+        trainer = Trainer(plan)
     if trainer.dist.is_main:
         click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
                    f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",

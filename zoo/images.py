@@ -24,3 +24,12 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
         raise ZooError(f"could not write image {path}: {exc.strerror or exc}; free some space or choose another "
                        "path (any previous version of the file is intact)") from None
     return path
+
+
+def reconstruction_rows(x: Tensor, recon: Tensor, cols: int = 8) -> Tensor:
+    """Images ``x`` and their reconstructions interleaved by rows of ``cols``: a row of inputs, the
+    row of their reconstructions below, and so on (``len(x)`` must be a multiple of ``cols``)."""
+    import torch
+
+    shape = (len(x) // cols, cols, *x.shape[1:])
+    return torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1).reshape(-1, *x.shape[1:])

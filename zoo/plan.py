@@ -1,0 +1,194 @@
+"""What a run trains and how, resolved once: the recipe with its overrides, the run's settings and
+the data set, each value checked where it is defined, before anything is built or written.
+
+The command line and the Python API both call :func:`plan_run`; :class:`zoo.Trainer` takes the
+:class:`RunPlan` it returns (or builds one from the same arguments). Importing this module does
+not import torch, so a misspelt id or a bad ``--set`` is reported at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError, is_count
+from zoo.recipe import COMPONENT_KINDS, Recipe, Training
+
+#: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class RunSettings:
+    """How to run (as opposed to what to train, which is the recipe)."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    eval_batch_size: int = 1000
+    sample_count: int = 64
+    progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+    keep_every: int = 0  # also keep checkpoints/epoch-NNNN.pt every this many epochs (0: only last and best)
+    cuda_graph: bool = True  # on CUDA, replay the whole training step from a CUDA graph when it can be captured
+    threads: int | None = None  # CPU threads; None: chosen when the run starts (zoo.threads.choose_threads)
+    # "auto": on CUDA, cuDNN's deterministic algorithms and a fixed cuBLAS workspace (bit-exact reruns
+    # and resumes of models whose only run-to-run variation is there); True: deterministic algorithms
+    # only (torch.use_deterministic_algorithms too); False: the libraries' defaults.
+    deterministic: bool | str = "auto"
+    # A quick look: train this many steps, evaluate on a few test batches, write the run (None: off).
+    max_steps: int | None = None
+
+    def problems(self) -> list[str]:
+        """Every setting a user gave that cannot be used, as one line each."""
+        found = []
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {self.seed!r})")
+        if isinstance(self.keep_every, bool) or not (self.keep_every == 0 or is_count(self.keep_every)):
+            found.append("--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
+                         f"(got {self.keep_every!r})")
+        if not (isinstance(self.deterministic, bool) or self.deterministic == "auto"):
+            found.append(f"deterministic must be True, False or 'auto' (got {self.deterministic!r})")
+        if self.max_steps is not None and not is_count(self.max_steps):
+            found.append(f"--max-steps must be a whole number of steps, at least 1 (got {self.max_steps!r})")
+        if self.threads is not None and not is_count(self.threads):
+            found.append(f"--threads must be a whole number of CPU threads, at least 1 (got {self.threads!r})")
+        return found
+
+
+@dataclass
+class RunPlan:
+    """Everything a :class:`zoo.Trainer` needs to start a run, resolved and checked."""
+
+    recipe: Recipe  # with the overrides applied
+    settings: RunSettings
+    dataset: Any  # the recipe's zoo.data.DatasetInfo
+    overrides: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None  # None: runs/<id>-<time>, made unique
+    overwrite: bool = False
+    model: Any = None  # a zoo.VAE composed in Python (None: built from the recipe)
+    objective: Any = None  # a zoo.Objective object given in Python (None: built from the recipe)
+
+
+def default_run_dir(model_id: str) -> Path:
+    """The default name of a run (rank 0 makes it unique with :func:`zoo.rundir.unique_run_dir`)."""
+    return Path("runs") / f"{model_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def plan_run(
+    model: Any,
+    *,
+    overrides: dict[str, Any] | None = None,
+    dataset: str | None = None,
+    training: Training | dict[str, Any] | None = None,
+    objective: Any = None,
+    objective_options: dict[str, Any] | None = None,
+    name: str | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> RunPlan:
+    """Resolve a run: ``model`` is a registered id, a :class:`Recipe` or a model composed in Python
+    (``dataset``, ``training``, ``objective_options`` and ``name`` describe that one); ``overrides``
+    take the keys of ``zoo train --set``; ``settings`` are :class:`RunSettings` fields. Every
+    problem is a :class:`ZooError`, raised before anything is built."""
+    from zoo.plugins import get_registry
+
+    known = {f.name for f in dataclasses.fields(RunSettings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ZooError(f"unknown run setting(s) {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ZooError(f"overrides must be a dict of settings such as {{'epochs': 5}}, got {type(overrides).__name__}")
+    overrides = dict(overrides or {})
+    composed = None if isinstance(model, (str, Recipe)) else model
+    if composed is not None:
+        from zoo.model import VAE
+
+        if not isinstance(composed, VAE):
+            raise ZooError(f"model must be a registered id, a zoo.Recipe or a zoo.VAE, got {type(model).__name__}")
+        base = _recipe_of(composed, dataset=dataset, training=training, objective=objective,
+                          objective_options=objective_options, name=name)
+        bad = [k for k in overrides if k.split(".", 1)[0] in (*COMPONENT_KINDS, "latent_size", "dataset")]
+        if bad:
+            raise ZooError(f"overrides {', '.join(bad)} change the model, which was composed in Python; "
+                           "build it with the settings you want instead")
+    else:
+        if dataset is not None or training is not None or objective_options is not None or name is not None:
+            raise ZooError("dataset, training, objective_options and name describe a model composed in Python; "
+                           "for a registered model use overrides={'epochs': ..., 'objective': ...}")
+        if isinstance(model, Recipe):
+            base = model
+        elif model:
+            base = get_registry().recipe(model)
+        else:
+            raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
+        if objective is not None:
+            if not isinstance(objective, str):
+                raise ZooError("pass an objective object only with a model composed in Python; "
+                               "for a registered model give its id (objective='iwae')")
+            overrides.setdefault("objective", objective)
+    recipe = base.with_overrides(overrides) if overrides else base
+    run = RunSettings(**settings)
+    problems = [*recipe.training.problems(), *run.problems()] if not overrides else run.problems()
+    if problems:
+        raise ZooError("; ".join(problems))
+    if run.data_dir is not None:
+        if not str(run.data_dir).strip():
+            raise ZooError("--data-dir is empty; give the folder holding the data set files")
+        # Stored absolute, so the run can be resumed from any working directory.
+        run.data_dir = str(Path(run.data_dir).expanduser().absolute())
+    run.device, run.seed = str(run.device), int(run.seed)
+    run.cuda_graph = bool(run.cuda_graph)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ZooError(f"out must be a folder path, got {type(out).__name__}")
+    data = get_registry().get("dataset", recipe.dataset).load()
+    return RunPlan(recipe=recipe, settings=run, dataset=data, overrides=overrides,
+                   out=Path(out) if out is not None else None, overwrite=bool(overwrite), model=composed,
+                   objective=None if objective is None or isinstance(objective, str) else objective)
+
+
+def _recipe_of(model: Any, *, dataset: str | None, training: Training | dict[str, Any] | None,
+               objective: Any, objective_options: dict[str, Any] | None, name: str | None) -> Recipe:
+    """The recipe that rebuilds a model composed in Python (every component must be registered)."""
+    from zoo.model import build_objective, check_rebuildable
+    from zoo.interfaces import Objective
+
+    if not dataset:
+        raise ZooError("a model composed in Python needs dataset=<id> (see 'zoo list --kind dataset')")
+    check_rebuildable(model)
+    if training is None:
+        training = Training()
+    elif isinstance(training, dict):
+        try:
+            training = Training(**training)
+        except TypeError as exc:
+            names = ", ".join(f.name for f in dataclasses.fields(Training))
+            raise ZooError(f"training: {exc} (fields: {names})") from None
+    elif not isinstance(training, Training):
+        raise ZooError(f"training must be a zoo.Training or a dict, got {type(training).__name__}")
+    problems = training.problems()
+    if problems:
+        raise ZooError("; ".join(problems))
+    if isinstance(objective, Objective):
+        _, record = build_objective(objective)
+        objective_id, options = record["id"], record["options"]
+    else:
+        objective_id, options = objective or "elbo", dict(objective_options or {})
+    components = model.spec["components"]
+    return Recipe(
+        id=name or "composed",
+        description="composed in Python",
+        dataset=dataset,
+        latent_size=model.latent_size,
+        objective=objective_id,
+        objective_options=options,
+        training=training,
+        **{kind: components[kind]["id"] for kind in COMPONENT_KINDS},
+        **{f"{kind}_options": dict(components[kind]["options"]) for kind in COMPONENT_KINDS},
+    )
