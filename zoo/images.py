@@ -1,10 +1,12 @@
-"""Image grids written atomically (torchvision's make_grid / save_image do the drawing)."""
+"""Image grids written atomically (torchvision's make_grid / save_image do the drawing), and a
+model's reconstructions, samples and latent interpolation as grids."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from zoo.checkpoint import atomic_write
@@ -24,3 +26,36 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
         raise ZooError(f"could not write image {path}: {exc.strerror or exc}; free some space or choose another "
                        "path (any previous version of the file is intact)") from None
     return path
+
+
+@torch.inference_mode()
+def save_images(model, x: Tensor, out: Path, seed: int = 0) -> dict[str, str]:
+    """Reconstructions, prior samples and a latent interpolation grid as PNGs in ``out``."""
+    from zoo.estimators import inference_input
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    n = min(32, len(x))
+    rows = max(1, n // 8)
+    n = rows * 8 if len(x) >= 8 else n
+    shown = inference_input(x[:n])
+    recon = model.reconstruct(shown)
+    if n % 8 == 0:
+        grid = torch.stack([shown.reshape(rows, 8, *x.shape[1:]), recon.reshape(rows, 8, *x.shape[1:])], dim=1)
+        grid = grid.reshape(-1, *x.shape[1:])
+    else:
+        grid = torch.cat([shown, recon])
+    paths["reconstructions"] = str(save_grid(grid, out / "reconstructions.png", nrow=8 if n >= 8 else n))
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        paths["samples"] = str(save_grid(model.sample(64), out / "samples.png", nrow=8))
+    # Interpolate between the posterior means of pairs of test images, 10 steps per row.
+    pairs = min(8, len(x) // 2)
+    if pairs >= 1:
+        means = model.encoder(inference_input(x[: 2 * pairs])).mean
+        a, b = means[:pairs], means[pairs : 2 * pairs]
+        steps = torch.linspace(0, 1, 10, device=x.device)
+        z = a[:, None, :] + steps[None, :, None] * (b - a)[:, None, :]  # [pairs, 10, L]
+        images = model.likelihood(model.decoder(z)).mean.reshape(-1, *x.shape[1:])
+        paths["interpolation"] = str(save_grid(images, out / "interpolation.png", nrow=10))
+    return paths

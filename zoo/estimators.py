@@ -1,0 +1,174 @@
+"""The importance-weighted estimate of log p(x) (Burda et al. 2015) over a data set.
+
+:func:`importance_weighted` encodes each batch of images once and decodes ``decode_batch``
+(images x draws) decoded images at a time in inference mode (channels-last on CUDA), so memory
+stays bounded whatever the number of draws K; the log-sum-exp of the weights is accumulated chunk
+by chunk in float64. From the same draws it also returns the ELBO, its reconstruction and KL
+terms, and the posterior means.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from zoo.allocator import keep_freed_memory
+from zoo.errors import ZooError
+
+# -- progress --------------------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar on a terminal, a plain line every 10% otherwise, nothing when disabled."""
+
+    def __init__(self, total: int, desc: str, unit: str, enabled: bool | None = None) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.done = 0
+        self.start = time.perf_counter()
+        self.next_report = total / 10
+        self.bar = None
+        self.plain = False
+        if enabled is False:
+            return
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
+        else:
+            self.plain = True
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.plain and (self.done >= self.next_report or self.done >= self.total):
+            elapsed = time.perf_counter() - self.start
+            rate = self.done / elapsed if elapsed > 0 else float("nan")
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%), "
+                  f"{rate:,.0f} {self.unit}/s, {eta:.0f} s left", file=sys.stderr, flush=True)
+            while self.next_report <= self.done:
+                self.next_report += self.total / 10
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- the importance-weighted estimate --------------------------------------------------------
+
+
+@dataclass
+class IWEstimate:
+    """Per-image results of :func:`importance_weighted` (nats, shape [N]; means [N, L])."""
+
+    log_px: Tensor  # IW estimate of log p(x): log mean_k w_k
+    elbo: Tensor  # mean_k log w_k, from the same draws
+    recon: Tensor  # mean_k log p(x | z_k)
+    kl: Tensor  # mean_k [log q(z_k | x) - log p(z_k)]
+    posterior_mean: Tensor  # E_q[z | x]
+    samples: int
+    seconds: float
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.log_px.numel() * self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """Eval mode, and channels-last weights on CUDA (cuDNN prefers NHWC).
+
+    On CPU channels-last was measured slower for the reference decoder on an idle machine
+    (22-26k against 35-42k samples/s), so weights stay contiguous there.
+    """
+    model.eval()
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def inference_input(x: Tensor) -> Tensor:
+    """``x`` channels-last when it is a batch of images on CUDA, to match :func:`prepare_for_inference`."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and x.is_cuda else x
+
+
+def default_decode_batch(device: torch.device) -> int:
+    """Decoded images per forward pass: large enough to keep the device busy, small enough for its caches.
+
+    On CPU about 1000 decoded images per pass was fastest (activations stay in cache); 8192 was
+    a third slower.
+    """
+    return 65536 if device.type == "cuda" else 1024
+
+
+@torch.inference_mode()
+def iw_batch(model, x: Tensor, samples: int, decode_batch: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """IW terms for one batch ``x`` [B, *D]: (log_px, elbo, recon, kl, posterior mean), each per image.
+
+    ``x`` is encoded once for its K draws (:meth:`VAE.iw_terms`), which are decoded
+    ``decode_batch // B`` draws (of every image) at a time; the log-sum-exp of the weights is
+    accumulated chunk by chunk.
+    """
+    if samples < 1:
+        raise ZooError(f"the number of importance samples must be at least 1 (got {samples})")
+    x = inference_input(x)
+    chunk = max(1, min(samples, decode_batch // max(1, x.shape[0])))
+    running = None
+    sum_recon = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
+    sum_ratio = torch.zeros_like(sum_recon)
+    for log_px_z, log_ratio in model.iw_terms(x, samples, chunk):
+        part = torch.logsumexp((log_px_z - log_ratio).double(), dim=0)
+        running = part if running is None else torch.logaddexp(running, part)
+        sum_recon += log_px_z.double().sum(0)
+        sum_ratio += log_ratio.double().sum(0)
+    posterior_mean = model.encoder(x).mean.double()
+    recon, kl = sum_recon / samples, sum_ratio / samples
+    return running - math.log(samples), recon - kl, recon, kl, posterior_mean
+
+
+def importance_weighted(
+    model,
+    batches: Iterable[Tensor],
+    samples: int,
+    *,
+    decode_batch: int | None = None,
+    total: int | None = None,
+    progress: bool | None = False,
+) -> IWEstimate:
+    """The importance-weighted estimate of log p(x) with ``samples`` draws, over ``batches`` of images.
+
+    Also returns, from the same draws, the ELBO, its reconstruction and KL terms and the
+    posterior means. ``total`` (number of images) sizes the progress bar. On the CPU it raises
+    glibc's mmap and trim thresholds for the process (:mod:`zoo.allocator`): 1.2-1.6x faster there.
+    """
+    if samples < 1:
+        raise ZooError(f"the number of importance samples must be at least 1 (got {samples})")
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    if device.type == "cpu":
+        keep_freed_memory()
+    decode_batch = decode_batch or default_decode_batch(device)
+    parts: list[tuple[Tensor, ...]] = []
+    bar = Progress(total, f"IW estimate, K={samples}", "images", progress) if total else None
+    start = time.perf_counter()
+    try:
+        for x in batches:
+            parts.append(tuple(t.cpu() for t in iw_batch(model, x.to(device), samples, decode_batch)))
+            if bar is not None:
+                bar.update(x.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if not parts:
+        raise ZooError("no images to evaluate")
+    log_px, elbo, recon, kl, means = (torch.cat(p) for p in zip(*parts))
+    return IWEstimate(log_px, elbo, recon, kl, means, samples, seconds)
