@@ -429,13 +429,13 @@ def check_likelihood_normalised(s: Subject) -> None:
     support integrates to 1 (for random parameters)."""
     import torch
 
-    from zoo.model import _call_factory
+    from zoo.factories import call_factory
 
     factory = s.factory()
     one_pixel = (1,) * len(s.settings.data_shape)
     likelihood = s.call(
         "building it for one pixel",
-        lambda: _call_factory(factory, s.options(), {"latent_size": s.settings.latent_size, "data_shape": one_pixel},
+        lambda: call_factory(factory, s.options(), {"latent_size": s.settings.latent_size, "data_shape": one_pixel},
                               s.what),
     )
     torch.manual_seed(0)
@@ -529,7 +529,9 @@ def _documented(factory: Any, name: str) -> bool:
 def check_options(s: Subject) -> None:
     """Its options are readable, have defaults (or are documented), build with their defaults, an
     unknown option is a ZooError, and what it was built with is recorded (it is rebuildable by id)."""
-    from zoo.model import build_objective, factory_options, identify
+    from zoo.composition import build_objective
+    from zoo.factories import factory_options
+    from zoo.spec import identify
 
     anchor = "how-factories-receive-their-arguments"
     factory = s.factory()
@@ -580,7 +582,7 @@ def check_stored_once(s: Subject) -> None:
     one, not a copy of it."""
     import torch
 
-    from zoo.model import injected_kinds
+    from zoo.factories import injected_kinds
 
     anchor = "components-that-use-each-other"
     model = s.model()
@@ -610,7 +612,7 @@ def check_stored_once(s: Subject) -> None:
 
 
 def _objective_setup(s: Subject):
-    from zoo.model import build_objective
+    from zoo.composition import build_objective
 
     host = Subject("encoder", _partner("encoder")[0], s.settings)
     model = host.model()
@@ -667,7 +669,7 @@ def check_objective_state_dict(s: Subject) -> None:
     import torch
 
     from zoo.checkpoint import load_checkpoint, save_checkpoint
-    from zoo.model import build_objective
+    from zoo.composition import build_objective
 
     model, objective, x = _objective_setup(s)
     for _ in range(2):  # advance any schedule
@@ -713,7 +715,7 @@ def check_recipe_training_step(s: Subject) -> None:
     """One training step of the recipe's model and objective on a random batch shaped like its data set."""
     import torch
 
-    from zoo.model import build_objective, from_recipe
+    from zoo.composition import build_objective, from_recipe
     from zoo.plugins import get_registry
 
     recipe = get_registry().recipe(s.target)
