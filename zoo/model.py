@@ -9,13 +9,14 @@ separate :class:`zoo.Objective`. Models are built by :mod:`zoo.composition` (``z
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError, is_count
+from zoo.estimators import LogWeights, iw_draws
 from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
 from zoo.objectives import ELBOTerms, kl_term
 
@@ -59,7 +60,9 @@ class VAE(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
-    def _check(self, x: Tensor) -> None:
+    def check_input(self, x: Tensor) -> None:
+        """Raise a :class:`ZooError` unless ``x`` is a batch this model takes (and, while
+        :attr:`check_inputs`, one in the likelihood's support)."""
         if not isinstance(x, Tensor):
             raise ZooError(f"input must be a torch.Tensor shaped [B, {', '.join(map(str, self.data_shape))}], "
                            f"got {type(x).__name__}")
@@ -84,7 +87,7 @@ class VAE(nn.Module):
 
     def elbo(self, x: Tensor) -> ELBOTerms:
         """Per-example ELBO terms with one reparameterised sample of z."""
-        self._check(x)
+        self.check_input(x)
         q = self.encoder(x)
         z = q.rsample()
         p_x = self.likelihood(self.decoder(z))
@@ -103,23 +106,23 @@ class VAE(nn.Module):
         Decoding ``chunk_size`` draws at a time (default: about 4096 decoded examples) keeps
         memory bounded however many samples are asked for.
         """
+        for w in self._iw_draws(x, samples, chunk_size):
+            yield w.log_px_z, w.log_ratio
+
+    def iw_log_weights(self, x: Tensor, samples: int, chunk_size: int | None = None):
+        """Yield log p(x, z_k) - log q(z_k|x) for ``samples`` draws per example, in chunks [k, B]."""
+        for w in self._iw_draws(x, samples, chunk_size):
+            yield w.log_w
+
+    def _iw_draws(self, x: Tensor, samples: int, chunk_size: int | None) -> Iterator[LogWeights]:
+        """:func:`zoo.estimators.iw_draws` on checked arguments (the checks run at the first draw)."""
         if not is_count(samples):
             raise ZooError(f"samples must be a positive integer (got {samples!r})")
         if chunk_size is not None and not is_count(chunk_size):
             raise ZooError(f"chunk_size must be a positive integer (got {chunk_size!r})")
-        self._check(x)
-        q = self.encoder(x)
-        prior = self.prior()
+        self.check_input(x)
         chunk = chunk_size or max(1, min(samples, 4096 // max(1, x.shape[0])))
-        for start in range(0, samples, chunk):
-            z = q.rsample((min(chunk, samples - start),))  # [k, B, L]: memory stays bounded in K
-            log_px = self.likelihood(self.decoder(z)).log_prob(x.expand(len(z), *x.shape))
-            yield log_px, q.log_prob(z) - prior.log_prob(z)
-
-    def iw_log_weights(self, x: Tensor, samples: int, chunk_size: int | None = None):
-        """Yield log p(x, z_k) - log q(z_k|x) for ``samples`` draws per example, in chunks [k, B]."""
-        for log_px, log_ratio in self.iw_terms(x, samples, chunk_size):
-            yield log_px - log_ratio
+        yield from iw_draws(self, x, samples, chunk)
 
     def iwae(self, x: Tensor, samples: int = 50, chunk_size: int | None = None) -> Tensor:
         """Importance-weighted bound (Burda et al.) per example [B], with ``samples`` draws.
@@ -145,7 +148,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood's mean at the posterior mean of each input."""
-        self._check(x)
+        self.check_input(x)
         return self.likelihood(self.decoder(self.encoder(x).mean)).mean
 
     def extra_repr(self) -> str:
