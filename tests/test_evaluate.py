@@ -168,6 +168,25 @@ def test_iw_estimate_tightens_with_more_samples():
     assert gaps[2] < 0.05
 
 
+@pytest.mark.parametrize("progress, terminal, shown", [(None, False, False), (None, True, True), (True, False, True),
+                                                     (False, True, False)])
+def test_the_iw_progress_bar_shows_on_a_terminal_or_when_asked(progress, terminal, shown, monkeypatch):
+    """One progress bar (tqdm), on stderr: shown with progress=True, or with None on a terminal; cleared at the end."""
+    import io
+
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    model, _ = prior_posterior_model()
+    importance_weighted(model, torch.ones(6, 1, 4, 4).split(3), samples=2, total=6, progress=progress)
+    written = sys.stderr.getvalue()
+    assert ("IW estimate, K=2" in written) == shown
+    if shown:
+        assert written.endswith(" \r")  # not left behind: the bar's line is blanked when it closes
+
+
 def test_samples_below_one_are_refused():
     model, _ = prior_posterior_model()
     with pytest.raises(zoo.ZooError, match="at least 1"):
