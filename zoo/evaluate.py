@@ -17,11 +17,13 @@
 ``fid``
     The Frechet distance between generated images (the likelihood's mean at prior draws) and
     test images, computed by torchmetrics in the feature space of a small classifier trained on
-    the training set and cached (:func:`feature_network`), or Inception's when asked for.
+    the training set and cached (:func:`zoo.fid.feature_network`), or Inception's when asked for.
 
-The IW estimate is the expensive part: each test batch is encoded once, then ``decode_batch``
-(images x draws) decoded images at a time are scored in inference mode, channels-last, so the
-memory stays bounded whatever K is and the decoder runs on large batches.
+This module runs the steps: load the checkpoint and the test images, estimate, summarise, FID,
+write the images and ``metrics.json``. The parts are :mod:`zoo.estimators` (the IW estimate, the
+expensive part: each test batch is encoded once and ``decode_batch`` images x draws are decoded
+at a time, so memory stays bounded whatever K is), :mod:`zoo.metrics`, :mod:`zoo.fid` and
+:func:`zoo.images.save_images`.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
 from zoo.errors import ZooError
-from zoo.estimators import importance_weighted, prepare_for_inference
+from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference
 from zoo.fid import FID_FEATURES, _InceptionInput, feature_network, frechet_distance, inception_features
 from zoo.images import save_images
 from zoo.metrics import active_units, bits_per_dim, likelihood_is_discrete, standard_error
@@ -127,8 +130,33 @@ def evaluate(
     writes PNGs (and ``metrics.json``) into ``out`` (default :func:`default_out_dir`).
     """
     from zoo.devices import resolve_device
-    from zoo.plugins import get_registry
 
+    _check_arguments(iw_samples, batch_size, limit, fid_features)
+    log = log or (lambda message: None)
+    started = time.perf_counter()
+    source = _load_source(path, dataset, data_dir)
+    dev = resolve_device(device)
+    inception = inception_features() if fid and fid_features == "inception" else None  # fail before the long part
+
+    model = prepare_for_inference(model_from_payload(source.payload, source=source.checkpoint).to(dev))
+    x, grey = _test_images(source.dataset, source.data_dir, limit, dev)
+    model.likelihood.check_data(x)
+    model.check_inputs = False
+    torch.manual_seed(seed)
+    log(f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
+        f"with K={iw_samples} on {dev}")
+    iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
+    result = _likelihood_results(model, x, iw, source, dev, used)
+    if fid:
+        result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
+    _write(result, Path(out) if out is not None else default_out_dir(path), model, x, images, seed, started)
+    return result
+
+
+# -- its steps -------------------------------------------------------------------------------
+
+
+def _check_arguments(iw_samples: int, batch_size: int, limit: int | None, fid_features: str) -> None:
     if iw_samples < 1:
         raise ZooError(f"--iw-samples must be at least 1 (got {iw_samples})")
     if batch_size < 1:
@@ -137,12 +165,26 @@ def evaluate(
         raise ZooError(f"--limit must be at least 1 (got {limit})")
     if fid_features not in FID_FEATURES:
         raise ZooError(f"unknown --fid-features {fid_features!r}; use {' or '.join(FID_FEATURES)}")
-    log = log or (lambda message: None)
-    started = time.perf_counter()
+
+
+@dataclass
+class _Source:
+    """The checkpoint under evaluation and the data set it is scored on."""
+
+    checkpoint: Path
+    payload: dict[str, Any]
+    recipe: dict[str, Any]
+    dataset_id: str
+    dataset: Any  # its zoo.DatasetInfo
+    data_dir: str | os.PathLike | None
+
+
+def _load_source(path: str | os.PathLike, dataset: str | None, data_dir: str | os.PathLike | None) -> _Source:
+    from zoo.plugins import get_registry
+
     checkpoint = resolve_checkpoint_path(path)
     payload = load_checkpoint(checkpoint)
-    spec = payload["spec"]
-    recipe = spec.get("recipe") or {}
+    recipe = payload["spec"].get("recipe") or {}
     dataset_id = dataset or recipe.get("dataset")
     if not dataset_id:
         raise ZooError(f"{checkpoint} does not say which data set it was trained on; pass --dataset ID (zoo list --kind dataset)")
@@ -152,24 +194,26 @@ def evaluate(
         if run_dir and Path(run_dir).is_dir():
             data_dir = run_dir
     info = get_registry().get("dataset", dataset_id).load()
-    dev = resolve_device(device)
-    if fid and fid_features == "inception":
-        inception = inception_features()  # fail before the long part, not after it
+    return _Source(checkpoint, payload, recipe, dataset_id, info, data_dir)
 
-    model = prepare_for_inference(model_from_payload(payload, source=checkpoint).to(dev))
-    x, grey = _test_images(info, data_dir, limit, dev)
-    model.likelihood.check_data(x)
-    model.check_inputs = False
-    torch.manual_seed(seed)
-    log(f"evaluating {recipe.get('id', checkpoint)} on {len(x)} test images of {dataset_id} with K={iw_samples} on {dev}")
 
+def _estimate(model, x: Tensor, iw_samples: int, batch_size: int, decode_batch: int | None, progress: bool | None,
+              threads: int | None) -> tuple[IWEstimate, int | None]:
+    """The IW estimate on ``x``, on the CPU with the threads :func:`zoo.threads.choose_threads` picks;
+    and that thread count (``None`` off the CPU)."""
     from zoo.threads import check_thread_count, choose_threads, cpu_threads
 
     check_thread_count(threads)
-    used = choose_threads(threads)[0] if dev.type == "cpu" else None
+    used = choose_threads(threads)[0] if x.device.type == "cpu" else None
     with cpu_threads(used) if used else contextlib.nullcontext():
         iw = importance_weighted(model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch,
                                  total=len(x), progress=progress)
+    return iw, used
+
+
+def _likelihood_results(model, x: Tensor, iw: IWEstimate, source: _Source, dev: torch.device,
+                        used: int | None) -> dict[str, Any]:
+    """The likelihood metrics, the run's description and the estimate's speed (``fid`` still ``None``)."""
     nll = -iw.log_px
     neg_elbo = -iw.elbo
     dims = math.prod(model.data_shape)
@@ -181,17 +225,17 @@ def evaluate(
         "test_kl": float(iw.kl.mean()),
         "test_nll_iw": float(nll.mean()),
         "test_nll_iw_stderr": standard_error(nll),
-        "iw_samples": iw_samples,
+        "iw_samples": iw.samples,
         "bits_per_dim": bits_per_dim(float(nll.mean()), dims) if discrete else None,
         "active_units": active_units(iw.posterior_mean),
         "latent_size": model.latent_size,
         "fid": None,
         "fid_features": None,
         "n_images": len(x),
-        "model": recipe.get("id"),
-        "dataset": dataset_id,
-        "checkpoint": str(checkpoint),
-        "epoch": payload.get("epoch"),
+        "model": source.recipe.get("id"),
+        "dataset": source.dataset_id,
+        "checkpoint": str(source.checkpoint),
+        "epoch": source.payload.get("epoch"),
         "device": str(dev),
         "iw_seconds": round(iw.seconds, 3),
         "iw_samples_per_second": round(iw.samples_per_second, 1),
@@ -202,30 +246,39 @@ def evaluate(
             "not reported: the likelihood is a density over real values or the data are not in its discrete "
             "support (grey levels under a Bernoulli), so -log p(x) is not a code length"
         )
+    return result
 
-    if fid:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed + 1)
-            generated = torch.cat([model.sample(min(500, len(x) - i)) for i in range(0, len(x), 500)])
-        if fid_features == "inception":
-            extractor, made = _InceptionInput(inception), {"features": "inception-v3 pool3 (2048)"}
-        else:
-            extractor, made = feature_network(info, data_dir, progress=progress)
-        if len(x) >= 2:
-            result["fid"] = frechet_distance(_batched(grey, 500), _batched(generated.float(), 500), extractor, dev)
-        result["fid_features"] = fid_features
-        result["fid_images"] = len(x)
-        if len(x) < FID_MIN_IMAGES:
-            result["fid_warning"] = (
-                f"FID from only {len(x)} images is dominated by estimation noise and bias "
-                f"(use at least {FID_MIN_IMAGES}; the whole test set is best)"
-                if len(x) >= 2 else f"no FID: it needs at least 2 images (got {len(x)})"
-            )
-            log(f"warning: {result['fid_warning']}")
-        if fid_features == "classifier":
-            result["fid_classifier"] = {k: made[k] for k in ("data_sha256", "test_accuracy", "epochs", "seed")}
 
-    out_dir = Path(out) if out is not None else default_out_dir(path)
+def _fid_results(model, x: Tensor, grey: Tensor, source: _Source, fid_features: str, inception: nn.Module | None,
+                 seed: int, progress: bool | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """FID of as many generated images as test images (seeded with ``seed + 1``), and how it was computed."""
+    dev = x.device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed + 1)
+        generated = torch.cat([model.sample(min(500, len(x) - i)) for i in range(0, len(x), 500)])
+    if inception is not None:
+        extractor, made = _InceptionInput(inception), {"features": "inception-v3 pool3 (2048)"}
+    else:
+        extractor, made = feature_network(source.dataset, source.data_dir, progress=progress)
+    result: dict[str, Any] = {"fid": None}
+    if len(x) >= 2:
+        result["fid"] = frechet_distance(_batched(grey, 500), _batched(generated.float(), 500), extractor, dev)
+    result["fid_features"] = fid_features
+    result["fid_images"] = len(x)
+    if len(x) < FID_MIN_IMAGES:
+        result["fid_warning"] = (
+            f"FID from only {len(x)} images is dominated by estimation noise and bias "
+            f"(use at least {FID_MIN_IMAGES}; the whole test set is best)"
+            if len(x) >= 2 else f"no FID: it needs at least 2 images (got {len(x)})"
+        )
+        log(f"warning: {result['fid_warning']}")
+    if fid_features == "classifier":
+        result["fid_classifier"] = {k: made[k] for k in ("data_sha256", "test_accuracy", "epochs", "seed")}
+    return result
+
+
+def _write(result: dict[str, Any], out_dir: Path, model, x: Tensor, images: bool, seed: int, started: float) -> None:
+    """The image grids (when ``images``) and ``metrics.json`` into ``out_dir``; adds their paths and the total time to ``result``."""
     try:
         if images:
             result["images"] = save_images(model, x, out_dir, seed)
@@ -235,5 +288,3 @@ def evaluate(
         atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     except OSError as exc:
         raise ZooError(f"cannot write to --out {out_dir}: {exc.strerror or exc}; choose a writable folder") from None
-    return result
-
