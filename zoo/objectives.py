@@ -14,6 +14,9 @@ The registered objectives (``zoo list --kind objective``) are :class:`zoo.Object
 ``piwae``     encoder trained with MIWAE(M, K), decoder and prior with IWAE(M x K) (Rainforth et al.)
 ``ciwae``     ``beta`` x ELBO + (1 - ``beta``) x IWAE on the same K samples (Rainforth et al.)
 ============  ===================================================================================
+
+The importance-weighted ones weigh their draws with :func:`zoo.estimators.iw_log_weights`, as
+the model and the evaluator do.
 """
 
 from __future__ import annotations
