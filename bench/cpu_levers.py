@@ -4,7 +4,7 @@
 
 For a new CPU: which of the levers chosen on another one still win here. Training rows run
 ``zoo train vae-conv-mnist --epochs 1 --no-progress`` (the user's command, in a process of its
-own) and read the epoch's ``epoch_seconds``; IW rows time ``zoo.evaluate.importance_weighted``
+own) and read the epoch's ``epoch_seconds``; IW rows time ``zoo.estimators.importance_weighted``
 (200 test images, K=500, random weights) in a process of their own. Rows alternate with their
 baseline round by round (the machine may be shared); the table gives each row's mean seconds and
 the baseline's mean over the same rounds divided by it (> 1: faster than the defaults).
@@ -71,7 +71,7 @@ def iw_worker(args) -> None:
     import torch
 
     import zoo
-    from zoo.evaluate import importance_weighted, prepare_for_inference
+    from zoo.estimators import importance_weighted, prepare_for_inference
     from zoo.plugins import get_registry
 
     if args.no_fast:

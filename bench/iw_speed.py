@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.evaluate import importance_weighted, prepare_for_inference
+from zoo.estimators import importance_weighted, prepare_for_inference
 
 
 def pythae_twin(model):

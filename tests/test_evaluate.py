@@ -22,17 +22,9 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 import zoo
 from zoo import plugins
 from zoo.cli import main
-from zoo.evaluate import (
-    FeatureClassifier,
-    active_units,
-    bits_per_dim,
-    feature_network,
-    frechet_distance,
-    importance_weighted,
-    iw_batch,
-    likelihood_is_discrete,
-    standard_error,
-)
+from zoo.estimators import importance_weighted, iw_batch
+from zoo.fid import FeatureClassifier, feature_network, frechet_distance
+from zoo.metrics import active_units, bits_per_dim, likelihood_is_discrete, standard_error
 
 # -- small models with known answers ---------------------------------------------------------
 
@@ -176,6 +168,25 @@ def test_iw_estimate_tightens_with_more_samples():
     assert gaps[2] < 0.05
 
 
+@pytest.mark.parametrize("progress, terminal, shown", [(None, False, False), (None, True, True), (True, False, True),
+                                                     (False, True, False)])
+def test_the_iw_progress_bar_shows_on_a_terminal_or_when_asked(progress, terminal, shown, monkeypatch):
+    """One progress bar (tqdm), on stderr: shown with progress=True, or with None on a terminal; cleared at the end."""
+    import io
+
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    model, _ = prior_posterior_model()
+    importance_weighted(model, torch.ones(6, 1, 4, 4).split(3), samples=2, total=6, progress=progress)
+    written = sys.stderr.getvalue()
+    assert ("IW estimate, K=2" in written) == shown
+    if shown:
+        assert written.endswith(" \r")  # not left behind: the bar's line is blanked when it closes
+
+
 def test_samples_below_one_are_refused():
     model, _ = prior_posterior_model()
     with pytest.raises(zoo.ZooError, match="at least 1"):
@@ -256,7 +267,7 @@ def test_frechet_distance_matches_the_closed_form_for_gaussians():
 def test_fid_of_a_set_against_itself_is_zero_and_positive_against_another():
     torch.manual_seed(0)
     features = FeatureClassifier(1, 10).eval()
-    from zoo.evaluate import _Features
+    from zoo.fid import _Features
 
     extractor = _Features(features)
     g = torch.Generator().manual_seed(3)
@@ -294,12 +305,12 @@ def test_feature_network_is_trained_once_cached_and_described(tmp_path, monkeypa
     assert files == [".json", ".pt"]
     assert json.loads(next(tmp_path.glob("*.json")).read_text()) == record
 
-    import zoo.evaluate
+    import zoo.fid
 
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although cached")
 
-    monkeypatch.setattr(zoo.evaluate, "train_feature_classifier", no_training)
+    monkeypatch.setattr(zoo.fid, "train_feature_classifier", no_training)
     again, again_record = feature_network(tiny_dataset(), cache=tmp_path)
     assert again_record == record
     x = torch.rand(5, 1, 28, 28)
@@ -308,7 +319,7 @@ def test_feature_network_is_trained_once_cached_and_described(tmp_path, monkeypa
 
 def test_inception_features_need_torch_fidelity(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails
-    from zoo.evaluate import inception_features
+    from zoo.fid import inception_features
 
     with pytest.raises(zoo.ZooError, match="torch-fidelity"):
         inception_features()

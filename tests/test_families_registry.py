@@ -155,7 +155,7 @@ def test_vamp_recipe_has_the_papers_settings():
 @pytest.mark.parametrize("prior", ["vamp", "realnvp"])
 def test_learned_priors_rebuild_from_their_spec(prior):
     """What a checkpoint stores (the spec and the state dict) rebuilds the same prior."""
-    from zoo.model import from_spec
+    from zoo.composition import from_spec
 
     torch.manual_seed(0)
     model = compose(prior=prior, latent_size=4)

@@ -325,7 +325,7 @@ def test_conv_cpu_fast_paths_stand_aside_for_autocast_and_other_dtypes(monkeypat
 def test_a_factory_runtime_error_with_options_is_one_line_even_without_a_message():
     """A component factory that fails with a RuntimeError under user options is one ZooError line:
     the error's first non-blank line, or its type when it has no message (was an IndexError)."""
-    from zoo.model import _call_factory
+    from zoo.factories import call_factory
 
     def width_factory(width: int = 2):
         raise failure
@@ -333,5 +333,5 @@ def test_a_factory_runtime_error_with_options_is_one_line_even_without_a_message
     for failure, shown in ((RuntimeError(), "RuntimeError"), (RuntimeError("\n  CUDA out of memory\nmore"),
                                                                 "CUDA out of memory")):
         with pytest.raises(ZooError) as info:
-            _call_factory(width_factory, {"width": 3}, {}, "encoder 'w'")
+            call_factory(width_factory, {"width": 3}, {}, "encoder 'w'")
         assert str(info.value) == f"encoder 'w' could not be built with options {{'width': 3}}: {shown}"

@@ -240,6 +240,30 @@ def test_iwae_combines_chunks_stably(small_model, monkeypatch):
     assert torch.isfinite(out).all() and torch.allclose(out, expected)
 
 
+
+def test_the_model_the_objectives_and_the_evaluator_weigh_draws_with_one_function(small_model):
+    """log w = log p(x|z) + log p(z) - log q(z|x) is written once (zoo.estimators.iw_log_weights): from
+    the same draws the IWAE objective's loss, the model's bound and the evaluator's estimate agree."""
+    from zoo.estimators import iw_batch, iw_log_weights
+    from zoo.objectives import IWAE
+
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        q, prior = small_model.encoder(x), small_model.prior()
+        z = q.rsample((3,))
+        w = iw_log_weights(small_model, x, q, z)
+        log_px_z = small_model.likelihood(small_model.decoder(z)).log_prob(x.expand(3, *x.shape))
+        assert torch.equal(w.log_w, log_px_z + prior.log_prob(z) - q.log_prob(z))
+        assert torch.equal(w.log_ratio, q.log_prob(z) - prior.log_prob(z))
+        torch.manual_seed(4)
+        loss = IWAE(samples=7)(small_model, x).loss
+        torch.manual_seed(4)
+        bound = small_model.iwae(x, samples=7)
+    torch.manual_seed(4)
+    log_px = iw_batch(small_model, x, 7, decode_batch=7 * len(x))[0]
+    assert torch.equal(loss, -bound.mean())
+    assert torch.allclose(log_px, bound.double(), rtol=0, atol=1e-4)
+
 # -- beta -------------------------------------------------------------------------------------
 
 

@@ -92,7 +92,7 @@ def assert_user_error(code: int, output: str, *needles: str) -> str:
 def tiny_checkpoint(path: Path) -> Path:
     """A valid checkpoint of an untrained tiny-vae (needs the ``tiny`` fixture)."""
     from zoo.checkpoint import save_checkpoint
-    from zoo.model import from_recipe
+    from zoo.composition import from_recipe
     from zoo.plugins import get_registry
 
     model = from_recipe(get_registry().recipe("tiny-vae"))

@@ -31,12 +31,12 @@ _LAZY = {
     "Objective": "zoo.interfaces",
     "ObjectiveOutput": "zoo.interfaces",
     "VAE": "zoo.model",
-    "build_objective": "zoo.model",
-    "factory_options": "zoo.model",
+    "build_objective": "zoo.composition",
+    "factory_options": "zoo.factories",
     "Chain": "zoo.distributions",
-    "compose": "zoo.model",
-    "create": "zoo.model",
-    "from_recipe": "zoo.model",
+    "compose": "zoo.composition",
+    "create": "zoo.composition",
+    "from_recipe": "zoo.composition",
     "ELBOTerms": "zoo.objectives",
     "DatasetInfo": "zoo.data",
     "Trainer": "zoo.trainer",
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
-    from zoo.model import VAE, build_objective, compose, create, factory_options, from_recipe
+    from zoo.composition import build_objective, compose, create, from_recipe
+    from zoo.factories import factory_options
+    from zoo.model import VAE
     from zoo.objectives import ELBOTerms
 
 

@@ -1,10 +1,10 @@
 """Checkpoints: self-describing, written atomically, loaded without unpickling arbitrary objects.
 
 A checkpoint is a ``torch.save``'d dict of plain data (tensors, numbers, strings, lists, dicts):
-``format``, ``spec`` (what :func:`zoo.model.from_spec` needs to rebuild the model: component ids,
-options, the plugins that provide them, latent size, data shape, recipe), ``model`` (state dict),
-and for training checkpoints ``optimizer``, ``epoch``, ``rng`` and ``history``. It is always
-read with ``torch.load(weights_only=True)``, which refuses pickled code.
+``format``, ``spec`` (what :func:`zoo.composition.from_spec` needs to rebuild the model:
+component ids, options, the plugins that provide them, latent size, data shape, recipe),
+``model`` (state dict), and for training checkpoints ``optimizer``, ``epoch``, ``rng`` and
+``history``. It is always read with ``torch.load(weights_only=True)``, which refuses pickled code.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
 
 def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None = None):
     """The model a loaded checkpoint describes, with its trained weights (on the CPU)."""
-    from zoo.model import from_spec
+    from zoo.composition import from_spec
 
     try:
         model = from_spec(payload["spec"], source)

@@ -102,7 +102,7 @@ def list_command(pattern: str | None, kind: str, as_json: bool) -> None:
 def _options_of(registry, kind: str, component_id: str, given: dict) -> dict:
     """A component's (or objective's) entry with every option of its factory: type, default, value."""
     entry = registry.get(kind, component_id)
-    from zoo.model import factory_options, injected_kinds
+    from zoo.factories import factory_options, injected_kinds
 
     factory = entry.load()
     options = []

@@ -1,10 +1,12 @@
-"""Image grids written atomically (torchvision's make_grid / save_image do the drawing)."""
+"""Image grids written atomically (torchvision's make_grid / save_image do the drawing), and a
+model's reconstructions, samples and latent interpolation as grids."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from zoo.checkpoint import atomic_write
@@ -29,7 +31,37 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
 def reconstruction_rows(x: Tensor, recon: Tensor, cols: int = 8) -> Tensor:
     """Images ``x`` and their reconstructions interleaved by rows of ``cols``: a row of inputs, the
     row of their reconstructions below, and so on (``len(x)`` must be a multiple of ``cols``)."""
-    import torch
-
     shape = (len(x) // cols, cols, *x.shape[1:])
     return torch.stack([x.reshape(shape), recon.reshape(shape)], dim=1).reshape(-1, *x.shape[1:])
+
+
+@torch.inference_mode()
+def save_images(model, x: Tensor, out: Path, seed: int = 0) -> dict[str, str]:
+    """Reconstructions, prior samples and a latent interpolation grid as PNGs in ``out``."""
+    from zoo.estimators import inference_input
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    n = min(32, len(x))
+    rows = max(1, n // 8)
+    n = rows * 8 if len(x) >= 8 else n
+    shown = inference_input(x[:n])
+    recon = model.reconstruct(shown)
+    if n % 8 == 0:
+        grid = reconstruction_rows(shown, recon, 8)
+    else:
+        grid = torch.cat([shown, recon])
+    paths["reconstructions"] = str(save_grid(grid, out / "reconstructions.png", nrow=8 if n >= 8 else n))
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        paths["samples"] = str(save_grid(model.sample(64), out / "samples.png", nrow=8))
+    # Interpolate between the posterior means of pairs of test images, 10 steps per row.
+    pairs = min(8, len(x) // 2)
+    if pairs >= 1:
+        means = model.encoder(inference_input(x[: 2 * pairs])).mean
+        a, b = means[:pairs], means[pairs : 2 * pairs]
+        steps = torch.linspace(0, 1, 10, device=x.device)
+        z = a[:, None, :] + steps[None, :, None] * (b - a)[:, None, :]  # [pairs, 10, L]
+        images = model.likelihood(model.decoder(z)).mean.reshape(-1, *x.shape[1:])
+        paths["interpolation"] = str(save_grid(images, out / "interpolation.png", nrow=10))
+    return paths

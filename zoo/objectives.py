@@ -14,6 +14,9 @@ The registered objectives (``zoo list --kind objective``) are :class:`zoo.Object
 ``piwae``     encoder trained with MIWAE(M, K), decoder and prior with IWAE(M x K) (Rainforth et al.)
 ``ciwae``     ``beta`` x ELBO + (1 - ``beta``) x IWAE on the same K samples (Rainforth et al.)
 ============  ===================================================================================
+
+The importance-weighted ones weigh their draws with :func:`zoo.estimators.iw_log_weights`, as
+the model and the evaluator do.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
 from zoo.errors import ZooError, is_count
+from zoo.estimators import iw_log_weights
 from zoo.interfaces import Objective, ObjectiveOutput
 
 _ANALYTIC_KL: dict[tuple[type, type], bool] = {}
@@ -165,12 +169,7 @@ class _Weighted(Objective):
         """
         q = model.encoder(x)
         z = q.rsample((samples,))
-        if dreg:
-            q_for_density = _functional(model.encoder, x)
-        else:
-            q_for_density = q
-        log_px = model.likelihood(model.decoder(z)).log_prob(x.expand(samples, *x.shape))
-        log_w = log_px + model.prior().log_prob(z) - q_for_density.log_prob(z)
+        log_w = iw_log_weights(model, x, q, z, detach="encoder" if dreg else None).log_w
         if dreg and z.requires_grad:
             normalised = torch.softmax(log_w.detach(), dim=0)
             z.register_hook(lambda grad: grad * normalised.unsqueeze(-1).to(grad.dtype))
@@ -241,26 +240,17 @@ class PIWAE(_Weighted):
         m, k = self.estimates, self.samples
         q = model.encoder(x)
         z = q.rsample((m * k,))
-        xs = x.expand(m * k, *x.shape)
-        # Generative side: IWAE(M x K) with the draws held fixed.
-        zd = z.detach()
-        log_w_gen = model.likelihood(model.decoder(zd)).log_prob(xs) + model.prior().log_prob(zd) - q.log_prob(zd).detach()
-        iwae = log_mean_exp(log_w_gen, 0)
+        # Generative side: IWAE(M x K) with the draws and the posterior's density held fixed.
+        gen = iw_log_weights(model, x, q, z.detach())
+        iwae = log_mean_exp(gen._replace(log_qz=gen.log_qz.detach()).log_w, 0)
         # Inference side: MIWAE(M, K), gradients to the encoder only.
-        log_w_inf = (_functional(model.likelihood, _functional(model.decoder, z)).log_prob(xs)
-                     + _functional(model.prior).log_prob(z) - q.log_prob(z))
+        log_w_inf = iw_log_weights(model, x, q, z, detach="generative").log_w
         miwae = log_mean_exp(log_w_inf.view(m, k, -1), 1).mean(0)
         objective = iwae + (miwae - miwae.detach())
         return ObjectiveOutput(-objective.mean(), {"iw_bound": iwae.mean().detach(), "miwae_bound": miwae.mean().detach()})
 
     def extra_repr(self) -> str:
         return f"estimates={self.estimates}, samples={self.samples}"
-
-
-def _functional(module: nn.Module, *args):
-    """``module(*args)`` computed with the module's parameters detached (gradients still reach ``args``)."""
-    params = {name: p.detach() for name, p in module.named_parameters()}
-    return torch.func.functional_call(module, params, args)
 
 
 class CIWAE(_Weighted):

@@ -156,7 +156,8 @@ def plan_run(
 def _recipe_of(model: Any, *, dataset: str | None, training: Training | dict[str, Any] | None,
                objective: Any, objective_options: dict[str, Any] | None, name: str | None) -> Recipe:
     """The recipe that rebuilds a model composed in Python (every component must be registered)."""
-    from zoo.model import build_objective, check_rebuildable
+    from zoo.composition import build_objective
+    from zoo.spec import check_rebuildable
     from zoo.interfaces import Objective
 
     if not dataset:

@@ -126,7 +126,7 @@ class Recipe:
         ``beta`` is short for ``objective.beta``. Choosing another component or objective drops
         the options the recipe gave the old one. String values (from ``--set key=value``) are
         converted to the type of the current value. Every problem is reported at once; whether
-        an option exists is checked when the model is built (:func:`zoo.model.from_recipe`).
+        an option exists is checked when the model is built (:func:`zoo.composition.from_recipe`).
         """
         top: dict[str, Any] = {}
         training: dict[str, Any] = {}

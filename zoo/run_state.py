@@ -12,7 +12,7 @@ from typing import Any
 
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
 from zoo.errors import ZooError, is_count
-from zoo.model import require_plugins
+from zoo.spec import require_plugins
 from zoo.plan import RunPlan, plan_run
 from zoo.recipe import Recipe
 from zoo.rundir import RunDir, kept_checkpoint_name

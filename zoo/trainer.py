@@ -47,7 +47,8 @@ from zoo.devices import (
 )
 from zoo.distributed import Dist
 from zoo.errors import ZooError
-from zoo.model import VAE, build_objective, from_recipe
+from zoo.composition import build_objective, from_recipe
+from zoo.model import VAE
 from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
 from zoo.plan import RunPlan, default_run_dir, plan_run
