@@ -9,8 +9,9 @@ Public API (imported lazily, so ``import zoo`` and the CLI's help do not import 
     zoo.load("runs/x/checkpoints/last.pt")
 
 Plugin authors use :data:`hookimpl`, the interfaces :class:`Encoder`, :class:`Decoder`,
-:class:`Prior`, :class:`Likelihood`, :class:`Objective`, the distribution :class:`Chain` (for
-hierarchies of latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
+:class:`Prior`, :class:`Likelihood`, :class:`Objective`, :func:`diagonal_gaussian` (the
+diagonal-Gaussian head of an encoder), the distribution :class:`Chain` (for hierarchies of
+latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _LAZY = {
     "build_objective": "zoo.model",
     "factory_options": "zoo.model",
     "Chain": "zoo.distributions",
+    "diagonal_gaussian": "zoo.distributions",
     "compose": "zoo.model",
     "create": "zoo.model",
     "from_recipe": "zoo.model",
@@ -45,7 +47,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from zoo.data import DatasetInfo
-    from zoo.distributions import Chain
+    from zoo.distributions import Chain, diagonal_gaussian
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
     from zoo.model import VAE, build_objective, compose, create, factory_options, from_recipe
     from zoo.objectives import ELBOTerms

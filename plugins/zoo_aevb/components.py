@@ -65,9 +65,8 @@ class ConvEncoder(zoo.Encoder):
         last = self.net[-1]
         weight = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
         out = nn.functional.linear(h.permute(0, 2, 3, 1).reshape(h.shape[0], -1), weight, last.bias)
-        # fp32 posterior parameters keep the KL term exact under mixed precision.
-        mean, log_var = out.float().chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = out.chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)  # in fp32 under mixed precision: the KL term stays exact
 
 
 class ConvDecoder(zoo.Decoder):

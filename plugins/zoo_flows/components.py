@@ -162,8 +162,8 @@ class DeepMLPEncoder(zoo.Encoder):
         )
 
     def forward(self, x: Tensor) -> Independent:
-        mean, log_var = self.net(x).float().chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class DeepMLPDecoder(zoo.Decoder):

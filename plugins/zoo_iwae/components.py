@@ -49,8 +49,8 @@ class GaussianLayer(nn.Module):
                                  nn.Linear(hidden, 2 * out))
 
     def forward(self, h: Tensor) -> Independent:
-        mean, log_var = self.net(h).float().chunk(2, dim=-1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = self.net(h).chunk(2, dim=-1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class MLPEncoder(zoo.Encoder):
