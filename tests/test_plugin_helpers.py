@@ -44,3 +44,58 @@ def test_diagonal_gaussian_lets_a_nan_through_to_the_loss():
     """No argument validation: the trainer reports a non-finite loss, not an error from inside forward."""
     q = zoo.diagonal_gaussian(torch.full((2, 3), float("nan")), torch.zeros(2, 3))
     assert torch.isnan(q.rsample()).all()
+
+
+# -- a refused option is one ZooError line ----------------------------------------------------------
+
+def _refusals():
+    from zoo_aevb.components import ConvDecoder, ConvEncoder, GaussianLikelihood, MixtureOfGaussiansPrior
+    from zoo_flows.components import DeepMLPDecoder, DeepMLPEncoder, RealNVPPrior
+    from zoo_iwae.components import HierarchicalPrior, MLPDecoder, MLPEncoder
+    from zoo_resnet.components import DiscretizedLogisticMixtureLikelihood, ResNetEncoder
+    from zoo_vamp.components import GatedMLPEncoder
+
+    shape = (1, 28, 28)
+    return {
+        "aevb encoder channels=0": (lambda: ConvEncoder(4, shape, channels=0), "channels must be a positive integer"),
+        "aevb decoder channels=True": (lambda: ConvDecoder(4, shape, channels=True), "channels must be a positive"),
+        "aevb mixture components=0": (lambda: MixtureOfGaussiansPrior(4, components=0), "components must be a positive"),
+        "aevb gaussian variance": (lambda: GaussianLikelihood(shape, variance="free"), "'fixed' or 'learned'"),
+        "iwae encoder layers=[3, 0]": (lambda: MLPEncoder(4, shape, layers=[3, 0]), "non-empty list of positive integers"),
+        "iwae encoder layers=4": (lambda: MLPEncoder(4, shape, layers=4), "non-empty list of positive integers"),
+        "iwae encoder layers sum": (lambda: MLPEncoder(4, shape, layers=[2, 3]), "set latent_size to their sum"),
+        "iwae encoder hidden=0": (lambda: MLPEncoder(4, shape, hidden=0), "hidden must be a positive integer"),
+        "iwae decoder layers sum": (lambda: MLPDecoder(4, shape, layers=[1, 1]), "set latent_size to their sum"),
+        "iwae prior layers": (lambda: HierarchicalPrior(4, layers=["2", 2]), "non-empty list of positive integers"),
+        "vamp encoder layers=0": (lambda: GatedMLPEncoder(4, shape, layers=0), "layers >= 1"),
+        "flows encoder activation": (lambda: DeepMLPEncoder(4, shape, activation="swish"), "activation must be one of"),
+        "flows decoder hidden=0": (lambda: DeepMLPDecoder(4, shape, hidden=0), "hidden >= 1"),
+        "flows prior layers=0": (lambda: RealNVPPrior(4, layers=0), "layers >= 1"),
+        "resnet encoder 30x30": (lambda: ResNetEncoder(4, (1, 30, 30)), "divisible by 4"),
+        "resnet mixture components=0": (lambda: DiscretizedLogisticMixtureLikelihood(shape, components=0),
+                                        "at least 1 component"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_refusals()))
+def test_a_refused_option_is_one_zoo_error_line(case):
+    build, message = _refusals()[case]
+    with pytest.raises(zoo.ZooError, match=message) as info:
+        build()
+    assert type(info.value) is zoo.ZooError  # not a ValueError that zoo.compose would have to translate
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind, id, options", [
+    ("encoder", "burda-mlp", {"layers": [2, 3]}),
+    ("encoder", "conv-mnist", {"channels": 0}),
+    ("prior", "mixture-of-gaussians", {"components": 0}),
+])
+def test_a_refused_option_by_id_names_the_component(kind, id, options):
+    components = {"encoder": "conv-mnist", "decoder": "conv-mnist", "prior": "standard-normal",
+                  "likelihood": "bernoulli", kind: id}
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.compose(**components, latent_size=4, **{f"{kind}_options": options})
+    message = str(info.value)
+    assert message.startswith(f"{kind} {id!r}: ") and len(message.splitlines()) == 1, message
+    assert "rejected its options" not in message  # the plugin's own sentence, not zoo's translation of a ValueError

@@ -18,7 +18,7 @@ import zoo
 
 def _positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+        raise zoo.ZooError(f"{name} must be a positive integer (got {value!r})")
     return value
 
 
@@ -221,8 +221,6 @@ class MixtureOfGaussiansPrior(zoo.Prior):
     def __init__(self, latent_size: int, components: int = 10) -> None:
         super().__init__()
         _positive("components", components)
-        if components < 1:
-            raise zoo.ZooError(f"mixture-of-gaussians needs at least 1 component (got {components})")
         self.latent_size = latent_size
         self.logits = nn.Parameter(torch.zeros(components))
         self.means = nn.Parameter(torch.randn(components, latent_size))

@@ -26,12 +26,12 @@ import zoo
 
 
 def _check_layers(layers: Sequence[int], latent_size: int) -> list[int]:
-    sizes = list(layers)
+    sizes = list(layers) if isinstance(layers, (list, tuple)) else []
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"layers must be a non-empty list of positive integers (got {layers!r})")
+        raise zoo.ZooError(f"layers must be a non-empty list of positive integers (got {layers!r})")
     if sum(sizes) != latent_size:
-        raise ValueError(f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; "
-                         "set latent_size to their sum")
+        raise zoo.ZooError(f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; "
+                           "set latent_size to their sum")
     return sizes
 
 
@@ -62,7 +62,7 @@ class MLPEncoder(zoo.Encoder):
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer (got {hidden!r})")
+            raise zoo.ZooError(f"hidden must be a positive integer (got {hidden!r})")
         inputs = [int(torch.Size(data_shape).numel()), *self.layers[:-1]]
         self.stages = nn.ModuleList(
             GaussianLayer(i, h, o) for i, h, o in zip(inputs, _hidden_sizes(self.layers, hidden), self.layers)
