@@ -46,6 +46,72 @@ def test_diagonal_gaussian_lets_a_nan_through_to_the_loss():
     assert torch.isnan(q.rsample()).all()
 
 
+# -- zoo.mlp ----------------------------------------------------------------------------------------
+
+def test_mlp_is_the_stack_written_out_with_the_same_weights_for_a_seed():
+    torch.manual_seed(0)
+    net = zoo.mlp([6, 5, 4, 3], torch.nn.ReLU)
+    torch.manual_seed(0)
+    by_hand = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                                  torch.nn.Linear(4, 3))
+    assert [type(m) for m in net] == [type(m) for m in by_hand]
+    assert net.state_dict().keys() == by_hand.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), by_hand.state_dict().values()))
+    assert isinstance(zoo.mlp([2, 3, 1])[1], torch.nn.Tanh)  # by default
+    assert len(zoo.mlp([2, 3])) == 1  # no activation after the output layer
+
+
+@pytest.mark.parametrize("sizes", [[4], [4, 0, 2], [4, True, 2], [4, 2.0]])
+def test_mlp_refuses_sizes_that_are_not_positive_integers(sizes):
+    with pytest.raises(zoo.ZooError, match="positive integer") as info:
+        zoo.mlp(sizes)
+    assert len(str(info.value).splitlines()) == 1
+
+
+# -- checkpoints keep loading: the parameter names and shapes of the networks built with the helpers --
+
+BURDA = {"layers": [3, 2], "hidden": 4}
+#: (encoder, decoder, prior, their options, latent size) -> the model's state_dict: names and shapes
+PINNED = {
+    "burda-mlp": (("burda-mlp", "burda-mlp", "burda-hierarchical"), (BURDA, BURDA, BURDA), 5,
+                  {"encoder.stages.0.net.0.weight": (4, 64), "encoder.stages.0.net.0.bias": (4,),
+                   "encoder.stages.0.net.2.weight": (4, 4), "encoder.stages.0.net.2.bias": (4,),
+                   "encoder.stages.0.net.4.weight": (6, 4), "encoder.stages.0.net.4.bias": (6,),
+                   "encoder.stages.1.net.0.weight": (2, 3), "encoder.stages.1.net.0.bias": (2,),
+                   "encoder.stages.1.net.2.weight": (2, 2), "encoder.stages.1.net.2.bias": (2,),
+                   "encoder.stages.1.net.4.weight": (4, 2), "encoder.stages.1.net.4.bias": (4,),
+                   "decoder.net.0.weight": (4, 3), "decoder.net.0.bias": (4,), "decoder.net.2.weight": (4, 4),
+                   "decoder.net.2.bias": (4,), "decoder.net.4.weight": (64, 4), "decoder.net.4.bias": (64,),
+                   "prior.zeros": (2,), "prior.stages.0.net.0.weight": (2, 2), "prior.stages.0.net.0.bias": (2,),
+                   "prior.stages.0.net.2.weight": (2, 2), "prior.stages.0.net.2.bias": (2,),
+                   "prior.stages.0.net.4.weight": (6, 2), "prior.stages.0.net.4.bias": (6,)}),
+    "deep-mlp": (("deep-mlp", "deep-mlp", "realnvp"), ({"hidden": 4}, {"hidden": 4, "layers": 1},
+                                                       {"layers": 1, "hidden": 3}), 2,
+                 {"encoder.net.1.weight": (4, 64), "encoder.net.1.bias": (4,), "encoder.net.3.weight": (4, 4),
+                  "encoder.net.3.bias": (4,), "encoder.net.5.weight": (4, 4), "encoder.net.5.bias": (4,),
+                  "decoder.net.0.weight": (4, 2), "decoder.net.0.bias": (4,), "decoder.net.2.weight": (64, 4),
+                  "decoder.net.2.bias": (64,), "prior.couplings.0.scale": (2,),
+                  "prior.couplings.0.net.0.weight": (3, 2), "prior.couplings.0.net.0.bias": (3,),
+                  "prior.couplings.0.net.2.weight": (3, 3), "prior.couplings.0.net.2.bias": (3,),
+                  "prior.couplings.0.net.4.weight": (4, 3), "prior.couplings.0.net.4.bias": (4,)}),
+    "gated-mlp": (("gated-mlp", "gated-mlp", "standard-normal"), ({"hidden": 4, "layers": 1},) * 2 + ({},), 2,
+                  {"encoder.body.1.linear.weight": (4, 64), "encoder.body.1.linear.bias": (4,),
+                   "encoder.body.1.gate.weight": (4, 64), "encoder.body.1.gate.bias": (4,),
+                   "encoder.mean.weight": (2, 4), "encoder.mean.bias": (2,), "encoder.log_var.weight": (2, 4),
+                   "encoder.log_var.bias": (2,), "decoder.body.0.linear.weight": (4, 2),
+                   "decoder.body.0.linear.bias": (4,), "decoder.body.0.gate.weight": (4, 2),
+                   "decoder.body.0.gate.bias": (4,), "decoder.out.weight": (64, 4), "decoder.out.bias": (64,)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_parameter_names_and_shapes_are_pinned(name):
+    (encoder, decoder, prior), (encoder_options, decoder_options, prior_options), latent_size, expected = PINNED[name]
+    model = zoo.compose(encoder, decoder, prior, "bernoulli", latent_size=latent_size, data_shape=(1, 8, 8),
+                        encoder_options=encoder_options, decoder_options=decoder_options, prior_options=prior_options)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
+
+
 # -- a refused option is one ZooError line ----------------------------------------------------------
 
 def _refusals():

@@ -10,7 +10,7 @@ Public API (imported lazily, so ``import zoo`` and the CLI's help do not import 
 
 Plugin authors use :data:`hookimpl`, the interfaces :class:`Encoder`, :class:`Decoder`,
 :class:`Prior`, :class:`Likelihood`, :class:`Objective`, :func:`diagonal_gaussian` (the
-diagonal-Gaussian head of an encoder), the distribution :class:`Chain` (for hierarchies of
+diagonal-Gaussian head of an encoder) and :func:`mlp` (a multi-layer perceptron), the distribution :class:`Chain` (for hierarchies of
 latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
 """
 
@@ -36,6 +36,7 @@ _LAZY = {
     "factory_options": "zoo.model",
     "Chain": "zoo.distributions",
     "diagonal_gaussian": "zoo.distributions",
+    "mlp": "zoo.nets",
     "compose": "zoo.model",
     "create": "zoo.model",
     "from_recipe": "zoo.model",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain, diagonal_gaussian
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
+    from zoo.nets import mlp
     from zoo.model import VAE, build_objective, compose, create, factory_options, from_recipe
     from zoo.objectives import ELBOTerms
 
