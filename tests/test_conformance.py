@@ -76,7 +76,9 @@ def test_an_unknown_plugin_is_one_failing_check():
 def test_the_example_plugin_conforms(example_site):
     """examples/zoo-mlp/tests/test_conformance.py, run the way its author runs it: pytest, with
     the package installed and zoo's pytest plugin found through its entry point."""
-    env = dict(os.environ, PYTHONPATH=str(example_site), ZOO_PLUGINS="aevb,mlp", PYTHONDONTWRITEBYTECODE="1")
+    # PYTHONPATH keeps what it had (the zoo under test), as in test_example_plugin.py: the example uses zoo's newest API.
+    path = os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, ZOO_PLUGINS="aevb,mlp", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(EXAMPLE / "pyproject.toml"),
          str(EXAMPLE / "tests" / "test_conformance.py")],

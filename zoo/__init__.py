@@ -9,8 +9,9 @@ Public API (imported lazily, so ``import zoo`` and the CLI's help do not import 
     zoo.load("runs/x/checkpoints/last.pt")
 
 Plugin authors use :data:`hookimpl`, the interfaces :class:`Encoder`, :class:`Decoder`,
-:class:`Prior`, :class:`Likelihood`, :class:`Objective`, the distribution :class:`Chain` (for
-hierarchies of latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
+:class:`Prior`, :class:`Likelihood`, :class:`Objective`, :func:`diagonal_gaussian` (the
+diagonal-Gaussian head of an encoder) and :func:`mlp` (a multi-layer perceptron), the distribution :class:`Chain` (for hierarchies of
+latents), and :class:`Recipe` / :class:`Training` / :class:`DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _LAZY = {
     "build_objective": "zoo.composition",
     "factory_options": "zoo.factories",
     "Chain": "zoo.distributions",
+    "diagonal_gaussian": "zoo.distributions",
+    "mlp": "zoo.nets",
     "compose": "zoo.composition",
     "create": "zoo.composition",
     "from_recipe": "zoo.composition",
@@ -45,11 +48,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from zoo.data import DatasetInfo
-    from zoo.distributions import Chain
+    from zoo.distributions import Chain, diagonal_gaussian
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
     from zoo.composition import build_objective, compose, create, from_recipe
     from zoo.factories import factory_options
     from zoo.model import VAE
+    from zoo.nets import mlp
     from zoo.objectives import ELBOTerms
 
 

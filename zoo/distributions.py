@@ -1,4 +1,13 @@
-"""Distributions zoo adds to ``torch.distributions``: :class:`Chain`, for hierarchies of latents.
+"""Distributions zoo adds to ``torch.distributions``: :func:`diagonal_gaussian`, the output head of
+most encoders, and :class:`Chain`, for hierarchies of latents.
+
+``diagonal_gaussian(mean, log_var)`` is ``Independent(Normal(mean, exp(log_var / 2)), 1)`` in at least
+float32: a layer predicts a mean and a log-variance per latent, and the posterior q(z|x) is the
+diagonal Gaussian they describe. Plugins call it on their own layers' outputs, so their
+parameter names (and checkpoints) are theirs::
+
+    mean, log_var = self.net(x).chunk(2, dim=-1)
+    return zoo.diagonal_gaussian(mean, log_var)
 
 A model with several stochastic layers keeps the four interfaces unchanged: its latent ``z`` is
 one flat vector, the concatenation of named parts (``z1``, ``z2``, ...), and its posterior and
@@ -22,9 +31,23 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Independent, Normal, constraints
 
 Conditional = Callable[[dict[str, Tensor]], Distribution]
+
+
+def diagonal_gaussian(mean: Tensor, log_var: Tensor) -> Independent:
+    """The diagonal Gaussian with ``mean`` and log-variance ``log_var`` ([..., L] each): batch shape
+    [...], event shape [L], with ``rsample`` (torch's ``Independent(Normal(mean, std), 1)``).
+
+    The standard deviation is ``exp(log_var / 2)``. Half-precision inputs (under autocast) are
+    computed in float32, which keeps the KL term and the log-densities exact; float64 stays float64.
+    Arguments are not validated (``validate_args=False``): a NaN reaches the loss, where the
+    trainer reports it, instead of raising inside the forward pass.
+    """
+    dtype = torch.promote_types(mean.dtype, torch.float32)
+    mean, log_var = mean.to(dtype), log_var.to(dtype)
+    return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
 
 
 class Chain(Distribution):

@@ -18,7 +18,7 @@ import zoo
 
 def _positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+        raise zoo.ZooError(f"{name} must be a positive integer (got {value!r})")
     return value
 
 
@@ -65,9 +65,8 @@ class ConvEncoder(zoo.Encoder):
         last = self.net[-1]
         weight = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
         out = nn.functional.linear(h.permute(0, 2, 3, 1).reshape(h.shape[0], -1), weight, last.bias)
-        # fp32 posterior parameters keep the KL term exact under mixed precision.
-        mean, log_var = out.float().chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = out.chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)  # in fp32 under mixed precision: the KL term stays exact
 
 
 class ConvDecoder(zoo.Decoder):
@@ -222,8 +221,6 @@ class MixtureOfGaussiansPrior(zoo.Prior):
     def __init__(self, latent_size: int, components: int = 10) -> None:
         super().__init__()
         _positive("components", components)
-        if components < 1:
-            raise zoo.ZooError(f"mixture-of-gaussians needs at least 1 component (got {components})")
         self.latent_size = latent_size
         self.logits = nn.Parameter(torch.zeros(components))
         self.means = nn.Parameter(torch.randn(components, latent_size))

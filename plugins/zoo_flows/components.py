@@ -1,6 +1,10 @@
-"""A RealNVP flow prior (Dinh et al., "Density estimation using Real NVP", ICLR 2017) and the
-MLP encoder/decoder of Burda et al., "Importance Weighted Autoencoders" (ICLR 2016): two hidden
-layers of 200 tanh units.
+"""A RealNVP flow prior (Dinh et al., "Density estimation using Real NVP", ICLR 2017) and an MLP
+encoder/decoder (``deep-mlp``) of any depth, width and activation.
+
+The MLPs are :func:`zoo.mlp` stacks; at their defaults (two hidden layers of 200 tanh units) they
+are the network of Burda et al., "Importance Weighted Autoencoders" (ICLR 2016), the same as the
+iwae plugin's ``burda-mlp`` with one stochastic layer. The plugin keeps its own id for it rather
+than depend on the iwae plugin being loaded, and runs that used ``deep-mlp`` keep loading.
 
 The prior is p(z) = base(f^-1(z)) |det d f^-1 / dz| with f a stack of affine couplings and the
 base N(0, I): a :class:`torch.distributions.TransformedDistribution`, so ``log_prob``, ``sample``
@@ -85,12 +89,7 @@ class CouplingNet(nn.Module):
 
     def __init__(self, latent_size: int, hidden: int, activation: str = "relu", init_scale: float = 1e-2) -> None:
         super().__init__()
-        act = ACTIVATIONS[activation]
-        self.net = nn.Sequential(
-            nn.Linear(latent_size, hidden), act(),
-            nn.Linear(hidden, hidden), act(),
-            nn.Linear(hidden, 2 * latent_size),
-        )
+        self.net = zoo.mlp([latent_size, hidden, hidden, 2 * latent_size], ACTIVATIONS[activation])
         last = self.net[-1]
         nn.init.normal_(last.weight, 0.0, init_scale / math.sqrt(hidden))
         nn.init.zeros_(last.bias)
@@ -133,17 +132,10 @@ class RealNVPPrior(zoo.Prior):
         return TransformedDistribution(base, self.transforms(), validate_args=False)
 
 
-def _activation(name: str) -> nn.Module:
+def _activation(name: str) -> type[nn.Module]:
     if name not in ACTIVATIONS:
         raise zoo.ZooError(f"mlp activation must be one of {', '.join(ACTIVATIONS)} (got {name!r})")
-    return ACTIVATIONS[name]()
-
-
-def _mlp(sizes: list[int], activation: str) -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:]):
-        layers += [nn.Linear(a, b), _activation(activation)]
-    return layers
+    return ACTIVATIONS[name]
 
 
 class DeepMLPEncoder(zoo.Encoder):
@@ -155,15 +147,12 @@ class DeepMLPEncoder(zoo.Encoder):
         if layers < 1 or hidden < 1:
             raise zoo.ZooError(f"mlp needs layers >= 1 and hidden >= 1 (got layers={layers}, hidden={hidden})")
         self.latent_size = latent_size
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            *_mlp([math.prod(data_shape)] + [hidden] * layers, activation),
-            nn.Linear(hidden, 2 * latent_size),
-        )
+        sizes = [math.prod(data_shape), *[hidden] * layers, 2 * latent_size]
+        self.net = nn.Sequential(nn.Flatten(), *zoo.mlp(sizes, _activation(activation)))
 
     def forward(self, x: Tensor) -> Independent:
-        mean, log_var = self.net(x).float().chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class DeepMLPDecoder(zoo.Decoder):
@@ -176,10 +165,8 @@ class DeepMLPDecoder(zoo.Decoder):
             raise zoo.ZooError(f"mlp needs layers >= 1 and hidden >= 1 (got layers={layers}, hidden={hidden})")
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)
-        self.net = nn.Sequential(
-            *_mlp([latent_size] + [hidden] * layers, activation),
-            nn.Linear(hidden, math.prod(self.output_shape)),
-        )
+        sizes = [latent_size, *[hidden] * layers, math.prod(self.output_shape)]
+        self.net = zoo.mlp(sizes, _activation(activation))
 
     def decode(self, z: Tensor) -> Tensor:
         return self.net(z).view(len(z), *self.output_shape)

@@ -1,4 +1,4 @@
-"""Hook implementations of the ``flows`` plugin: a RealNVP prior and the IWAE paper's MLP pair.
+"""Hook implementations of the ``flows`` plugin: a RealNVP prior and an MLP pair (the IWAE paper's by default).
 
 Factories are ``"module:attribute"`` strings, so listing models does not import torch.
 """
@@ -11,13 +11,15 @@ _C = "zoo_flows.components"
 @zoo.hookimpl
 def register_encoders(register):
     register("deep-mlp", f"{_C}:DeepMLPEncoder",
-             description="MLP, 2 hidden layers of 200 tanh units (Burda et al. 2016): diagonal Gaussian q(z|x)")
+             description="MLP, options layers (2), hidden (200), activation (tanh): diagonal Gaussian q(z|x); "
+                         "the defaults are Burda et al. 2016's network (burda-mlp with one stochastic layer)")
 
 
 @zoo.hookimpl
 def register_decoders(register):
     register("deep-mlp", f"{_C}:DeepMLPDecoder",
-             description="MLP, 2 hidden layers of 200 tanh units (Burda et al. 2016) to the likelihood's parameters")
+             description="MLP, options layers (2), hidden (200), activation (tanh), to the likelihood's parameters; "
+                         "the defaults are Burda et al. 2016's network (as burda-mlp)")
 
 
 @zoo.hookimpl

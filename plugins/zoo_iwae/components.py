@@ -26,13 +26,18 @@ import zoo
 
 
 def _check_layers(layers: Sequence[int], latent_size: int) -> list[int]:
-    sizes = list(layers)
+    sizes = list(layers) if isinstance(layers, (list, tuple)) else []
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"layers must be a non-empty list of positive integers (got {layers!r})")
+        raise zoo.ZooError(f"layers must be a non-empty list of positive integers (got {layers!r})")
     if sum(sizes) != latent_size:
-        raise ValueError(f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; "
-                         "set latent_size to their sum")
+        raise zoo.ZooError(f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; "
+                           "set latent_size to their sum")
     return sizes
+
+
+def _check_hidden(hidden: int) -> None:
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise zoo.ZooError(f"hidden must be a positive integer (got {hidden!r})")
 
 
 def _hidden_sizes(layers: Sequence[int], hidden: int) -> list[int]:
@@ -45,12 +50,11 @@ class GaussianLayer(nn.Module):
 
     def __init__(self, inp: int, hidden: int, out: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, 2 * out))
+        self.net = zoo.mlp([inp, hidden, hidden, 2 * out], nn.Tanh)
 
     def forward(self, h: Tensor) -> Independent:
-        mean, log_var = self.net(h).float().chunk(2, dim=-1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        mean, log_var = self.net(h).chunk(2, dim=-1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class MLPEncoder(zoo.Encoder):
@@ -61,8 +65,7 @@ class MLPEncoder(zoo.Encoder):
         super().__init__()
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer (got {hidden!r})")
+        _check_hidden(hidden)
         inputs = [int(torch.Size(data_shape).numel()), *self.layers[:-1]]
         self.stages = nn.ModuleList(
             GaussianLayer(i, h, o) for i, h, o in zip(inputs, _hidden_sizes(self.layers, hidden), self.layers)
@@ -87,10 +90,10 @@ class MLPDecoder(zoo.Decoder):
         super().__init__()
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)
+        _check_hidden(hidden)
         self.output_shape = tuple(output_shape)
         out = int(torch.Size(self.output_shape).numel())
-        self.net = nn.Sequential(nn.Linear(self.layers[0], hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, out))
+        self.net = zoo.mlp([self.layers[0], hidden, hidden, out], nn.Tanh)
 
     def decode(self, z: Tensor) -> Tensor:
         return self.net(z[:, : self.layers[0]]).view(-1, *self.output_shape)
@@ -103,6 +106,7 @@ class HierarchicalPrior(zoo.Prior):
         super().__init__()
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)
+        _check_hidden(hidden)
         widths = _hidden_sizes(self.layers, hidden)
         # stage i maps z_{i+1} to p(z_i | z_{i+1}); its width is the one between those layers in the encoder
         self.stages = nn.ModuleList(

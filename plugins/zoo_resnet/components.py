@@ -10,7 +10,7 @@ MNIST), doubling the channels at each step down. The decoder mirrors the encoder
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent
 
 import zoo
 from zoo_resnet.distributions import BINS, DiscretizedLogistic, DiscretizedLogisticMixture
@@ -63,8 +63,8 @@ class ResNetEncoder(zoo.Encoder):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Independent:
-        mean, log_var = self.net(x).float().chunk(2, dim=1)
-        return Independent(Normal(mean, (0.5 * log_var).exp(), validate_args=False), 1, validate_args=False)
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class ResNetDecoder(zoo.Decoder):

@@ -68,9 +68,7 @@ class GatedMLPEncoder(zoo.Encoder):
 
     def forward(self, x: Tensor) -> Independent:
         h = self.body(x)
-        mean = self.mean(h).float()
-        log_var = nn.functional.hardtanh(self.log_var(h).float(), *LOG_VAR_RANGE)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1, validate_args=False)
+        return zoo.diagonal_gaussian(self.mean(h), nn.functional.hardtanh(self.log_var(h), *LOG_VAR_RANGE))
 
 
 class GatedMLPDecoder(zoo.Decoder):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent
 
 import zoo
 
@@ -34,8 +33,8 @@ class MLPEncoder(zoo.Encoder):
         )
 
     def forward(self, x: Tensor) -> Independent:
-        mean, log_var = self.net(x).float().chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
 class MLPDecoder(zoo.Decoder):
