@@ -17,6 +17,7 @@ from conftest import requires_data
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @requires_data
 def test_epoch_time_reports_the_first_epoch_with_start_up(data_root, tmp_path):
     """One zoo epoch on real MNIST: the row has a finite test loss, and 'to epoch 1' (the command's
@@ -45,6 +46,7 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
     assert proc.returncode == 2 and "no missing folder" in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_check_finds_a_cpu_resume_bit_identical(tmp_path):
     """bench/resume_check.py (the GPU lease's check of bit-exact resumption) on the tiny plugin."""
     from helpers_tiny import tiny_env, write_tiny_plugin

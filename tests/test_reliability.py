@@ -302,6 +302,7 @@ def ddp_reference_run(tmp_path_factory, tiny_dir):
     yield from _background_run(folder, torchrun_args(*train_args(folder / "run")), tiny_env(tiny_dir))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_is_bit_exact(reference_run, tiny_dir, tmp_path):
     run, log = tmp_path / "run", tmp_path / "log.txt"
     env = tiny_env(tiny_dir)
@@ -922,6 +923,7 @@ def _files(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir, tmp_path, capsys):
     """While a run trains, a resume, a fresh start and an --overwrite of its folder are refused; once
     it is SIGKILLed (no clean-up), the kernel has dropped its lock and the resume works."""
@@ -946,6 +948,7 @@ def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir,
     assert not (run / ".zoo.lock").exists(), "the lock file goes with its holder"
 
 
+@pytest.mark.slow
 def test_parallel_runs_without_out_get_unique_names(tiny_dir, tmp_path, monkeypatch):
     from zoo.rundir import unique_run_dir
 
@@ -1339,6 +1342,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_real_write_failures_are_one_line_errors_subprocess(tiny, tiny_dir, tmp_path):
     """Not a simulated OSError: the kernel refuses the writes (a file size limit, as a full disk would),
     inside torch's C++ zip writer and inside the PNG encoder."""
