@@ -23,7 +23,7 @@ import pytest
 from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 6  # the tiny-vae recipe's default
+EPOCHS = 3  # the tiny-vae recipe's default
 TIMING_KEYS = {"epoch_seconds", "images_per_second"}
 
 
@@ -930,7 +930,9 @@ def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir,
     from zoo.checkpoint import load_checkpoint
 
     run, log = tmp_path / "run", tmp_path / "log.txt"
-    holder = start(zoo_command(*train_args(run)), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"}, log)
+    # 6 epochs: the holder is killed long before it could finish, however slow the refused starts are.
+    holder = start(zoo_command(*train_args(run, "--epochs", "6")), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"},
+                   log)
     try:
         _wait_for(lambda: len(metric_rows(run)) >= 1, holder, log, "a first epoch")
         config = (run / "config.json").read_bytes()
