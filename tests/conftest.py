@@ -51,6 +51,20 @@ def _session_env(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_cpu_thread():
+    """Training in this process uses one intra-op thread, as the tests' subprocesses do
+    (tests/helpers_tiny.py): the tests' models are tiny, and two threads on a 2-core machine that is
+    doing anything else spend most of their time waiting for each other (zoo/threads.py). Tests of
+    the thread choice set their own count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _no_cpu_load_reading(monkeypatch):
     """In-process runs read no CPU load: the thread count they choose does not depend on what else
