@@ -3,6 +3,20 @@
 Tests never see plugins installed on the developer's machine: ``ZOO_PLUGINS`` limits entry-point
 loading to the reference plugin, and each test starts from a fresh process-wide registry.
 The per-user cache points into a temporary folder so tests never write to the real one.
+
+Running the tests (from the repository root; ``ZOO_TEST_DATA`` names a folder holding
+``MNIST/raw/*.gz``, without it the real-data tests are skipped)::
+
+    python -m pytest -m "not slow"      # the fast set: about a minute on 2 CPU cores
+    python -m pytest                    # everything, as .ci/run does: about 3-4 minutes there
+    python -m pytest -m slow            # only the slow ones
+
+``@pytest.mark.slow`` marks the tests that train for more than a couple of seconds or start
+training processes: real MNIST epochs, ``--compile``, the benchmark scripts, torchrun, and the
+runs that are SIGKILLed and resumed. The fast set still covers every module: the registry, recipes,
+error paths and CLI errors (through the console script too), and small end-to-end runs of a few
+steps (``zoo train`` on tiny data sets, resume, eval, sample, compare). ``gpu`` tests are skipped
+without CUDA.
 """
 
 from __future__ import annotations
@@ -49,6 +63,20 @@ def _session_env(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_cpu_thread():
+    """Training in this process uses one intra-op thread, as the tests' subprocesses do
+    (tests/helpers_tiny.py): the tests' models are tiny, and two threads on a 2-core machine that is
+    doing anything else spend most of their time waiting for each other (zoo/threads.py). Tests of
+    the thread choice set their own count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

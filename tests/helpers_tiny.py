@@ -19,7 +19,7 @@ What ``tiny`` registers:
     run mid-epoch however busy the machine is; the results are unchanged.
 ``tiny-vae`` / ``tiny-vae-float`` (models)
     ``tiny-conv`` encoder, ``conv-mnist`` decoder (from the reference plugin), N(0, I) prior,
-    Bernoulli likelihood, 4 latents, 8 channels; 6 epochs of batch 100 by default.
+    Bernoulli likelihood, 4 latents, 8 channels; 3 epochs of batch 100 by default.
 
 ``broken`` is a second entry point whose ``register_recipes`` raises.
 """
@@ -107,7 +107,7 @@ def register_recipes(register):
             id=rid, description="tiny test model", encoder="tiny-conv", decoder="conv-mnist",
             prior="standard-normal", likelihood="bernoulli", dataset=dataset, latent_size=4,
             encoder_options={{"channels": 8}}, decoder_options={{"channels": 8}},
-            training=zoo.Training(epochs=6, batch_size=100, lr=3e-3)))
+            training=zoo.Training(epochs=3, batch_size=100, lr=3e-3)))
 '''
 
 _BROKEN_PLUGIN = '''

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from helpers_cli import run_zoo as run
 
 
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A beta sweep written the way a user would, as three runs of one model (trained once for the
+    module: the tests only read these runs; one that writes into a run works on its own copy)."""
+    from helpers_spanning import _plugin
+    from zoo import plugins
+    from zoo.cli import main
 
-
-
-@pytest.fixture
-def sweep(span, tmp_path, capsys):
-    """A beta sweep written the way a user would, as three runs of one model."""
+    root = tmp_path_factory.mktemp("sweep")
+    registry, pm = plugins.build(plugins=[("spanning", _plugin())])
+    assert registry.plugins["spanning"].error is None, registry.plugins["spanning"].error
     runs = []
-    for beta in (1, 2, 4):
-        out = tmp_path / f"beta{beta}"
-        code, _, err = run(capsys, "train", "tiny-vamp", "--device", "cpu", "--epochs", "2", "--out", out,
-                           "--set", "objective=elbo", "--set", f"beta={beta}", "--no-progress")
-        assert code == 0, err
-        runs.append(out)
+    with plugins.using(registry, pm), pytest.MonkeyPatch.context() as mp:
+        mp.setattr("zoo.threads._cpu_ticks", lambda: None)  # as conftest's autouse fixture does for each test
+        for beta in (1, 2, 4):
+            out = root / f"beta{beta}"
+            args = ["train", "tiny-vamp", "--device", "cpu", "--epochs", "2", "--out", str(out),
+                    "--set", "objective=elbo", "--set", f"beta={beta}", "--no-progress"]
+            try:
+                main(args)
+            except SystemExit as exc:
+                assert exc.code in (0, None), f"zoo {' '.join(args)} exited with {exc.code}"
+            runs.append(out)
     return runs
 
 
-def test_compare_prints_one_row_per_run(sweep, capsys):
+def test_compare_prints_one_row_per_run(span, sweep, capsys):
     code, out, err = run(capsys, "compare", *sweep)
     assert code == 0, err
     lines = out.splitlines()
@@ -43,7 +55,8 @@ def test_compare_prints_one_row_per_run(sweep, capsys):
         assert entry["iw_nll"] is None and entry["seconds_per_epoch"] > 0
 
 
-def test_compare_shows_the_iw_nll_once_zoo_eval_has_scored_a_run(sweep, capsys):
+def test_compare_shows_the_iw_nll_once_zoo_eval_has_scored_a_run(span, sweep, tmp_path, capsys):
+    sweep = [Path(shutil.copytree(run_dir, tmp_path / run_dir.name)) for run_dir in sweep]  # zoo eval writes into it
     code, _, err = run(capsys, "eval", sweep[0], "--iw-samples", "5", "--limit", "20", "--no-fid", "--device", "cpu")
     assert code == 0, err
     scored = json.loads((sweep[0] / "eval" / "metrics.json").read_text())
@@ -52,7 +65,7 @@ def test_compare_shows_the_iw_nll_once_zoo_eval_has_scored_a_run(sweep, capsys):
     assert data[1]["iw_nll"] is None
 
 
-def test_compare_plots_the_learning_curves(sweep, tmp_path, capsys):
+def test_compare_plots_the_learning_curves(span, sweep, tmp_path, capsys):
     from PIL import Image
 
     png = tmp_path / "curves.png"
@@ -63,7 +76,7 @@ def test_compare_plots_the_learning_curves(sweep, tmp_path, capsys):
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 10  # lines, text, a legend: not blank
 
 
-def test_compare_errors(sweep, tmp_path, capsys):
+def test_compare_errors(span, sweep, tmp_path, capsys):
     code, _, err = run(capsys, "compare", sweep[0], tmp_path / "nothing")
     assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
@@ -79,7 +92,7 @@ def test_compare_errors(sweep, tmp_path, capsys):
     assert code == 1 and "no run has a finite 'nosuch'" in err
 
 
-def test_runs_write_tensorboard_event_files(sweep):
+def test_runs_write_tensorboard_event_files(span, sweep):
     pytest.importorskip("tensorboard", reason="the optional tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

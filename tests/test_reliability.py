@@ -23,7 +23,7 @@ import pytest
 from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 6  # the tiny-vae recipe's default
+EPOCHS = 3  # the tiny-vae recipe's default
 TIMING_KEYS = {"epoch_seconds", "images_per_second"}
 
 
@@ -302,6 +302,7 @@ def ddp_reference_run(tmp_path_factory, tiny_dir):
     yield from _background_run(folder, torchrun_args(*train_args(folder / "run")), tiny_env(tiny_dir))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_is_bit_exact(reference_run, tiny_dir, tmp_path):
     run, log = tmp_path / "run", tmp_path / "log.txt"
     env = tiny_env(tiny_dir)
@@ -481,6 +482,8 @@ def console(tmp_path_factory, tiny_dir):
         # the tiny plugin is not even on the path here: not installed
         "plugin not installed": (["sample", str(good), "--out", png], tiny_env(folder, plugins="aevb")),
         "crafted checkpoint": (["sample", str(folder / "evil-run"), "--out", png], env),
+        # ZOO_PLUGINS names no installed plugin (test_smaller_ones)
+        "garbage ZOO_PLUGINS": (["sample", str(good), "--out", png], tiny_env(tiny_dir, plugins="garbage")),
     }
     for i, out in enumerate(_unwritable_dirs(folder)):
         cases[f"unwritable out {i}"] = (["train", "tiny-vae", "--device", "cpu", "--out", str(out)], env)
@@ -922,13 +925,16 @@ def _files(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir, tmp_path, capsys):
     """While a run trains, a resume, a fresh start and an --overwrite of its folder are refused; once
     it is SIGKILLed (no clean-up), the kernel has dropped its lock and the resume works."""
     from zoo.checkpoint import load_checkpoint
 
     run, log = tmp_path / "run", tmp_path / "log.txt"
-    holder = start(zoo_command(*train_args(run)), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"}, log)
+    # 6 epochs: the holder is killed long before it could finish, however slow the refused starts are.
+    holder = start(zoo_command(*train_args(run, "--epochs", "6")), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"},
+                   log)
     try:
         _wait_for(lambda: len(metric_rows(run)) >= 1, holder, log, "a first epoch")
         config = (run / "config.json").read_bytes()
@@ -946,6 +952,7 @@ def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir,
     assert not (run / ".zoo.lock").exists(), "the lock file goes with its holder"
 
 
+@pytest.mark.slow
 def test_parallel_runs_without_out_get_unique_names(tiny_dir, tmp_path, monkeypatch):
     from zoo.rundir import unique_run_dir
 
@@ -1339,21 +1346,30 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_real_write_failures_are_one_line_errors_subprocess(tiny, tiny_dir, tmp_path):
     """Not a simulated OSError: the kernel refuses the writes (a file size limit, as a full disk would),
     inside torch's C++ zip writer and inside the PNG encoder."""
     env = tiny_env(tiny_dir)
     run = tmp_path / "run"
-    proc = subprocess.run(zoo_command(*train_args(run, "--epochs", "1")), env=env, capture_output=True, text=True,
-                          timeout=300, preexec_fn=_limit_file_size(50_000))  # config.json fits, a checkpoint not
-    assert_user_error(proc.returncode, proc.stderr, "could not write checkpoint", "previous checkpoint is intact")
-    assert [p.name for p in (run / "checkpoints").iterdir()] == [], "no temporary left"
-
     checkpoint = tiny_checkpoint(tmp_path / "model.pt")
     png = tmp_path / "s.png"
-    proc = subprocess.run(zoo_command("sample", str(checkpoint), "--out", str(png)), env=env, capture_output=True,
-                          text=True, timeout=300, preexec_fn=_limit_file_size(5_000))
-    assert_user_error(proc.returncode, proc.stderr, "could not write image", str(png))
+    # Both commands at once: each one's time goes mostly to starting Python and importing torch.
+    procs = [subprocess.Popen(zoo_command(*train_args(run, "--epochs", "1")), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_limit_file_size(50_000)),  # config.json fits, a checkpoint not
+             subprocess.Popen(zoo_command("sample", str(checkpoint), "--out", str(png)), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_limit_file_size(5_000))]
+    try:
+        (_, train_err), (_, sample_err) = (proc.communicate(timeout=300) for proc in procs)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert_user_error(procs[0].returncode, train_err, "could not write checkpoint", "previous checkpoint is intact")
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [], "no temporary left"
+    assert_user_error(procs[1].returncode, sample_err, "could not write image", str(png))
     assert not png.exists() and [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -1511,7 +1527,7 @@ def test_cache_entries_damaged_or_left_half_written(mnist_copy, tmp_path, monkey
     assert [p.name for p in entry.parent.iterdir()] == [], "an interrupted extraction leaves no temporary"
 
 
-def test_smaller_ones(tiny, tiny_dir, tmp_path, capsys, monkeypatch):
+def test_smaller_ones(console, tiny, capsys, monkeypatch):
     """ZOO_DEBUG=0 is off; JSON output has no bare NaN; ZOO_PLUGINS is named when it hides a plugin."""
     monkeypatch.setenv("ZOO_DEBUG", "0")
     code, out = cli(capsys, "train", "tiny-vea")
@@ -1522,11 +1538,8 @@ def test_smaller_ones(tiny, tiny_dir, tmp_path, capsys, monkeypatch):
     text = json.dumps(json_safe({"fid": float("nan"), "x": [float("inf"), 1.5]}), allow_nan=False)
     assert json.loads(text) == {"fid": None, "x": [None, 1.5]}
 
-    checkpoint = tiny_checkpoint(tmp_path / "model.pt")
-    proc = zoo_proc("sample", str(checkpoint), "--out", str(tmp_path / "s.png"),
-                    env=tiny_env(tiny_dir, plugins="garbage"))
-    assert_user_error(proc.returncode, proc.stderr, "not installed", "ZOO_PLUGINS='garbage'",
-                      "garbage: no such plugin installed")
+    code, err = console[0]["garbage ZOO_PLUGINS"]  # zoo sample CHECKPOINT through the console script, for real
+    assert_user_error(code, err, "not installed", "ZOO_PLUGINS='garbage'", "garbage: no such plugin installed")
 
 
 def test_eval_json_is_strict_and_a_small_fid_is_flagged(tiny, tmp_path, capsys, monkeypatch):

@@ -628,6 +628,7 @@ def test_process_shards_make_up_the_global_batch():
     assert torch.equal(torch.cat(evaluated), images.float() / 255)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(runs, tiny_site, tmp_path):
     """torchrun, 2 processes, gloo: only rank 0 writes, and the result matches a single process."""
     env = dict(os.environ, ZOO_PLUGINS=f"aevb,{PLUGIN_NAME}", OMP_NUM_THREADS="1")
