@@ -7,7 +7,7 @@ importance samples on the first N test images (one fixed binarization of the tes
 scores are cached in ``RUN/curve/epoch-NNNN-kK-nN.json``, so rerunning while training goes on only
 scores the new checkpoints.
 
-    python bench/families.py /work/runs/vae-burda-mnist /work/runs/iwae-burda-mnist \\
+    python bench/families.py runs/vae-burda-mnist runs/iwae-burda-mnist \\
         --samples 500 --limit 1000 --png docs/families-iw-nll.png
 
 It prints a markdown table (one column per run, one row per scored epoch) and, with ``--png``,

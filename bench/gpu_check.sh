@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement and the GPU test run, for one short lease of a CUDA machine.
+# Every GPU measurement and the GPU test run, in a few minutes of a CUDA machine.
 #
 #   bench/gpu_check.sh bench   # the measurements (~5 min on an H100), log in $OUT/gpu-bench.log
 #   bench/gpu_check.sh test    # the whole test suite on the GPU machine (~2-3 min), log in $OUT/gpu-test.log
@@ -45,7 +45,7 @@ setup() {
 d = pathlib.Path(u.find_spec('torch').submodule_search_locations[0]) / '__pycache__'; \
 print('bytecode: PYTHONDONTWRITEBYTECODE', os.environ.get('PYTHONDONTWRITEBYTECODE'), '| pycache_prefix', \
 sys.pycache_prefix, '| torch/__pycache__ holds', len(list(d.glob('*.pyc'))) if d.is_dir() else 0, 'files')"
-    # The second call of a lease finds the first one's installs on the warm machine.
+    # A second invocation on the same machine finds the first one's installs.
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
         [ -d /tmp/site/pythae ] || python3 -m pip install -q --no-index --disable-pip-version-check --no-deps \
             --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -68,7 +68,7 @@ floor() {
     echo "== floor, bf16"; tb python3 "$DATA/gpu_floor.py" --root /tmp/floor --epochs 3 --bf16
 }
 
-# Each measurement is time-boxed, so that one hang cannot take the whole lease.
+# Each measurement is time-boxed, so that one hang cannot take the machine's whole time.
 tb() { timeout "${ZOO_GPU_STEP_TIMEOUT:-150}" "$@" || echo "!! exited $?: $*"; }
 
 cached_setup() {
@@ -87,8 +87,8 @@ bench() {
     echo "== $(date -u +%FT%TZ) vae-conv-mnist: zoo (defaults), the seed's loop and pythae on cuda, 3 epochs"
     tb python3 bench/epoch_time.py --device cuda --data-dir "$DATA" --epochs 3 --json-out "$OUT/epoch-cuda.json" \
         "${PYTHAE[@]}"
-    # Stop 6 measured --precision fp32, --precision bf16 and --no-cuda-graph (docs/benchmarks.md), stop 8
-    # --compile; none by default, to keep the lease for what was never measured. 'variants' runs them.
+    # --precision fp32, --precision bf16, --no-cuda-graph and --compile have figures in docs/benchmarks.md;
+    # none runs by default, to keep the time for the rest. 'variants' runs them.
     [ -n "${ZOO_GPU_VARIANTS:-}" ] && variants
     echo "== $(date -u +%FT%TZ) IW estimate on cuda: zoo against pythae's get_nll"
     tb python3 bench/iw_speed.py --device cuda --data-dir "$DATA" --images 1000 --samples 1000 --rounds 2
@@ -123,9 +123,9 @@ resume_checks() {
 }
 
 host_cpu() {
-    # The GPU machine's host CPU has AVX-512 BF16, like the Zen 5 of issue 10: do bf16 autocast and the
-    # reference plugin's AVX2-tuned single-channel paths win or lose on such a CPU? With
-    # ZOO_GPU_CPU_CORES (e.g. 0,1) on those cores only, as on issue 10's 2-core machine.
+    # A GPU machine's host CPU may have AVX-512 BF16: do bf16 autocast and the reference plugin's
+    # AVX2-tuned single-channel paths win or lose on such a CPU? With ZOO_GPU_CPU_CORES (e.g. 0,1)
+    # on those cores only, as on a 2-core machine.
     local rounds=${ZOO_GPU_CPU_ROUNDS:-1} pin=()
     # Pinned: as many OpenMP threads as cores named.
     [ -n "${ZOO_GPU_CPU_CORES:-}" ] && pin=(env OMP_NUM_THREADS="$(echo "$ZOO_GPU_CPU_CORES" | tr ',' '\n' | wc -l)"
@@ -143,7 +143,7 @@ zoo_row() {
 }
 
 startup() {
-    # The first epoch with start-up (issue 10: under 10 s): 'zoo train --epochs 1' from the command's
+    # The first epoch with start-up (the target: under 10 s): 'zoo train --epochs 1' from the command's
     # start to its epoch 1 line, as the machine is, then with a bytecode cache
     # (PYTHONPYCACHEPREFIX, filled by one untimed run), as after an ordinary pip install.
     echo "== $(date -u +%FT%TZ) start-up: zoo train vae-conv-mnist --epochs 1 on cuda"

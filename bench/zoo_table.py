@@ -7,7 +7,7 @@ images they were computed with), bits/dim, active units, epochs (and the lr sche
 training time and the machine. With ``--evaluate K`` it first runs ``zoo eval RUN --iw-samples K
 --no-fid`` itself (all test images, or the first N with ``--limit N``).
 
-    python bench/zoo_table.py /tmp/longrun/binarized --eval eval-k5000-n1000
+    python bench/zoo_table.py runs/binarized --eval eval-k5000-n1000
     python bench/zoo_table.py runs/a runs/b --evaluate 5000 --data-dir ../shared/data
 
 Recipes that carry a ``reference`` (``zoo info MODEL``) get their paper's number, and pythae's

@@ -50,7 +50,7 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
 
 @pytest.mark.slow
 def test_resume_check_finds_a_cpu_resume_bit_identical(tmp_path):
-    """bench/resume_check.py (the GPU lease's check of bit-exact resumption) on the tiny plugin."""
+    """bench/resume_check.py (the GPU check of bit-exact resumption) on the tiny plugin."""
     from helpers_tiny import tiny_env, write_tiny_plugin
 
     env = tiny_env(write_tiny_plugin(tmp_path / "plugin"), OMP_NUM_THREADS="1")

@@ -248,3 +248,68 @@ def test_command_coverage_is_well_formed():
     for prefix, how in COMMAND_COVERAGE.items():
         assert prefix.startswith("zoo "), prefix
         assert how == RUN or (how.startswith("tests/test_") and how.endswith(".py")), (prefix, how)
+
+
+# -- the product's text describes the product ---------------------------------------------------
+
+#: Text that says how the work on zoo was organised (its stages and their numbers, who had which
+#: machine when, tracker numbers) or names a path of one particular machine. None of it belongs in
+#: README.md, docs/, bench/ or tests/: a results page gives each figure's machine, command and
+#: date, and the history of how it was reached is in git. The patterns are put together from
+#: parts, so that this file does not match them itself.
+ORGANISATION_WORDS: dict[str, re.Pattern[str]] = {
+    "a numbered stage of the work": re.compile(r"\b" + "stops?" + r" \d", re.I),
+    "a numbered stage of the work ": re.compile(r"\b" + "round" + r" \d", re.I),
+    "machine loans": re.compile(r"\b" + "le" + "ase", re.I),
+    "machine loans ": re.compile(r"\b" + "le" + r"nt\b", re.I),
+    "a tracker number": re.compile(r"\b" + "issue" + r" #?\d", re.I),
+    "a path of one machine": re.compile("/" + "work/"),
+    "a path of one machine ": re.compile("/" + "root/"),
+    "a path of one machine  ": re.compile("/" + r"home/\w+"),
+}
+
+
+def product_text_files() -> list[Path]:
+    """README.md, docs/**/*.md, every text file under bench/, tests/**/*.py."""
+    files = [ROOT / "README.md", *DOCS.rglob("*.md"), *(ROOT / "tests").rglob("*.py")]
+    for path in (ROOT / "bench").rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            try:
+                if "\0" not in path.read_text():
+                    files.append(path)
+            except UnicodeDecodeError:  # an image or other binary file
+                pass
+    return sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts)
+
+
+def organisation_words_in(path: Path) -> list[str]:
+    found = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        for what, pattern in ORGANISATION_WORDS.items():
+            match = pattern.search(line)
+            if match:
+                found.append(f"{path.relative_to(ROOT)}:{n}: {what.strip()} ({match.group(0)!r}): {line.strip()[:120]}")
+    return found
+
+
+def test_the_patterns_catch_what_they_are_for():
+    samples = [" ".join(["Stop", "7: no GPU"]), " ".join(["stops", "5 to 8"]), "the " + "le" + "ase ran out",
+               "no GPU " + "le" + "nt", " ".join(["Issue", "#10"]), " ".join(["Round", "4"]),
+               "/" + "work/runs/vae", "/" + "root/data", "/" + "home/me/.cache"]
+    for sample in samples:
+        assert any(p.search(sample) for p in ORGANISATION_WORDS.values()), sample
+    for fine in ("please release the lock", "excellent", "the run stopped after epoch 3", "3 rounds",
+                 "work/runs", "a round-trip", "issues a warning"):
+        assert not any(p.search(fine) for p in ORGANISATION_WORDS.values()), fine
+
+
+def test_product_text_files_are_found():
+    names = {str(p.relative_to(ROOT)) for p in product_text_files()}
+    assert {"README.md", "docs/benchmarks.md", "bench/README.md", "bench/gpu_check.sh",
+            "tests/test_docs.py"} <= names
+    assert "docs/families-iw-nll.png" not in names
+
+
+def test_docs_bench_and_tests_describe_the_product_not_how_it_was_made():
+    found = [hit for path in product_text_files() for hit in organisation_words_in(path)]
+    assert not found, "words about how the work was organised, or paths of one machine:\n" + "\n".join(found)

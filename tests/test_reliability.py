@@ -1,4 +1,4 @@
-"""Reliability (issue 5): crashes, full disks, bad input, hostile checkpoints, NaN and scale-out.
+"""Reliability: crashes, full disks, bad input, hostile checkpoints, NaN and scale-out.
 
 Training tests use the tiny data set of ``tests/helpers_tiny.py``, provided by a throwaway
 plugin discovered through its entry point exactly as an installed package would be. Real
@@ -910,7 +910,7 @@ def test_two_processes_reach_the_loss_of_one(reference_run, ddp_reference_run):
     assert two[1]["test_loss"] == pytest.approx(one[1]["test_loss"], rel=0.005)  # after 2 epochs
 
 
-# -- 7. run directories: one writer, overwrite, resume options (issue 11) ---------------------
+# -- 7. run directories: one writer, overwrite, resume options ------------------------------
 
 
 def _wait_for(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 240) -> None:

@@ -1,4 +1,4 @@
-"""Data sets: registered by id, read with torchvision's readers, held in memory as uint8.
+"""Data sets: registered by id; the built-in ones read by zoo's own IDX reader and held in memory as uint8.
 
 The built-in data sets are registered by this module acting as a plugin (it is listed in
 :data:`zoo.plugins.DEFAULT_PLUGINS`), exactly as a third-party package registers its own.
@@ -6,9 +6,12 @@ The built-in data sets are registered by this module acting as a plugin (it is l
 Where files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), the
 ``ZOO_DATA`` environment variable, then a per-user cache (``$XDG_CACHE_HOME/zoo/data``, by
 default ``~/.cache/zoo/data``). Files are found in torchvision's layout
-(``<root>/MNIST/raw/train-images-idx3-ubyte.gz``); missing files are downloaded by
-torchvision when there is a network. The data root is never written to except by that download:
-compressed files are decompressed into the cache, so a read-only root works.
+(``<root>/MNIST/raw/train-images-idx3-ubyte.gz``, or the same name without ``.gz``) and parsed
+here: each IDX header is checked before its data is read (type, dimensions, a size limit), gzip
+files are decompressed in memory, and the bytes become a uint8 tensor with ``torch.frombuffer``.
+torchvision is used only to download missing files, when there is a network. The data root is
+never written to except by that download: an uncompressed copy of each compressed file is kept in
+the cache, so a read-only root works.
 """
 
 from __future__ import annotations
