@@ -65,3 +65,22 @@ def save_images(model, x: Tensor, out: Path, seed: int = 0) -> dict[str, str]:
         images = model.likelihood(model.decoder(z)).mean.reshape(-1, *x.shape[1:])
         paths["interpolation"] = str(save_grid(images, out / "interpolation.png", nrow=10))
     return paths
+
+
+@torch.no_grad()
+def save_epoch_grids(model, test_data, out: Path, epoch: int, *, seed: int, count: int) -> dict[str, tuple[Tensor, int]]:
+    """A training epoch's grids: ``count`` images decoded from fixed prior noise (``seed``, so
+    successive epochs are comparable; the caller's generators are untouched) in
+    ``out/samples/epoch-NNN.png``, and up to 32 test images above their reconstructions in
+    ``out/reconstructions/epoch-NNN.png``. Returns them as (images, per row)."""
+    device = model.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        samples = model.sample(count)
+    save_grid(samples, out / "samples" / f"epoch-{epoch:03d}.png")
+    x = next(test_data.eval_batches(32))[:32]
+    cols = min(8, len(x))  # up to 4 rows of 8; fewer when this process's share of the test set is small
+    x = x[: len(x) // cols * cols]
+    rows = reconstruction_rows(x, model.reconstruct(x), cols)
+    save_grid(rows, out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
+    return {"samples": (samples, 8), "reconstructions": (rows, cols)}

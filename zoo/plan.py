@@ -74,6 +74,26 @@ class RunPlan:
     model: Any = None  # a zoo.VAE composed in Python (None: built from the recipe)
     objective: Any = None  # a zoo.Objective object given in Python (None: built from the recipe)
 
+    def build(self, *, resumed: bool = False) -> tuple[Any, Any]:
+        """The model and its objective, seeded by the caller: the ones given in Python, or built from
+        the recipe (always on a resume, whose weights come from the checkpoint)."""
+        from zoo.composition import build_objective, from_recipe
+
+        if self.model is not None and not resumed:
+            if tuple(self.model.data_shape) != tuple(self.dataset.shape):
+                raise ZooError(f"the model takes data shaped {tuple(self.model.data_shape)} but data set "
+                               f"{self.recipe.dataset!r} holds {tuple(self.dataset.shape)}")
+            model = self.model
+            model.spec["recipe"] = self.recipe.to_dict()
+        else:
+            model = from_recipe(self.recipe)
+        if self.objective is not None and not resumed:
+            objective, record = build_objective(self.objective)
+        else:
+            objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
+        model.spec["objective"] = record
+        return model, objective
+
 
 def default_run_dir(model_id: str) -> Path:
     """The default name of a run (rank 0 makes it unique with :func:`zoo.rundir.unique_run_dir`)."""

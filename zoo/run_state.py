@@ -237,3 +237,36 @@ def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, 
         deterministic=settings.get("deterministic", "auto") if deterministic is None else deterministic,
     )
     return plan, payload
+
+
+def resume_into(trainer, payload: dict[str, Any]) -> None:
+    """Put a resumed run's checkpoint back into a built ``trainer``: weights, optimizer, scheduler
+    and scaler, this process's random generators, the history and the best epoch; rank 0 then
+    rewrites metrics.jsonl from the checkpoint (an epoch logged after the last checkpoint, a crash
+    in between, is not listed twice), config.json with the settings now used, and best.pt when a
+    kill left it behind."""
+    from zoo.devices import set_rng_state
+
+    dist, last = trainer.dist, trainer.out / "checkpoints" / "last.pt"
+    states = payload["rng"]
+    if len(states) != dist.world_size:
+        raise ZooError(f"this run was trained with {len(states)} process(es); resume it with the same number "
+                       f"(got {dist.world_size})")
+    loaded = dist.gather_objects(int(payload["epoch"]))
+    if len(set(loaded)) != 1:  # each process reads last.pt itself: it changed under them
+        raise ZooError(f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
+                       "something else is writing the run; stop it and resume again")
+    restored = restore(payload, last=last, model=trainer.model, objective=trainer.objective,
+                       optimizer=trainer.optimizer, scheduler=trainer.scheduler, scaler=trainer.scaler,
+                       capturable=trainer._graph_on)
+    trainer.start_epoch, trainer.history = restored.start_epoch, restored.history
+    trainer.best, trainer.best_epoch = restored.best, restored.best_epoch
+    try:
+        set_rng_state(states[dist.rank], trainer.device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ZooError(f"the random number generator state in {last} is damaged ({exc}); "
+                       "give a checkpoint written by zoo") from None
+    if dist.is_main:
+        trainer.rundir.rewrite_metrics(trainer.history)
+        trainer.rundir.write_config(trainer.config)
+        repair_best(trainer.out, payload, trainer.best_epoch)

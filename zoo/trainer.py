@@ -35,20 +35,19 @@ from torch import Tensor, nn
 
 from zoo import run_state
 from zoo.batches import DeviceData
-from zoo.cuda_graphs import GraphedStep, graph_problem, leaving_no_trace
+from zoo.cuda_graphs import GraphedStep, graph_problem
 from zoo.devices import (
     deterministic_algorithms,
     resolve_device,
     resolve_precision,
     rng_state,
     seed_everything,
-    set_rng_state,
-    time_precisions,
+    measure_precision,
 )
 from zoo.distributed import Dist
+from zoo.epoch_sums import EpochSums
 from zoo.errors import ZooError
-from zoo.composition import build_objective, from_recipe
-from zoo.model import VAE
+from zoo.images import save_epoch_grids
 from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
 from zoo.plan import RunPlan, default_run_dir, plan_run
@@ -67,16 +66,10 @@ class Trainer:
     ...                       data_dir="data", out="runs/first")
     >>> history = trainer.fit()          # one dict per epoch, as in metrics.jsonl
 
-    The options are :func:`zoo.plan.plan_run`'s: ``overrides`` take the keys of ``zoo train --set``
-    (``epochs``, ``lr``, ``latent_size``, ``encoder.<option>``...), ``out``, ``overwrite``, and the
-    :class:`zoo.plan.RunSettings` fields (``device``, ``precision``, ``compile``, ``seed``,
-    ``data_dir``, ``progress``, ``keep_every``, ``cuda_graph``, ``threads``, ``deterministic``,
-    ``max_steps``); a :class:`zoo.plan.RunPlan` may be given instead. Under ``torchrun`` each
-    process trains a shard of every epoch; ``batch_size`` is the global batch, split evenly across
-    processes, so the optimisation matches a single process. ``deterministic=True`` trains with
-    deterministic algorithms only, so that a rerun or a resumed run on a GPU is bit-identical
-    whatever the model calls; the default, ``"auto"``, asks that of cuDNN and cuBLAS only, and
-    ``False`` of nothing (:func:`zoo.devices.deterministic_algorithms`).
+    The options are :func:`zoo.plan.plan_run`'s (``overrides`` with the keys of ``zoo train --set``,
+    ``out``, ``overwrite`` and the :class:`zoo.plan.RunSettings` fields), or a
+    :class:`zoo.plan.RunPlan` is given instead. Under ``torchrun`` each process trains a shard of
+    every epoch; ``batch_size`` is the global batch, split evenly across processes.
     """
 
     def __init__(self, model: Any, *, _resume: dict[str, Any] | None = None, _rundir: RunDir | None = None,
@@ -106,19 +99,7 @@ class Trainer:
         # Build the model and its objective before anything is written, so a bad option or a
         # component that does not fit is reported with no run directory left behind.
         seed_everything(self.settings.seed + self.dist.rank)
-        if plan.model is not None and resume is None:
-            if tuple(plan.model.data_shape) != tuple(self.dataset.shape):
-                raise ZooError(f"the model takes data shaped {tuple(plan.model.data_shape)} but data set "
-                               f"{self.recipe.dataset!r} holds {tuple(self.dataset.shape)}")
-            self.model: VAE = plan.model
-            self.model.spec["recipe"] = self.recipe.to_dict()
-        else:
-            self.model = from_recipe(self.recipe)
-        if plan.objective is not None and resume is None:
-            self.objective, record = build_objective(plan.objective)
-        else:
-            self.objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
-        self.model.spec["objective"] = record
+        self.model, self.objective = plan.build(resumed=resume is not None)
         self._resume, self._fitted = resume, False
         self.graphed: GraphedStep | None = None
         self._graph_wanted = False
@@ -188,21 +169,17 @@ class Trainer:
             if self.scaler is None and not self._graph_wanted:  # under a CUDA graph the fused step is one launch
                 self._optimizer_step = torch.compile(self.optimizer.step)
         # Per-epoch sums, kept on the device and updated in place (a CUDA graph writes into them).
-        self._sums: dict[str, Tensor] = {}
-        self._loss_sum = torch.zeros((), device=self.device)
-        self._step_no = torch.zeros((), dtype=torch.long, device=self.device)
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.sums = EpochSums(self.device)
         if self._graph_wanted:
-            self.graphed = GraphedStep(self._step, self._loss_fn, self.optimizer, self.step_module, self._sums,
+            self.graphed = GraphedStep(self._step, self._loss_fn, self.optimizer, self.step_module, self.sums.logs,
                                        self.device, compiled=self.settings.compile)
         self.start_epoch = 1
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
 
     def _measure_precision(self) -> str:
-        """``auto`` on a CUDA device with bf16: time forward and backward passes of a training batch in
-        fp32 and in bf16 autocast and keep bf16 only when it is clearly (1.25x) faster. The passes
-        leave no trace (:func:`zoo.cuda_graphs.leaving_no_trace`). Rank 0 decides for every process."""
+        """``auto`` on a CUDA device with bf16: :func:`zoo.devices.measure_precision` on a training
+        batch of this model. Rank 0 decides for every process."""
         choice = "fp32"
         if self.dist.is_main:
             x = next(self.train_data.eval_batches(self.recipe.training.batch_size // self.dist.world_size))
@@ -214,12 +191,7 @@ class Trainer:
                 loss.backward()
                 self.step_module.zero_grad(set_to_none=True)
 
-            with leaving_no_trace(self.step_module, self.device):
-                times = time_precisions(one_pass, self.device)
-            choice = "bf16" if times["bf16"] * 1.25 < times["fp32"] else "fp32"
-            self.precision_trial = {f"{name}_ms_per_step": round(ms, 3) for name, ms in times.items()}
-            print(f"precision auto: {choice} (forward+backward {times['fp32']:.2f} ms in fp32, "
-                  f"{times['bf16']:.2f} ms in bf16, measured on this model)", file=sys.stderr)
+            choice, self.precision_trial = measure_precision(one_pass, self.step_module, self.device)
         return self.dist.broadcast_object(choice)
 
     def _autocast(self):
@@ -265,7 +237,7 @@ class Trainer:
         epochs = 1 if self.settings.max_steps else self.recipe.training.epochs
         try:
             if self._resume is not None:
-                self._restore(self._resume)
+                run_state.resume_into(self, self._resume)
             elif self.dist.is_main:
                 self.rundir.begin(self.config)
             if self.dist.is_main:
@@ -301,11 +273,7 @@ class Trainer:
         if self.settings.max_steps and steps > self.settings.max_steps:
             steps = self.settings.max_steps
             batches = itertools.islice(batches, steps)
-        for value in self._sums.values():
-            value.zero_()
-        self._loss_sum.zero_()
-        self._step_no.zero_()
-        self._first_bad.fill_(-1)
+        self.sums.zero()
         # Finiteness is checked at every step on the CPU; on accelerators once, at the end of the
         # epoch, so the host never waits on the device mid-epoch (the first bad step is still named,
         # and nothing is saved from a non-finite state).
@@ -319,29 +287,23 @@ class Trainer:
             else:
                 self._step(x)
             if step % check_every == 0 or step == steps:
-                bad = int(self._first_bad)
-                if bad >= 0:
+                bad = self.sums.first_bad_step()
+                if bad is not None:
                     self._non_finite(epoch, bad)
             if bar is not None:
                 bar.update(x.shape[0] * self.dist.world_size)
                 if step % 50 == 0 or step == steps:
                     postfix = {"img_s": f"{step * batch_size / (time.perf_counter() - start):.0f}"}
                     if self.device.type == "cpu":  # reading the loss would make an accelerator wait
-                        postfix["loss"] = f"{float(self._loss_sum) / step:.2f}"
+                        postfix["loss"] = f"{float(self.sums.loss) / step:.2f}"
                     bar.set_postfix(postfix)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        loss_sum = self._loss_sum.clone()
-        log_sums = {key: value.clone() for key, value in self._sums.items()}
-        if self.dist.enabled:
-            for value in (loss_sum, *log_sums.values()):
-                torch.distributed.all_reduce(value)
-                value /= self.dist.world_size
-        self.train_logs = {f"train_{key}": float(value) / steps for key, value in sorted(log_sums.items())}
-        return float(loss_sum) / steps, seconds, steps * batch_size
+        loss, self.train_logs = self.sums.means(steps, self.dist)
+        return loss, seconds, steps * batch_size
 
     def _step(self, x: Tensor, *, captured: bool = False) -> None:
         """One optimisation step on batch ``x``, adding its loss and logs to the epoch's sums in place.
@@ -351,12 +313,7 @@ class Trainer:
         """
         optimizer = self.optimizer
         loss, logs = self._loss_fn(x)
-        for key, value in logs.items():
-            value = value.detach().float()
-            if key in self._sums:
-                self._sums[key].add_(value)
-            else:
-                self._sums[key] = value.clone()
+        self.sums.add(loss.detach(), logs)
         if not captured:
             optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -372,11 +329,6 @@ class Trainer:
             self.scaler.update()
         else:
             self._optimizer_step()
-        detached = loss.detach()
-        self._loss_sum.add_(detached)
-        self._step_no.add_(1)
-        self._first_bad.copy_(torch.where((self._first_bad < 0) & ~torch.isfinite(detached),
-                                          self._step_no, self._first_bad))
 
     def _loss(self, x: Tensor, module: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective's loss of one batch (and what it logs), in fp32."""
@@ -439,57 +391,14 @@ class Trainer:
             run_state.save_epoch(self.out, payload, epoch=epoch, improved=improved,
                                  keep_every=self.settings.keep_every)
             self.rundir.append_metrics(row)
-            images = self._save_images(epoch)
+            images = save_epoch_grids(self.model, self.test_data, self.out, epoch, seed=self.settings.seed,
+                                      count=self.settings.sample_count)
             if self._tensorboard is not None:
                 self._tensorboard.epoch(row, images)
             print(f"epoch {row['epoch']}/{self.recipe.training.epochs}: train {row['train_loss']:.2f}  "
                   f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, kl {row['test_kl']:.2f})  "
                   f"{row['epoch_seconds']:.1f} s, {row['images_per_second']:.0f} img/s", file=sys.stderr)
         self.dist.barrier()
-
-    @torch.no_grad()
-    def _save_images(self, epoch: int) -> dict[str, tuple[Tensor, int]]:
-        """Write the epoch's sample and reconstruction grids; returns them as (images, per row)."""
-        from zoo.images import reconstruction_rows, save_grid
-
-        # Fixed noise, so successive epochs' sample grids are comparable; the training RNG is untouched.
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.settings.seed)
-            samples = self.model.sample(self.settings.sample_count)
-        save_grid(samples, self.out / "samples" / f"epoch-{epoch:03d}.png")
-        x = next(self.test_data.eval_batches(32))[:32]
-        cols = min(8, len(x))  # up to 4 rows of 8; fewer when this process's share of the test set is small
-        x = x[: len(x) // cols * cols]
-        rows = reconstruction_rows(x, self.model.reconstruct(x), cols)
-        save_grid(rows, self.out / "reconstructions" / f"epoch-{epoch:03d}.png", nrow=cols)
-        return {"samples": (samples, 8), "reconstructions": (rows, cols)}
-
-    def _restore(self, payload: dict[str, Any]) -> None:
-        last = self.out / "checkpoints" / "last.pt"
-        states = payload["rng"]
-        if len(states) != self.dist.world_size:
-            raise ZooError(f"this run was trained with {len(states)} process(es); resume it with the same number "
-                           f"(got {self.dist.world_size})")
-        loaded = self.dist.gather_objects(int(payload["epoch"]))
-        if len(set(loaded)) != 1:  # each process reads last.pt itself: it changed under them
-            raise ZooError(f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
-                           "something else is writing the run; stop it and resume again")
-        restored = run_state.restore(payload, last=last, model=self.model, objective=self.objective,
-                                     optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-                                     capturable=self._graph_on)
-        self.start_epoch, self.history = restored.start_epoch, restored.history
-        self.best, self.best_epoch = restored.best, restored.best_epoch
-        try:
-            set_rng_state(states[self.dist.rank], self.device)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ZooError(f"the random number generator state in {last} is damaged ({exc}); "
-                           "give a checkpoint written by zoo") from None
-        if self.dist.is_main:
-            # Rewrite the metrics from the checkpoint, so an epoch logged after the last checkpoint
-            # (a crash in between) is not listed twice; and config.json, with the settings now used.
-            self.rundir.rewrite_metrics(self.history)
-            self.rundir.write_config(self.config)
-            run_state.repair_best(self.out, payload, self.best_epoch)
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, **changes: Any) -> Trainer:
