@@ -82,16 +82,32 @@ def iw_worker(args) -> None:
     x = test[:200].float().div(255)
     importance_weighted(model, [x[:20]], 50, decode_batch=args.decode)  # warm-up
     start = time.perf_counter()
-    importance_weighted(model, [x[i:i + 100] for i in range(0, 200, 100)], 500, decode_batch=args.decode)
+    importance_weighted(model, [x[i : i + 100] for i in range(0, 200, 100)], 500, decode_batch=args.decode)
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
 def run_train(name: str, data_dir: str, scratch: Path) -> float:
     extra, env, no_fast = TRAIN.get(name, ([], {}, False))
     out = scratch / f"{name}-{time.monotonic_ns()}"
-    command = [sys.executable, __file__, "--train-worker", *(["--no-fast"] if no_fast else []), "--",
-               "train", "vae-conv-mnist", "--epochs", "1", "--device", "cpu", "--data-dir", data_dir,
-               "--out", str(out), "--no-progress", *extra]
+    command = [
+        sys.executable,
+        __file__,
+        "--train-worker",
+        *(["--no-fast"] if no_fast else []),
+        "--",
+        "train",
+        "vae-conv-mnist",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{name}: zoo train failed:\n{done.stderr[-2000:]}")
@@ -101,8 +117,15 @@ def run_train(name: str, data_dir: str, scratch: Path) -> float:
 
 def run_iw(name: str, data_dir: str) -> float:
     decode, env, no_fast = IW.get(name, (None, {}, False))
-    command = [sys.executable, __file__, "--iw-worker", "--data-dir", data_dir,
-               *(["--decode", str(decode)] if decode else []), *(["--no-fast"] if no_fast else [])]
+    command = [
+        sys.executable,
+        __file__,
+        "--iw-worker",
+        "--data-dir",
+        data_dir,
+        *(["--decode", str(decode)] if decode else []),
+        *(["--no-fast"] if no_fast else []),
+    ]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{name}: the IW worker failed:\n{done.stderr[-2000:]}")
@@ -135,20 +158,27 @@ def main(argv=None) -> int:
         p.error(f"unknown lever(s) {', '.join(unknown)}; choose from {', '.join([*TRAIN, *IW])}")
     import torch
 
-    print(f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs; {args.rounds} rounds, "
-          "each row alternating with its baseline")
+    print(
+        f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs; {args.rounds} rounds, "
+        "each row alternating with its baseline"
+    )
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for r in range(1, args.rounds + 1):
             for name in names:
                 train = name in TRAIN
                 base = "defaults" if train else "iw-defaults"
-                run = (lambda n: run_train(n, args.data_dir, Path(scratch))) if train else \
-                    (lambda n: run_iw(n, args.data_dir))
+                run = (
+                    (lambda n: run_train(n, args.data_dir, Path(scratch)))
+                    if train
+                    else (lambda n: run_iw(n, args.data_dir))
+                )
                 times.setdefault(f"{name}|base", []).append(run(base))
                 times.setdefault(name, []).append(run(name))
-                print(f"  round {r}: {name:24s} {times[name][-1]:7.2f} s   baseline {times[f'{name}|base'][-1]:7.2f} s",
-                      flush=True)
+                print(
+                    f"  round {r}: {name:24s} {times[name][-1]:7.2f} s   baseline {times[f'{name}|base'][-1]:7.2f} s",
+                    flush=True,
+                )
     print()
     print("| lever | what is timed | mean s | baseline mean s (same rounds) | x vs defaults |")
     print("|---|---|---:|---:|---:|")
@@ -159,8 +189,10 @@ def main(argv=None) -> int:
         what = "epoch (1, training only)" if name in TRAIN else "IW, 200 images x K=500"
         rows.append({"lever": name, "seconds": times[name], "baseline": times[f"{name}|base"], "ratio": base / mean})
         print(f"| {name} | {what} | {mean:.2f} | {base:.2f} | {base / mean:.2f} |")
-    print("\nx vs defaults < 1: the defaults are faster, so the lever switched off here (or on, for "
-          "threads-1, bf16, compile) costs time.")
+    print(
+        "\nx vs defaults < 1: the defaults are faster, so the lever switched off here (or on, for "
+        "threads-1, bf16, compile) costs time."
+    )
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=2))
     return 0

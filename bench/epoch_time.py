@@ -37,10 +37,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
 from machine import cpu_model
 from seed_reference import ConvolutionalVAE, seed_decoder, seed_encoder, vae_loss
+from torch import Tensor
 
 BATCH = 100
 LR = 1e-3
@@ -229,8 +228,23 @@ def run_pythae(root: Path, epochs: int, seed: int, test: Tensor, scratch: Path, 
 def run_zoo(data_dir: str | None, epochs: int, seed: int, scratch: Path, device: str, extra: list[str]) -> dict:
     """``zoo train`` in a process of its own, as a user runs it; the figures come from its metrics.jsonl."""
     run = scratch / f"zoo-run-{time.time_ns()}"
-    command = [sys.executable, "-m", "zoo", "train", "vae-conv-mnist", "--epochs", str(epochs), "--device", device,
-               "--seed", str(seed), "--out", str(run), "--no-progress", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "zoo",
+        "train",
+        "vae-conv-mnist",
+        "--epochs",
+        str(epochs),
+        "--device",
+        device,
+        "--seed",
+        str(seed),
+        "--out",
+        str(run),
+        "--no-progress",
+        *extra,
+    ]
     if data_dir:
         command += ["--data-dir", str(data_dir)]
     # stderr is read as it comes, so the moment epoch 1's line appears (after its test evaluation)
@@ -270,16 +284,18 @@ def summarise(results: dict) -> list[dict]:
     for (load, name), r in results.items():
         secs = r["epoch_seconds"]
         steady = secs[1:] if len(secs) > 1 else secs
-        rows.append({
-            "load": load,
-            "system": name,
-            "first_epoch_s": secs[0],
-            "mean_epoch_s": sum(secs) / len(secs),
-            "steady_epoch_s": sum(steady) / len(steady),
-            "test_loss": r["test_loss"],
-            "command_s": r.get("command_seconds"),
-            "to_epoch_1_s": r.get("to_first_epoch_seconds"),
-        })
+        rows.append(
+            {
+                "load": load,
+                "system": name,
+                "first_epoch_s": secs[0],
+                "mean_epoch_s": sum(secs) / len(secs),
+                "steady_epoch_s": sum(steady) / len(steady),
+                "test_loss": r["test_loss"],
+                "command_s": r.get("command_seconds"),
+                "to_epoch_1_s": r.get("to_first_epoch_seconds"),
+            }
+        )
     by = {(row["load"], row["system"]): row for row in rows}
     for row in rows:
         for ref in ("seed", "pythae"):
@@ -292,20 +308,27 @@ def summarise(results: dict) -> list[dict]:
 
 def print_table(rows: list[dict], epochs: int) -> None:
     print()
-    print(f"{'load':>4s} {'system':8s} {'epoch s (mean)':>14s} {'first epoch s':>13s} {'test -ELBO':>11s} "
-          f"{'x vs seed':>9s} {'x vs pythae':>11s} {'x idle time':>11s} {'command s':>9s} {'to epoch 1 s':>12s}")
+    print(
+        f"{'load':>4s} {'system':8s} {'epoch s (mean)':>14s} {'first epoch s':>13s} {'test -ELBO':>11s} "
+        f"{'x vs seed':>9s} {'x vs pythae':>11s} {'x idle time':>11s} {'command s':>9s} {'to epoch 1 s':>12s}"
+    )
     for row in rows:
+
         def fmt(key: str, width: int) -> str:
             return f"{row[key]:{width}.2f}" if row.get(key) is not None else f"{'-':>{width}s}"
 
-        print(f"{row['load']:4d} {row['system']:8s} {fmt('mean_epoch_s', 14)} {fmt('first_epoch_s', 13)} "
-              f"{fmt('test_loss', 11)} {fmt('x_vs_seed', 9)} {fmt('x_vs_pythae', 11)} "
-              f"{fmt('slowdown_vs_idle', 11)} {fmt('command_s', 9)} {fmt('to_epoch_1_s', 12)}")
-    print(f"\nload: CPU-bound processes running beside it; epoch s: training seconds per epoch, mean over {epochs} "
-          "epoch(s); test -ELBO: nats/image, mean over the 10,000 test images; 'x vs': how many times faster than "
-          "that system at the same load (>1 = faster); x idle time: epoch time at this load / at load 0 (same "
-          "system); command s: wall time of the whole 'zoo train' command (start-up, data, evaluation, checkpoints); "
-          "to epoch 1 s: from starting that command to its epoch 1 line (start-up included, test evaluation too).")
+        print(
+            f"{row['load']:4d} {row['system']:8s} {fmt('mean_epoch_s', 14)} {fmt('first_epoch_s', 13)} "
+            f"{fmt('test_loss', 11)} {fmt('x_vs_seed', 9)} {fmt('x_vs_pythae', 11)} "
+            f"{fmt('slowdown_vs_idle', 11)} {fmt('command_s', 9)} {fmt('to_epoch_1_s', 12)}"
+        )
+    print(
+        f"\nload: CPU-bound processes running beside it; epoch s: training seconds per epoch, mean over {epochs} "
+        "epoch(s); test -ELBO: nats/image, mean over the 10,000 test images; 'x vs': how many times faster than "
+        "that system at the same load (>1 = faster); x idle time: epoch time at this load / at load 0 (same "
+        "system); command s: wall time of the whole 'zoo train' command (start-up, data, evaluation, checkpoints); "
+        "to epoch 1 s: from starting that command to its epoch 1 line (start-up included, test evaluation too)."
+    )
 
 
 def busy_processes(count: int) -> list[subprocess.Popen]:
@@ -331,8 +354,22 @@ def worker(args) -> int:
 
 def run_in_process(name: str, args, scratch: Path) -> dict:
     result = scratch / f"{name}.json"
-    command = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs), "--seed", str(args.seed),
-               "--device", args.device, "--scratch", str(scratch), "--result", str(result)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--scratch",
+        str(scratch),
+        "--result",
+        str(result),
+    ]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -342,13 +379,20 @@ def run_in_process(name: str, args, scratch: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None, help="data root in torchvision layout (MNIST/raw/*.gz); default $ZOO_DATA")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="data root in torchvision layout (MNIST/raw/*.gz); default $ZOO_DATA"
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--load", default="0", help="comma-separated counts of CPU-bound processes to run beside "
-                                               "each measurement, e.g. 0,1 (default 0)")
+    p.add_argument(
+        "--load",
+        default="0",
+        help="comma-separated counts of CPU-bound processes to run beside each measurement, e.g. 0,1 (default 0)",
+    )
     p.add_argument("--skip-zoo", action="store_true")
     p.add_argument("--skip-seed", action="store_true")
     p.add_argument("--skip-pythae", action="store_true")
@@ -374,8 +418,10 @@ def main(argv=None) -> int:
     find_raw(args.data_dir)  # fail early on a bad data root
     data_dir = args.data_dir or os.environ.get("ZOO_DATA")
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available() else None
-    print(f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs{', ' + gpu if gpu else ''}; "
-          f"device {args.device}; {args.epochs} epoch(s), batch {BATCH}, Adam lr {LR}; loads {loads}")
+    print(
+        f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs{', ' + gpu if gpu else ''}; "
+        f"device {args.device}; {args.epochs} epoch(s), batch {BATCH}, Adam lr {LR}; loads {loads}"
+    )
     results: dict[tuple[int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         scratch = Path(tmp)

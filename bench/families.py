@@ -64,11 +64,32 @@ def score(run: Path, epoch: int, path: Path, samples: int, limit: int | None, da
     cache = run / "curve" / f"epoch-{epoch:04d}-k{samples}-n{limit or 'all'}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    metrics = evaluate(path, iw_samples=samples, limit=limit, data_dir=data_dir, fid=False, images=False,
-                       out=cache.parent / cache.stem, device="cpu", progress=False)
-    keep = {k: metrics[k] for k in ("epoch", "test_nll_iw", "test_nll_iw_stderr", "test_neg_elbo",
-                                    "test_neg_elbo_stderr", "iw_samples", "n_images", "active_units",
-                                    "latent_size", "seconds")}
+    metrics = evaluate(
+        path,
+        iw_samples=samples,
+        limit=limit,
+        data_dir=data_dir,
+        fid=False,
+        images=False,
+        out=cache.parent / cache.stem,
+        device="cpu",
+        progress=False,
+    )
+    keep = {
+        k: metrics[k]
+        for k in (
+            "epoch",
+            "test_nll_iw",
+            "test_nll_iw_stderr",
+            "test_neg_elbo",
+            "test_neg_elbo_stderr",
+            "iw_samples",
+            "n_images",
+            "active_units",
+            "latent_size",
+            "seconds",
+        )
+    }
     cache.parent.mkdir(exist_ok=True)
     cache.write_text(json.dumps(keep, indent=1) + "\n")
     return keep
@@ -85,14 +106,31 @@ def plot(curves: dict[Path, list[dict]], png: Path, samples: int, limit: int | N
         color = f"C{i}"
         name = _model_id(run)
         history = _history(run)
-        ax.plot([r["epoch"] for r in history], [r["test_loss"] for r in history], ":", color=color, alpha=0.6,
-                label=f"{name}: test -ELBO")
-        ax.plot([p["epoch"] for p in points], [p["test_nll_iw"] for p in points], "o-", color=color, markersize=3,
-                label=f"{name}: IW-NLL (K={samples})")
+        ax.plot(
+            [r["epoch"] for r in history],
+            [r["test_loss"] for r in history],
+            ":",
+            color=color,
+            alpha=0.6,
+            label=f"{name}: test -ELBO",
+        )
+        ax.plot(
+            [p["epoch"] for p in points],
+            [p["test_nll_iw"] for p in points],
+            "o-",
+            color=color,
+            markersize=3,
+            label=f"{name}: IW-NLL (K={samples})",
+        )
         reference = _reference(run)
         if "test_nll" in reference:
-            ax.axhline(reference["test_nll"], color=color, linestyle="--", linewidth=1,
-                       label=f"{name}: paper {reference['test_nll']}")
+            ax.axhline(
+                reference["test_nll"],
+                color=color,
+                linestyle="--",
+                linewidth=1,
+                label=f"{name}: paper {reference['test_nll']}",
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per test image")
     ax.set_title(f"Test NLL along training (IW at K={samples} on {limit or 'all 10,000'} test images)")
@@ -133,8 +171,10 @@ def main() -> None:
             cells.append(f"{hit[0]['test_nll_iw']:.2f} ({hit[0]['test_neg_elbo']:.2f})" if hit else "")
         print(f"| {epoch} | " + " | ".join(cells) + " |")
     print()
-    print(f"K={args.samples} importance samples on {limit or 'all'} test images; published: "
-          + "; ".join(f"{_model_id(r)} {_reference(r).get('test_nll', '-')}" for r in curves))
+    print(
+        f"K={args.samples} importance samples on {limit or 'all'} test images; published: "
+        + "; ".join(f"{_model_id(r)} {_reference(r).get('test_nll', '-')}" for r in curves)
+    )
     if args.png:
         plot(curves, args.png, args.samples, limit)
         print(f"\nwrote {args.png}")

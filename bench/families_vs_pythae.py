@@ -40,9 +40,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from machine import cpu_model
+from torch import nn
 
 RECIPES = {"iwae": "iwae-burda-mnist", "vamp": "vamp-mlp-binarized-mnist"}
 
@@ -50,8 +49,16 @@ RECIPES = {"iwae": "iwae-burda-mnist", "vamp": "vamp-mlp-binarized-mnist"}
 # -- the zoo ---------------------------------------------------------------------------------
 
 
-def run_zoo(model: str, epochs: int, seed: int, data_dir: str | None, scratch: Path, samples: int,
-            limit: int | None, device: str) -> tuple[dict, nn.Module]:
+def run_zoo(
+    model: str,
+    epochs: int,
+    seed: int,
+    data_dir: str | None,
+    scratch: Path,
+    samples: int,
+    limit: int | None,
+    device: str,
+) -> tuple[dict, nn.Module]:
     """Train and score the zoo recipe; also returns a copy of the model as initialised."""
     import copy
 
@@ -59,17 +66,38 @@ def run_zoo(model: str, epochs: int, seed: int, data_dir: str | None, scratch: P
     from zoo.evaluate import evaluate
 
     out = scratch / "zoo"
-    trainer = zoo.Trainer(RECIPES[model], overrides={"epochs": epochs}, device=device, seed=seed, data_dir=data_dir,
-                          out=str(out), progress=False, threads=torch.get_num_threads() if device == "cpu" else None)
+    trainer = zoo.Trainer(
+        RECIPES[model],
+        overrides={"epochs": epochs},
+        device=device,
+        seed=seed,
+        data_dir=data_dir,
+        out=str(out),
+        progress=False,
+        threads=torch.get_num_threads() if device == "cpu" else None,
+    )
     initial = copy.deepcopy(trainer.model)
     rows = trainer.fit()
     start = time.perf_counter()
-    metrics = evaluate(out, iw_samples=samples, limit=limit, data_dir=data_dir, fid=False, images=False,
-                       out=scratch / "zoo-eval", device=device, progress=False,
-                       threads=torch.get_num_threads() if device == "cpu" else None)
-    return {"epoch_seconds": [r["epoch_seconds"] for r in rows], "nll": metrics["test_nll_iw"],
-            "nll_stderr": metrics["test_nll_iw_stderr"], "estimate_seconds": time.perf_counter() - start,
-            "test_neg_elbo": metrics["test_neg_elbo"]}, initial
+    metrics = evaluate(
+        out,
+        iw_samples=samples,
+        limit=limit,
+        data_dir=data_dir,
+        fid=False,
+        images=False,
+        out=scratch / "zoo-eval",
+        device=device,
+        progress=False,
+        threads=torch.get_num_threads() if device == "cpu" else None,
+    )
+    return {
+        "epoch_seconds": [r["epoch_seconds"] for r in rows],
+        "nll": metrics["test_nll_iw"],
+        "nll_stderr": metrics["test_nll_iw_stderr"],
+        "estimate_seconds": time.perf_counter() - start,
+        "test_neg_elbo": metrics["test_neg_elbo"],
+    }, initial
 
 
 # -- pythae ----------------------------------------------------------------------------------
@@ -118,8 +146,17 @@ def _pythae_nets(model: str, initial: nn.Module):
     return initial.latent_size, Encoder(), Decoder()
 
 
-def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: torch.Tensor, scratch: Path,
-               samples: int, initial: nn.Module, device: str) -> dict:
+def run_pythae(
+    model: str,
+    epochs: int,
+    seed: int,
+    train: torch.Tensor,
+    test: torch.Tensor,
+    scratch: Path,
+    samples: int,
+    initial: nn.Module,
+    device: str,
+) -> dict:
     from pythae.data.datasets import BaseDataset, DatasetOutput
     from pythae.models import IWAE, VAMP, IWAEConfig, VAMPConfig
     from pythae.pipelines import TrainingPipeline
@@ -152,16 +189,28 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
         config = IWAEConfig(input_dim=(1, 28, 28), latent_dim=latent, reconstruction_loss="bce", number_samples=50)
         net, batch, lr = IWAE(config, encoder=encoder, decoder=decoder), 20, 1e-3
     else:
-        config = VAMPConfig(input_dim=(1, 28, 28), latent_dim=latent, reconstruction_loss="bce",
-                            number_components=500, linear_scheduling_steps=100)
+        config = VAMPConfig(
+            input_dim=(1, 28, 28),
+            latent_dim=latent,
+            reconstruction_loss="bce",
+            number_components=500,
+            linear_scheduling_steps=100,
+        )
         net, batch, lr = VAMP(config, encoder=encoder, decoder=decoder), 100, 5e-4
         with torch.no_grad():  # the same initial pseudo-inputs: pythae keeps them as a Linear from one-hot inputs
             weights = initial.prior.pseudo_input_weights.reshape(len(initial.prior.pseudo_input_weights), -1)
             net.pseudo_inputs[0].weight.copy_(weights.T)
             net.pseudo_inputs[0].bias.zero_()
-    training = BaseTrainerConfig(output_dir=str(scratch / "pythae"), num_epochs=epochs,
-                                 per_device_train_batch_size=batch, learning_rate=lr, optimizer_cls="Adam",
-                                 no_cuda=device == "cpu", seed=seed, keep_best_on_train=True)
+    training = BaseTrainerConfig(
+        output_dir=str(scratch / "pythae"),
+        num_epochs=epochs,
+        per_device_train_batch_size=batch,
+        learning_rate=lr,
+        optimizer_cls="Adam",
+        no_cuda=device == "cpu",
+        seed=seed,
+        keep_best_on_train=True,
+    )
     timer = EpochTimer()
     pipeline = TrainingPipeline(training_config=training, model=net)
     pipeline(train_data=DynamicallyBinarized(train, torch.zeros(len(train))), eval_data=None, callbacks=[timer])
@@ -177,9 +226,12 @@ def run_pythae(model: str, epochs: int, seed: int, train: torch.Tensor, test: to
     if device != "cpu":
         torch.cuda.synchronize()
     values = torch.tensor([float(v) for v in per_image], dtype=torch.float64)
-    return {"epoch_seconds": timer.seconds, "nll": values.mean().item(),
-            "nll_stderr": (values.std() / math.sqrt(len(values))).item(),
-            "estimate_seconds": time.perf_counter() - start}
+    return {
+        "epoch_seconds": timer.seconds,
+        "nll": values.mean().item(),
+        "nll_stderr": (values.std() / math.sqrt(len(values))).item(),
+        "estimate_seconds": time.perf_counter() - start,
+    }
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -210,12 +262,14 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         print(f"zoo: training {RECIPES[args.model]} for {args.epochs} epochs ...", flush=True)
-        results["zoo"], initial = run_zoo(args.model, args.epochs, args.seed, args.data_dir, Path(scratch),
-                                          args.samples, limit, args.device)
+        results["zoo"], initial = run_zoo(
+            args.model, args.epochs, args.seed, args.data_dir, Path(scratch), args.samples, limit, args.device
+        )
         print(f"  {results['zoo']}", flush=True)
         print(f"pythae: training {args.model.upper()} for {args.epochs} epochs ...", flush=True)
-        results["pythae"] = run_pythae(args.model, args.epochs, args.seed, train, test, Path(scratch), args.samples,
-                                       initial, args.device)
+        results["pythae"] = run_pythae(
+            args.model, args.epochs, args.seed, train, test, Path(scratch), args.samples, initial, args.device
+        )
         print(f"  {results['pythae']}", flush=True)
 
     print()
@@ -223,8 +277,9 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name(0)}" if args.device != "cpu" else ""
     print(f"CPU: {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}; device {args.device}{gpu}")
     print()
-    print(f"| system | s/epoch (mean of {args.epochs}) | test IW-NLL, K={args.samples}, {len(test)} images | "
-          "estimate s |")
+    print(
+        f"| system | s/epoch (mean of {args.epochs}) | test IW-NLL, K={args.samples}, {len(test)} images | estimate s |"
+    )
     print("|---|---:|---:|---:|")
     for name, r in results.items():
         mean = sum(r["epoch_seconds"]) / len(r["epoch_seconds"])
@@ -232,13 +287,20 @@ def main() -> None:
         print(f"| {name} | {mean:.1f} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['estimate_seconds']:.1f} |")
     zoo_r, py = results["zoo"], results["pythae"]
     print()
-    print(f"zoo is {py['epoch_seconds_mean'] / zoo_r['epoch_seconds_mean']:.2f}x pythae per epoch, "
-          f"{py['estimate_seconds'] / zoo_r['estimate_seconds']:.2f}x on the estimate; "
-          f"IW-NLL difference zoo - pythae = {zoo_r['nll'] - py['nll']:+.2f} nats "
-          f"(combined s.e. {math.hypot(zoo_r['nll_stderr'], py['nll_stderr']):.2f})")
+    print(
+        f"zoo is {py['epoch_seconds_mean'] / zoo_r['epoch_seconds_mean']:.2f}x pythae per epoch, "
+        f"{py['estimate_seconds'] / zoo_r['estimate_seconds']:.2f}x on the estimate; "
+        f"IW-NLL difference zoo - pythae = {zoo_r['nll'] - py['nll']:+.2f} nats "
+        f"(combined s.e. {math.hypot(zoo_r['nll_stderr'], py['nll_stderr']):.2f})"
+    )
     if args.json_out:
-        args.json_out.write_text(json.dumps({"args": vars(args) | {"json_out": str(args.json_out)},
-                                             "cpu": cpu_model(), "results": results}, indent=1, default=str))
+        args.json_out.write_text(
+            json.dumps(
+                {"args": vars(args) | {"json_out": str(args.json_out)}, "cpu": cpu_model(), "results": results},
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

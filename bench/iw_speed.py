@@ -57,7 +57,9 @@ def pythae_twin(model):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default: $ZOO_DATA or the cache)")
-    parser.add_argument("--run", default=None, help="a trained vae-conv-mnist run or checkpoint (default: random weights)")
+    parser.add_argument(
+        "--run", default=None, help="a trained vae-conv-mnist run or checkpoint (default: random weights)"
+    )
     parser.add_argument("--images", type=int, default=1000, help="test images scored by each (default 1000)")
     parser.add_argument("--samples", type=int, default=100, help="importance samples per image (default 100)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
@@ -80,10 +82,12 @@ def main() -> None:
     zoo_model = prepare_for_inference(model)
 
     n, k = len(x), args.samples
-    print(f"IW estimate on {n} MNIST test images x {k} samples, vae-conv-mnist "
-          f"({'weights of ' + args.run if args.run else 'random weights'}), {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device}"
-          f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}")
+    print(
+        f"IW estimate on {n} MNIST test images x {k} samples, vae-conv-mnist "
+        f"({'weights of ' + args.run if args.run else 'random weights'}), {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, device {device}"
+        f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}"
+    )
     best = {"pythae": math.inf, "zoo": math.inf}
     nll = {}
     for round_ in range(1, args.rounds + 1):
@@ -95,16 +99,22 @@ def main() -> None:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         best["pythae"] = min(best["pythae"], seconds)
-        print(f"  round {round_}: pythae get_nll  {seconds:7.2f} s  {n * k / seconds:10,.0f} samples/s"
-              f"  NLL {nll['pythae']:.2f}", flush=True)
+        print(
+            f"  round {round_}: pythae get_nll  {seconds:7.2f} s  {n * k / seconds:10,.0f} samples/s"
+            f"  NLL {nll['pythae']:.2f}",
+            flush=True,
+        )
 
         torch.manual_seed(round_)
         estimate = importance_weighted(zoo_model, x.split(100), k)
         seconds = estimate.seconds
         nll["zoo"] = -float(estimate.log_px.mean())
         best["zoo"] = min(best["zoo"], seconds)
-        print(f"  round {round_}: zoo             {seconds:7.2f} s  {n * k / seconds:10,.0f} samples/s"
-              f"  NLL {nll['zoo']:.2f}", flush=True)
+        print(
+            f"  round {round_}: zoo             {seconds:7.2f} s  {n * k / seconds:10,.0f} samples/s"
+            f"  NLL {nll['zoo']:.2f}",
+            flush=True,
+        )
 
     rate = {name: n * k / seconds for name, seconds in best.items()}
     full = 10_000 * 5000 / rate["zoo"]
@@ -115,8 +125,10 @@ def main() -> None:
     print(f"| zoo `importance_weighted` | {best['zoo']:.2f} | {rate['zoo']:,.0f} |")
     print()
     print(f"zoo / pythae: {rate['zoo'] / rate['pythae']:.1f}x samples per second")
-    print(f"K=5000 on the full 10,000-image test set at zoo's rate: {full / 60:.1f} min "
-          f"(pythae's rate: {10_000 * 5000 / rate['pythae'] / 60:.1f} min)")
+    print(
+        f"K=5000 on the full 10,000-image test set at zoo's rate: {full / 60:.1f} min "
+        f"(pythae's rate: {10_000 * 5000 / rate['pythae'] / 60:.1f} min)"
+    )
 
 
 if __name__ == "__main__":

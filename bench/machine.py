@@ -18,6 +18,13 @@ def cpu_model() -> str:
                 break
     except OSError:
         pass
-    isa = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else \
-        "AVX2" if "avx2" in flags else ""
+    isa = (
+        "AVX-512 BF16"
+        if "avx512_bf16" in flags
+        else "AVX-512"
+        if "avx512f" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else ""
+    )
     return f"{name} ({isa})" if isa else name

@@ -45,9 +45,11 @@ def closed_form_elbo(model, x):
 
 def _full_map_conv_as_linear(conv):
     """Conv2d whose kernel covers its whole input map (7x7 on 7x7): the same maths as a Linear."""
+
     def forward(x):
         out = F.linear(x.reshape(x.shape[0], -1), conv.weight.reshape(conv.out_channels, -1), conv.bias)
         return out[:, :, None, None]
+
     conv.forward = forward
 
 
@@ -60,6 +62,7 @@ def _one_by_one_transpose_as_linear(convt):
         w = convt.weight.permute(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)
         out = torch.matmul(z.reshape(z.shape[0], c_in), w).view(z.shape[0], kh, kw, c_out)
         return (out + convt.bias).permute(0, 3, 1, 2)
+
     convt.forward = forward
 
 
@@ -71,8 +74,22 @@ def linear_layers(model):
 class Variant:
     """Builds a model, optimiser and step function; ``run(n)`` times n steps."""
 
-    def __init__(self, images, *, channels_last=False, compile=None, adam=None, threads=None,
-                 closed_form=False, bf16=False, flush_denormal=False, linear=False, mkldnn=True, zero_grad="none", seed=0):
+    def __init__(
+        self,
+        images,
+        *,
+        channels_last=False,
+        compile=None,
+        adam=None,
+        threads=None,
+        closed_form=False,
+        bf16=False,
+        flush_denormal=False,
+        linear=False,
+        mkldnn=True,
+        zero_grad="none",
+        seed=0,
+    ):
         torch.manual_seed(seed)
         self.images = images
         self.threads = threads
@@ -120,7 +137,7 @@ class Variant:
         if self.pos + BATCH > len(self.images):
             self.perm = torch.randperm(len(self.images), generator=self.gen)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + BATCH]
+        idx = self.perm[self.pos : self.pos + BATCH]
         self.pos += BATCH
         x = self.images[idx].float().div_(255)
         if self.channels_last:
@@ -194,7 +211,9 @@ def main():
     base.run(20)  # warm up
     print("ratio = baseline min chunk / variant min chunk (>1: variant faster); median = median of paired chunk ratios")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps x {args.rounds} rounds")
-    print(f"{'variant':32s} {'warmup s':>9s} {'s/epoch':>8s} {'base s/ep':>9s} {'ratio':>6s} {'median':>7s} {'loss':>8s} {'base loss':>9s} {'cpu s':>7s} {'base cpu':>7s} {'cpu ratio':>6s}")
+    print(
+        f"{'variant':32s} {'warmup s':>9s} {'s/epoch':>8s} {'base s/ep':>9s} {'ratio':>6s} {'median':>7s} {'loss':>8s} {'base loss':>9s} {'cpu s':>7s} {'base cpu':>7s} {'cpu ratio':>6s}"
+    )
     for name in names:
         v = Variant(train, **VARIANTS[name])
         t0 = time.perf_counter()
@@ -207,12 +226,18 @@ def main():
             bc.append(base.last_cpu)
             t, vl = v.run(args.steps)
             vc.append(v.last_cpu)
-            vt.append(t); bt.append(b); ratios.append(b / t)
+            vt.append(t)
+            bt.append(b)
+            ratios.append(b / t)
         scale = STEPS_PER_EPOCH / args.steps
         v_ep, b_ep = min(vt) * scale, min(bt) * scale
         ratios.sort()
         med = ratios[len(ratios) // 2]
-        print(f"{name:32s} {warm:9.1f} {v_ep:8.2f} {b_ep:9.2f} {b_ep / v_ep:6.2f} {med:7.2f} {vl:8.2f} {bl:9.2f} {min(vc) * scale:7.2f} {min(bc) * scale:7.2f} {min(bc) / min(vc):6.2f}", flush=True)
+        print(
+            f"{name:32s} {warm:9.1f} {v_ep:8.2f} {b_ep:9.2f} {b_ep / v_ep:6.2f} {med:7.2f} {vl:8.2f} {bl:9.2f} {min(vc) * scale:7.2f} {min(bc) * scale:7.2f} {min(bc) / min(vc):6.2f}",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

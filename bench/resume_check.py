@@ -60,9 +60,16 @@ def compare(a: dict, b: dict, prefix: str = "") -> list[tuple[str, float]]:
 MODES = {"default": "auto", "off": False, "deterministic": True}
 
 
-def check(recipe: str, device: str, data_dir: str | None, folder: Path, overrides: dict,
-          deterministic: bool | str = "auto", epochs: int = 2,
-          rerun: bool = False) -> tuple[str, list, list[float], list | None]:
+def check(
+    recipe: str,
+    device: str,
+    data_dir: str | None,
+    folder: Path,
+    overrides: dict,
+    deterministic: bool | str = "auto",
+    epochs: int = 2,
+    rerun: bool = False,
+) -> tuple[str, list, list[float], list | None]:
     """(device, tensors differing after the resume, the straight run's seconds per epoch, tensors
     differing between two straight runs or None without ``rerun``)."""
     common = dict(device=device, data_dir=data_dir, progress=False, seed=0, deterministic=deterministic)
@@ -93,13 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--deterministic", action="store_true", help="the same as --modes default,deterministic")
-    parser.add_argument("--modes", default=None, metavar="MODE[,MODE...]",
-                        help="default, off and/or deterministic (default: default). On CUDA run each mode in a "
-                             "process of its own: torch reads CUBLAS_WORKSPACE_CONFIG once per process")
+    parser.add_argument(
+        "--modes",
+        default=None,
+        metavar="MODE[,MODE...]",
+        help="default, off and/or deterministic (default: default). On CUDA run each mode in a "
+        "process of its own: torch reads CUBLAS_WORKSPACE_CONFIG once per process",
+    )
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the straight run (at least 2; default 2)")
     parser.add_argument("--rerun", action="store_true", help="also compare two straight runs")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="recipe overrides, as 'zoo train --set' (e.g. a smaller data set for a test)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe overrides, as 'zoo train --set' (e.g. a smaller data set for a test)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (got {args.epochs})")
@@ -112,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ["default", "deterministic"] if args.deterministic else ["default"]
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
-            device, differ, seconds, again = check(args.recipe, args.device, args.data_dir, Path(tmp), overrides,
-                                                   MODES[name], args.epochs, args.rerun)
+            device, differ, seconds, again = check(
+                args.recipe, args.device, args.data_dir, Path(tmp), overrides, MODES[name], args.epochs, args.rerun
+            )
         times = f" (straight run: {', '.join(f'{s:.2f}' for s in seconds)} s/epoch)"
         rerun = f"; rerun: {describe(again)}" if again is not None else ""
         print(f"resume on {device} ({name}): {describe(differ)}{times}{rerun}")

@@ -91,13 +91,22 @@ def main() -> None:
         from zoo.evaluate import evaluate
 
         for run in args.runs:
-            evaluate(run, iw_samples=args.evaluate, data_dir=args.data_dir, out=run / args.eval, progress=None,
-                     fid=False, limit=args.limit)
+            evaluate(
+                run,
+                iw_samples=args.evaluate,
+                data_dir=args.data_dir,
+                out=run / args.eval,
+                progress=None,
+                fid=False,
+                limit=args.limit,
+            )
 
     print(f"`python {' '.join(shlex.quote(a) for a in ['bench/zoo_table.py', *sys.argv[1:]])}`")
     print()
-    print("| model | data | epochs | test negative ELBO | test IW NLL | K x test images | bits/dim | active units "
-          "| paper's test NLL | pythae's reproduction | training time (sum of epochs) | machine |")
+    print(
+        "| model | data | epochs | test negative ELBO | test IW NLL | K x test images | bits/dim | active units "
+        "| paper's test NLL | pythae's reproduction | training time (sum of epochs) | machine |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     for run in args.runs:
         print(row(run, args.eval))

@@ -129,6 +129,7 @@ def example_site(tmp_path_factory) -> Path:
 def with_example(example_site, monkeypatch):
     """The installed example on sys.path and enabled beside the reference plugin; yields its folder."""
     from helpers_example_plugin import forget_example_modules
+
     from zoo import plugins
 
     monkeypatch.syspath_prepend(str(example_site))

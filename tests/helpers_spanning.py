@@ -85,10 +85,21 @@ def _plugin():
 
     @zoo.hookimpl
     def register_recipes(register):
-        register(zoo.Recipe(id="tiny-vamp", encoder="conv-mnist", decoder="conv-mnist", prior="pseudo-vamp",
-                            likelihood="bernoulli", dataset="spanning-tiny", latent_size=3,
-                            encoder_options={"channels": 4}, decoder_options={"channels": 4},
-                            objective="half-elbo", training=zoo.Training(epochs=1, batch_size=50)))
+        register(
+            zoo.Recipe(
+                id="tiny-vamp",
+                encoder="conv-mnist",
+                decoder="conv-mnist",
+                prior="pseudo-vamp",
+                likelihood="bernoulli",
+                dataset="spanning-tiny",
+                latent_size=3,
+                encoder_options={"channels": 4},
+                decoder_options={"channels": 4},
+                objective="half-elbo",
+                training=zoo.Training(epochs=1, batch_size=50),
+            )
+        )
 
     for name, value in dict(locals()).items():
         if name.startswith("register_"):

@@ -110,14 +110,14 @@ def register_recipes(register):
             training=zoo.Training(epochs=3, batch_size=100, lr=3e-3)))
 '''
 
-_BROKEN_PLUGIN = '''
+_BROKEN_PLUGIN = """
 import zoo
 
 
 @zoo.hookimpl
 def register_recipes(register):
     raise RuntimeError("broken on purpose while registering")
-'''
+"""
 
 
 def write_tiny_plugin(folder: str | os.PathLike) -> Path:

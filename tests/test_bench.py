@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import requires_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +25,25 @@ def test_epoch_time_reports_the_first_epoch_with_start_up(data_root, tmp_path):
     # Without OMP_NUM_THREADS, as the script means zoo to run: zoo chooses its thread count itself (two
     # threads fixed beside other work on a 2-core machine made this epoch ten times slower).
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "epoch_time.py"), "--data-dir", str(data_root),
-                           "--epochs", "1", "--skip-seed", "--skip-pythae", "--json-out", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "epoch_time.py"),
+            "--data-dir",
+            str(data_root),
+            "--epochs",
+            "1",
+            "--skip-seed",
+            "--skip-pythae",
+            "--json-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["system"] == "zoo" and 100 < row["test_loss"] < 200
@@ -40,11 +55,26 @@ def test_gpu_check_script_parses_and_refuses_an_unknown_mode(tmp_path):
     script = ROOT / "bench" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     (tmp_path / ".gpu-data").mkdir()
-    proc = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, OUT=str(tmp_path / "out")), timeout=60)
-    assert proc.returncode == 2 and "usage: bench/gpu_check.sh all | bench|startup|test|resume|variants|cpu ..." in proc.stderr
-    proc = subprocess.run(["bash", str(script), "test"], capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"), timeout=60)
+    proc = subprocess.run(
+        ["bash", str(script), "nonsense"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, OUT=str(tmp_path / "out")),
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 2
+        and "usage: bench/gpu_check.sh all | bench|startup|test|resume|variants|cpu ..." in proc.stderr
+    )
+    proc = subprocess.run(
+        ["bash", str(script), "test"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, OUT=str(tmp_path / "out"), ZOO_GPU_DATA="missing"),
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no missing folder" in proc.stderr
 
 
@@ -54,15 +84,33 @@ def test_resume_check_finds_a_cpu_resume_bit_identical(tmp_path):
     from helpers_tiny import tiny_env, write_tiny_plugin
 
     env = tiny_env(write_tiny_plugin(tmp_path / "plugin"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "resume_check.py"), "--recipe", "tiny-vae",
-                           "--device", "cpu", "--modes", "default,off,deterministic", "--rerun"],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "resume_check.py"),
+            "--recipe",
+            "tiny-vae",
+            "--device",
+            "cpu",
+            "--modes",
+            "default,off,deterministic",
+            "--rerun",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert len(lines) == 3, proc.stdout
     for line, mode in zip(lines, ("default", "off", "deterministic")):
-        assert re.fullmatch(rf"resume on cpu \({mode}\): bit-identical \(straight run: \d+\.\d\d, \d+\.\d\d s/epoch\)"
-                            r"; rerun: bit-identical", line), line
+        assert re.fullmatch(
+            rf"resume on cpu \({mode}\): bit-identical \(straight run: \d+\.\d\d, \d+\.\d\d s/epoch\)"
+            r"; rerun: bit-identical",
+            line,
+        ), line
 
 
 def test_resume_check_names_what_differs():
@@ -74,8 +122,10 @@ def test_resume_check_names_what_differs():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     a = {"model": {"w": torch.ones(3), "b": torch.zeros(2)}, "optimizer": {"state": {0: {"step": torch.tensor(4.0)}}}}
-    b = {"model": {"w": torch.tensor([1.0, 1.5, 1.0]), "b": torch.zeros(2)},
-         "optimizer": {"state": {0: {"step": torch.tensor(4.0)}}}}
+    b = {
+        "model": {"w": torch.tensor([1.0, 1.5, 1.0]), "b": torch.zeros(2)},
+        "optimizer": {"state": {0: {"step": torch.tensor(4.0)}}},
+    }
     assert module.compare(a, a) == []
     assert module.compare(a, b) == [(".model.w", 0.5)]
     b["model"]["extra"] = torch.zeros(1)

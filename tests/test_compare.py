@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers_cli import run_zoo as run
 
 
@@ -16,6 +15,7 @@ def sweep(tmp_path_factory):
     """A beta sweep written the way a user would, as three runs of one model (trained once for the
     module: the tests only read these runs; one that writes into a run works on its own copy)."""
     from helpers_spanning import _plugin
+
     from zoo import plugins
     from zoo.cli import main
 
@@ -27,8 +27,21 @@ def sweep(tmp_path_factory):
         mp.setattr("zoo.threads._cpu_ticks", lambda: None)  # as conftest's autouse fixture does for each test
         for beta in (1, 2, 4):
             out = root / f"beta{beta}"
-            args = ["train", "tiny-vamp", "--device", "cpu", "--epochs", "2", "--out", str(out),
-                    "--set", "objective=elbo", "--set", f"beta={beta}", "--no-progress"]
+            args = [
+                "train",
+                "tiny-vamp",
+                "--device",
+                "cpu",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--set",
+                "objective=elbo",
+                "--set",
+                f"beta={beta}",
+                "--no-progress",
+            ]
             try:
                 main(args)
             except SystemExit as exc:

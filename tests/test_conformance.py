@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_example_plugin import EXAMPLE
 from torch import nn
 from torch.distributions import Independent, Normal
 
 import zoo
-from helpers_example_plugin import EXAMPLE
 from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks, plugin_checks
 
@@ -26,8 +26,12 @@ L, D = 4, (1, 8, 8)  # the kit's default latent size and data shape
 
 # -- zoo's own plugins --------------------------------------------------------------------------
 
-SMALL_VAMP = {"encoder:gated-mlp": {"hidden": 16}, "decoder:gated-mlp": {"hidden": 16},
-              "prior:vamp": {"pseudo_inputs": 5}, "recipe:vamp-mlp-binarized-mnist": {"prior.pseudo_inputs": 5}}
+SMALL_VAMP = {
+    "encoder:gated-mlp": {"hidden": 16},
+    "decoder:gated-mlp": {"hidden": 16},
+    "prior:vamp": {"pseudo_inputs": 5},
+    "recipe:vamp-mlp-binarized-mnist": {"prior.pseudo_inputs": 5},
+}
 
 
 @parametrize_plugin_checks("aevb")
@@ -50,8 +54,9 @@ def test_flows_conforms(check):
     check()
 
 
-@parametrize_plugin_checks("resnet", options={"encoder:resnet": {"channels": 4, "blocks": 1},
-                                              "decoder:resnet": {"channels": 4, "blocks": 1}})
+@parametrize_plugin_checks(
+    "resnet", options={"encoder:resnet": {"channels": 4, "blocks": 1}, "decoder:resnet": {"channels": 4, "blocks": 1}}
+)
 def test_resnet_conforms(check):
     check()
 
@@ -80,9 +85,22 @@ def test_the_example_plugin_conforms(example_site):
     path = os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path, ZOO_PLUGINS="aevb,mlp", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(EXAMPLE / "pyproject.toml"),
-         str(EXAMPLE / "tests" / "test_conformance.py")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=EXAMPLE,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(EXAMPLE / "pyproject.toml"),
+            str(EXAMPLE / "tests" / "test_conformance.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=EXAMPLE,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # 7 checks each for the encoder and the prior, 5 for the decoder and the objective, 1 per recipe
@@ -95,17 +113,29 @@ def test_pytest_plugin_is_light_and_inert(tmp_path):
         "import sys\n\ndef test_no_torch():\n    assert 'torch' not in sys.modules\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--markers"], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--markers"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert "@pytest.mark.zoo_conformance" in proc.stdout
 
 
 def test_the_tutorial_shows_the_example_test_file():
     text = (ROOT / "docs" / "writing-a-plugin.md").read_text()
-    section = text[text.index("## 10. Checking your plugin"):]
+    section = text[text.index("## 10. Checking your plugin") :]
     shown = re.search(r"<!-- example: examples/zoo-mlp/tests/test_conformance.py -->\n```py\n(.*?)```", section, re.S)
     assert shown, "the tutorial's last section shows examples/zoo-mlp/tests/test_conformance.py"
     assert shown[1] == (EXAMPLE / "tests" / "test_conformance.py").read_text()
@@ -118,9 +148,11 @@ def _plugin(**kinds):
     """A throwaway plugin registering ``kinds`` ({"encoder": {"id": factory}}; "recipe": [Recipe])."""
     module = types.ModuleType("broken_components")
     for kind, entries in kinds.items():
+
         def hook(register, entries=entries):
-            for item in (entries.items() if isinstance(entries, dict) else [(None, e) for e in entries]):
+            for item in entries.items() if isinstance(entries, dict) else [(None, e) for e in entries]:
                 register(*([item[1]] if item[0] is None else item))
+
         setattr(module, f"register_{kind}s", zoo.hookimpl(hook))
     return module
 
@@ -266,9 +298,17 @@ class AlwaysCounting(zoo.Objective):
 
 
 def _recipe(encoder: str) -> zoo.Recipe:
-    return zoo.Recipe(id="broken-vae", encoder=encoder, decoder="conv-mnist", prior="standard-normal",
-                      likelihood="bernoulli", dataset="mnist", latent_size=L,
-                      encoder_options={}, decoder_options={"channels": 4})
+    return zoo.Recipe(
+        id="broken-vae",
+        encoder=encoder,
+        decoder="conv-mnist",
+        prior="standard-normal",
+        likelihood="bernoulli",
+        dataset="mnist",
+        latent_size=L,
+        encoder_options={},
+        decoder_options={"channels": 4},
+    )
 
 
 def test_wrong_event_shape_is_caught():
@@ -278,15 +318,19 @@ def test_wrong_event_shape_is_caught():
 
 def test_detached_rsample_is_caught():
     message = run_check("encoder[detached]-rsample_gradients", encoder={"detached": DetachingEncoder})
-    assert message.startswith("encoder 'detached': the gradient of q.rsample() and q.log_prob must reach every "
-                              "parameter, but encoder.net.1.weight got no gradient")
+    assert message.startswith(
+        "encoder 'detached': the gradient of q.rsample() and q.log_prob must reach every "
+        "parameter, but encoder.net.1.weight got no gradient"
+    )
     assert message.endswith("see docs/interfaces.md#encoder")
 
 
 def test_log_prob_not_summed_is_caught():
     message = run_check("likelihood[unsummed]-log_prob_sums_event", likelihood={"unsummed": UnsummedLikelihood})
-    assert message == ("likelihood 'unsummed': p(x|z).log_prob must sum over the event to one number per example, "
-                       "[4] (got [4, 1, 8, 8]); see docs/interfaces.md#likelihood")
+    assert message == (
+        "likelihood 'unsummed': p(x|z).log_prob must sum over the event to one number per example, "
+        "[4] (got [4, 1, 8, 8]); see docs/interfaces.md#likelihood"
+    )
 
 
 def test_unnormalised_likelihood_is_caught():
@@ -303,23 +347,31 @@ def test_component_that_cannot_move_dtype_is_caught():
 
 def test_state_that_does_not_round_trip_is_caught():
     message = run_check("prior[forgetful]-checkpoint_round_trip", prior={"forgetful": ForgetfulPrior})
-    assert message.startswith("prior 'forgetful': after a checkpoint round trip (save_checkpoint, zoo.load) it must "
-                              "give the same outputs with the same seed")
+    assert message.startswith(
+        "prior 'forgetful': after a checkpoint round trip (save_checkpoint, zoo.load) it must "
+        "give the same outputs with the same seed"
+    )
     assert message.endswith("see docs/interfaces.md#components-built-in-python-and-what-makes-them-rebuildable")
 
 
 def test_undocumented_option_without_default_is_caught():
-    message = run_check("decoder[undocumented]-options", {"decoder:undocumented": {"width": 8}},
-                        decoder={"undocumented": UndocumentedDecoder})
-    assert message == ("decoder 'undocumented': option 'width' has no default and is not documented; give it a "
-                       "default or describe it in the factory's docstring; "
-                       "see docs/interfaces.md#how-factories-receive-their-arguments")
+    message = run_check(
+        "decoder[undocumented]-options",
+        {"decoder:undocumented": {"width": 8}},
+        decoder={"undocumented": UndocumentedDecoder},
+    )
+    assert message == (
+        "decoder 'undocumented': option 'width' has no default and is not documented; give it a "
+        "default or describe it in the factory's docstring; "
+        "see docs/interfaces.md#how-factories-receive-their-arguments"
+    )
 
 
 def test_unknown_option_swallowed_by_kwargs_is_caught():
     message = run_check("encoder[kwargs]-options", encoder={"kwargs": KwargsEncoder})
-    assert message.startswith("encoder 'kwargs': an unknown option (zoo_conformance_no_such_option=1) must be a "
-                              "ZooError, but it was accepted")
+    assert message.startswith(
+        "encoder 'kwargs': an unknown option (zoo_conformance_no_such_option=1) must be a ZooError, but it was accepted"
+    )
 
 
 def test_recipe_step_giving_nan_is_caught():
@@ -329,23 +381,29 @@ def test_recipe_step_giving_nan_is_caught():
 
 
 def test_recipe_step_leaving_a_parameter_without_gradient_is_caught():
-    message = run_check("recipe[broken-vae]-training_step", encoder={"unused": UnusedParameterEncoder},
-                        recipe=[_recipe("unused")])
-    assert message.startswith("recipe 'broken-vae': a training step must give every parameter a gradient, but "
-                              "encoder.unused got none")
+    message = run_check(
+        "recipe[broken-vae]-training_step", encoder={"unused": UnusedParameterEncoder}, recipe=[_recipe("unused")]
+    )
+    assert message.startswith(
+        "recipe 'broken-vae': a training step must give every parameter a gradient, but encoder.unused got none"
+    )
 
 
 def test_copied_encoder_is_caught():
     message = run_check("prior[copying]-stored_once", prior={"copying": CopyingPrior})
-    assert message == ("prior 'copying': it stores its own copy of the model's encoder (its state_dict repeats the "
-                       "encoder's keys under 'prior.encoder_copy.'); keep the encoder zoo passes in, not a copy; "
-                       "see docs/interfaces.md#components-that-use-each-other")
+    assert message == (
+        "prior 'copying': it stores its own copy of the model's encoder (its state_dict repeats the "
+        "encoder's keys under 'prior.encoder_copy.'); keep the encoder zoo passes in, not a copy; "
+        "see docs/interfaces.md#components-that-use-each-other"
+    )
 
 
 def test_non_scalar_loss_is_caught():
     message = run_check("objective[per-example]-output", objective={"per-example": PerExampleLoss})
-    assert message == ("objective 'per-example': the loss must be a scalar tensor, averaged over the batch "
-                       "(got [4]); see docs/interfaces.md#objective")
+    assert message == (
+        "objective 'per-example': the loss must be a scalar tensor, averaged over the batch "
+        "(got [4]); see docs/interfaces.md#objective"
+    )
 
 
 def test_objective_counting_in_eval_mode_is_caught():
@@ -357,7 +415,14 @@ def test_a_sound_component_passes_every_check():
     registry, pm = plugins.build([("sound", _plugin(encoder={"small": SmallEncoder}))])
     with plugins.using(registry, pm):
         checks = plugin_checks("sound")
-        assert [c.name for c in checks] == ["shapes", "rsample_gradients", "log_prob_sums_event", "device_dtype",
-                                            "checkpoint_round_trip", "options", "stored_once"]
+        assert [c.name for c in checks] == [
+            "shapes",
+            "rsample_gradients",
+            "log_prob_sums_event",
+            "device_dtype",
+            "checkpoint_round_trip",
+            "options",
+            "stored_once",
+        ]
         for check in checks:
             check()

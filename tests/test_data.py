@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from zoo import plugins
-from zoo.data import BUILTIN_DATASETS, cache_dir, resolve_data_dir
-from zoo.errors import ZooError
 from zoo.batches import DeviceData
+from zoo.data import BUILTIN_DATASETS, cache_dir, resolve_data_dir
 from zoo.distributed import Dist
+from zoo.errors import ZooError
 
 DATASETS = {info.id: info for info in BUILTIN_DATASETS}
 MNIST, FASHION, BINARIZED = DATASETS["mnist"], DATASETS["fashion-mnist"], DATASETS["binarized-mnist"]
@@ -255,8 +255,21 @@ def test_cli_missing_data_is_a_one_line_error(tmp_path, offline, capsys):
 
     root = tmp_path / "empty"
     with pytest.raises(SystemExit) as exited:
-        main(["train", "vae-conv-mnist", "--epochs", "1", "--device", "cpu", "--no-progress",
-              "--data-dir", str(root), "--out", str(tmp_path / "run")])
+        main(
+            [
+                "train",
+                "vae-conv-mnist",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--data-dir",
+                str(root),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exited.value.code == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("Error:")]
@@ -269,7 +282,9 @@ def test_cli_missing_data_is_a_one_line_error(tmp_path, offline, capsys):
 
 def test_truncated_gzip(data_root, tmp_path):
     images = real(data_root, TEST_FILES[0])
-    root = fake_root(tmp_path, {TEST_FILES[0]: images[: len(images) // 2], TEST_FILES[1]: real(data_root, TEST_FILES[1])})
+    root = fake_root(
+        tmp_path, {TEST_FILES[0]: images[: len(images) // 2], TEST_FILES[1]: real(data_root, TEST_FILES[1])}
+    )
     with pytest.raises(ZooError, match="not a readable gzip file") as caught:
         MNIST.load("test", root, download=False)
     assert TEST_FILES[0] in str(caught.value)
@@ -286,8 +301,9 @@ def test_random_bytes_in_place_of_a_gzip(data_root, tmp_path):
 
 def test_random_bytes_inside_a_valid_gzip(data_root, tmp_path):
     junk = torch.randint(0, 256, (5000,), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    root = fake_root(tmp_path, {TEST_FILES[0]: gzip.compress(bytes(junk.tolist())),
-                                TEST_FILES[1]: real(data_root, TEST_FILES[1])})
+    root = fake_root(
+        tmp_path, {TEST_FILES[0]: gzip.compress(bytes(junk.tolist())), TEST_FILES[1]: real(data_root, TEST_FILES[1])}
+    )
     with pytest.raises(ZooError, match="not a valid IDX file") as caught:
         MNIST.load("test", root, download=False)
     assert TEST_FILES[0] in str(caught.value)
@@ -316,7 +332,9 @@ def test_wrong_image_count(data_root, tmp_path):
 
 
 def test_images_and_labels_disagree(data_root, tmp_path):
-    root = fake_root(tmp_path, {TEST_FILES[0]: real(data_root, TEST_FILES[0]), TEST_FILES[1]: real(data_root, TRAIN_FILES[1])})
+    root = fake_root(
+        tmp_path, {TEST_FILES[0]: real(data_root, TEST_FILES[0]), TEST_FILES[1]: real(data_root, TRAIN_FILES[1])}
+    )
     with pytest.raises(ZooError, match="10000 images but .* 60000 labels"):
         MNIST.load("test", root, download=False)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helpers_example_plugin import EXAMPLE
+
 from zoo import hookspecs, plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +73,9 @@ def blocks(path: Path) -> list[Block]:
                 i += 1
             previous = lines[start - 1] if start else ""
             marker = MARKER.match(previous)
-            found.append(Block(path, start + 1, match.group(1), "\n".join(body) + "\n",
-                               marker.group(1) if marker else None))
+            found.append(
+                Block(path, start + 1, match.group(1), "\n".join(body) + "\n", marker.group(1) if marker else None)
+            )
         i += 1
     return found
 
@@ -110,7 +111,7 @@ def commands_in(block: Block) -> list[Command]:
                 continue
             command_line = line[2:]
             output = []
-            for later in lines[n + 1:]:
+            for later in lines[n + 1 :]:
                 if later.startswith("$ "):
                     break
                 output.append(later)
@@ -151,8 +152,11 @@ def coverage_for(command: Command) -> str | None:
 
 
 def hook_names() -> list[str]:
-    return sorted(name for name in dir(hookspecs)
-                  if callable(getattr(hookspecs, name)) and hasattr(getattr(hookspecs, name), "zoo_spec"))
+    return sorted(
+        name
+        for name in dir(hookspecs)
+        if callable(getattr(hookspecs, name)) and hasattr(getattr(hookspecs, name), "zoo_spec")
+    )
 
 
 def test_hookspecs_are_found():
@@ -172,15 +176,25 @@ def test_hooks_doc_describes_no_missing_hook():
 
 @pytest.mark.parametrize("hook", hook_names())
 def test_every_hook_is_exercised_by_a_test(hook):
-    users = [p.name for p in sorted([*(ROOT / "tests").glob("test_*.py"), *(ROOT / "tests").glob("helpers_*.py")])
-             if p.name != "test_docs.py" and re.search(rf"def {hook}\(|\.{hook} = |{hook}=", p.read_text())]
+    users = [
+        p.name
+        for p in sorted([*(ROOT / "tests").glob("test_*.py"), *(ROOT / "tests").glob("helpers_*.py")])
+        if p.name != "test_docs.py" and re.search(rf"def {hook}\(|\.{hook} = |{hook}=", p.read_text())
+    ]
     assert users, f"no test implements the hook {hook}"
 
 
 def test_hooks_doc_mentions_the_environment_variables_and_security():
     text = HOOKS_DOC.read_text()
-    for needle in ("ZOO_PLUGINS", "ZOO_DISABLE_PLUGINS", "ZOO_TRACE_PLUGINS", "check_pending", "## Security",
-                   '"package.module:attribute"', "register(recipe)"):
+    for needle in (
+        "ZOO_PLUGINS",
+        "ZOO_DISABLE_PLUGINS",
+        "ZOO_TRACE_PLUGINS",
+        "check_pending",
+        "## Security",
+        '"package.module:attribute"',
+        "register(recipe)",
+    ):
         assert needle in text
     documented_variables = set(re.findall(r"``(ZOO_\w+)``", Path(plugins.__file__).read_text()))
     assert documented_variables <= set(re.findall(r"ZOO_\w+", text))
@@ -241,7 +255,9 @@ def test_documented_command(command, with_example, monkeypatch):
     printed = {line.rstrip() for line in result.stdout.splitlines()}
     for line in command.shown_output:
         if line.strip() and line.strip() != "...":
-            assert line.rstrip() in printed, f"{command.where}: the docs show {line!r}, the command printed:\n{result.stdout}"
+            assert line.rstrip() in printed, (
+                f"{command.where}: the docs show {line!r}, the command printed:\n{result.stdout}"
+            )
 
 
 def test_command_coverage_is_well_formed():
@@ -293,20 +309,34 @@ def organisation_words_in(path: Path) -> list[str]:
 
 
 def test_the_patterns_catch_what_they_are_for():
-    samples = [" ".join(["Stop", "7: no GPU"]), " ".join(["stops", "5 to 8"]), "the " + "le" + "ase ran out",
-               "no GPU " + "le" + "nt", " ".join(["Issue", "#10"]), " ".join(["Round", "4"]),
-               "/" + "work/runs/vae", "/" + "root/data", "/" + "home/me/.cache"]
+    samples = [
+        " ".join(["Stop", "7: no GPU"]),
+        " ".join(["stops", "5 to 8"]),
+        "the " + "le" + "ase ran out",
+        "no GPU " + "le" + "nt",
+        " ".join(["Issue", "#10"]),
+        " ".join(["Round", "4"]),
+        "/" + "work/runs/vae",
+        "/" + "root/data",
+        "/" + "home/me/.cache",
+    ]
     for sample in samples:
         assert any(p.search(sample) for p in ORGANISATION_WORDS.values()), sample
-    for fine in ("please release the lock", "excellent", "the run stopped after epoch 3", "3 rounds",
-                 "work/runs", "a round-trip", "issues a warning"):
+    for fine in (
+        "please release the lock",
+        "excellent",
+        "the run stopped after epoch 3",
+        "3 rounds",
+        "work/runs",
+        "a round-trip",
+        "issues a warning",
+    ):
         assert not any(p.search(fine) for p in ORGANISATION_WORDS.values()), fine
 
 
 def test_product_text_files_are_found():
     names = {str(p.relative_to(ROOT)) for p in product_text_files()}
-    assert {"README.md", "docs/benchmarks.md", "bench/README.md", "bench/gpu_check.sh",
-            "tests/test_docs.py"} <= names
+    assert {"README.md", "docs/benchmarks.md", "bench/README.md", "bench/gpu_check.sh", "tests/test_docs.py"} <= names
     assert "docs/families-iw-nll.png" not in names
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import zoo
 from helpers_example_plugin import EXAMPLE
 from helpers_steps import assert_one_step_moves_every_parameter
+
+import zoo
 from zoo import plugins
 from zoo.checkpoint import load_checkpoint
 
@@ -80,24 +80,41 @@ def test_composes_and_trains_a_step(with_example):
 
 
 def test_options_and_mixing_with_reference_components(with_example):
-    model = zoo.compose("mlp", "conv-mnist", likelihood="continuous-bernoulli", latent_size=8,
-                        encoder_options={"hidden": 64, "activation": "relu"})
+    model = zoo.compose(
+        "mlp",
+        "conv-mnist",
+        likelihood="continuous-bernoulli",
+        latent_size=8,
+        encoder_options={"hidden": 64, "activation": "relu"},
+    )
     assert isinstance(model.encoder.net[2], torch.nn.ReLU)
     assert torch.isfinite(model(torch.rand(4, 1, 28, 28)).elbo).all()
-    learned = zoo.compose("conv-mnist", "mlp", likelihood="gaussian", likelihood_options={"variance": "learned"},
-                          latent_size=8, decoder_options={"hidden": 32})
+    learned = zoo.compose(
+        "conv-mnist",
+        "mlp",
+        likelihood="gaussian",
+        likelihood_options={"variance": "learned"},
+        latent_size=8,
+        decoder_options={"hidden": 32},
+    )
     assert learned.decoder(torch.zeros(5, 8)).shape == (5, 2, 28, 28)
     with pytest.raises(zoo.ZooError, match="activation must be one of"):
         zoo.compose("mlp", "mlp", latent_size=8, encoder_options={"activation": "sigmoid"})
 
 
 def test_cli_lists_it_in_a_fresh_process(example_site):
-    env = dict(os.environ, ZOO_PLUGINS="aevb,mlp",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        ZOO_PLUGINS="aevb,mlp",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")])),
+    )
     # The three commands at once: each one's time goes mostly to starting Python.
-    procs = [subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
-             for args in (["list", "--json"], ["info", "vae-mlp-mnist"], ["info", "vae-mlp-vamp-mnist"])]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for args in (["list", "--json"], ["info", "vae-mlp-mnist"], ["info", "vae-mlp-vamp-mnist"])
+    ]
     try:
         (listed, listed_err), (info, info_err), (vamp, vamp_err) = (proc.communicate(timeout=60) for proc in procs)
     finally:
@@ -181,8 +198,11 @@ def _tiny_images(root, split, download):
 def _tiny_data_plugin():
     @zoo.hookimpl
     def register_datasets(register):
-        register(zoo.DatasetInfo("tiny-noise", "200 noise images", (1, 28, 28), _tiny_images, {},
-                                 {"train": 200, "test": 100}))
+        register(
+            zoo.DatasetInfo(
+                "tiny-noise", "200 noise images", (1, 28, 28), _tiny_images, {}, {"train": 200, "test": 100}
+            )
+        )
 
     return types.SimpleNamespace(register_datasets=register_datasets)
 
@@ -192,8 +212,9 @@ def test_the_vamp_recipe_trains_by_id_and_resumes_its_schedule(with_example, tmp
     with plugins.using(registry, pm):
         settings = {**SMALL, "dataset": "tiny-noise", "batch_size": 50, "objective.period": 6}
         run = dict(device="cpu", progress=False)
-        history = zoo.Trainer("vae-mlp-vamp-mnist", overrides={**settings, "epochs": 2}, out=tmp_path / "a",
-                              **run).fit()
+        history = zoo.Trainer(
+            "vae-mlp-vamp-mnist", overrides={**settings, "epochs": 2}, out=tmp_path / "a", **run
+        ).fit()
         assert {"train_recon", "train_kl", "train_kl_weight", "test_loss"} <= set(history[0])
         assert all(math.isfinite(v) for row in history for v in row.values())
         zoo.Trainer("vae-mlp-vamp-mnist", overrides={**settings, "epochs": 1}, out=tmp_path / "b", **run).fit()

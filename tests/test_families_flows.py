@@ -54,9 +54,9 @@ def test_log_prob_matches_the_change_of_variables_by_brute_force():
     flow = ComposeTransform(prior.transforms())
     base = Independent(Normal(torch.zeros(5, dtype=torch.float64), 1.0), 1)
     z = torch.randn(6, 5, dtype=torch.float64)
-    expected = torch.stack([
-        base.log_prob(flow.inv(row)) + torch.linalg.slogdet(jacobian(flow.inv, row)).logabsdet for row in z
-    ])
+    expected = torch.stack(
+        [base.log_prob(flow.inv(row)) + torch.linalg.slogdet(jacobian(flow.inv, row)).logabsdet for row in z]
+    )
     assert torch.allclose(prior.log_prob(z), expected, atol=1e-9)
 
 

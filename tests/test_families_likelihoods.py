@@ -106,8 +106,7 @@ def test_samples_lie_on_the_grid_and_means_in_the_unit_interval():
     assert samples.shape == (3, 2, *data_shape)
     assert torch.equal(samples, torch.round(samples * 255) / 255)
     assert samples.min() >= 0 and samples.max() <= 1
-    assert dist.mean.shape == (2, *data_shape) and 0 <= dist.mean.min() and dist.mean.max() <= 1
-
+    assert dist.mean.shape == (2, *data_shape) and dist.mean.min() >= 0 and dist.mean.max() <= 1
 
 
 @pytest.mark.parametrize("kind", ["single", "mixture"])
@@ -116,8 +115,9 @@ def test_sample_frequencies_match_the_probabilities(kind):
     if kind == "single":
         dist = DiscretizedLogistic(torch.tensor([0.03]), torch.tensor([-3.0]), event_dims=1)
     else:
-        dist = DiscretizedLogisticMixture(torch.tensor([[2.0], [0.0]]), torch.tensor([[0.9], [0.1]]),
-                                          torch.tensor([[-4.0], [-2.5]]), event_dims=1)
+        dist = DiscretizedLogisticMixture(
+            torch.tensor([[2.0], [0.0]]), torch.tensor([[0.9], [0.1]]), torch.tensor([[-4.0], [-2.5]]), event_dims=1
+        )
     draws = dist.sample((20000,)).view(-1)
     frequencies = torch.bincount(torch.round(draws * 255).long(), minlength=256).double() / len(draws)
     probabilities = dist.log_prob(LEVELS.float().view(256, 1)).double().exp()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_steps import assert_one_step_moves_every_parameter
 
 import zoo
 import zoo_flows.plugin
 import zoo_resnet.plugin
 import zoo_vamp.plugin
 from zoo import plugins
-from helpers_steps import assert_one_step_moves_every_parameter
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {"vamp": zoo_vamp.plugin, "flows": zoo_flows.plugin, "resnet": zoo_resnet.plugin}
@@ -52,9 +52,17 @@ def families():
 
 
 def compose(encoder="gated-mlp", decoder="gated-mlp", prior="standard-normal", likelihood="bernoulli", latent_size=4):
-    return zoo.compose(encoder, decoder, prior, likelihood, latent_size=latent_size,
-                       **{f"{kind}_options": SMALL.get(name, {}) for kind, name in
-                          [("encoder", encoder), ("decoder", decoder), ("prior", prior), ("likelihood", likelihood)]})
+    return zoo.compose(
+        encoder,
+        decoder,
+        prior,
+        likelihood,
+        latent_size=latent_size,
+        **{
+            f"{kind}_options": SMALL.get(name, {})
+            for kind, name in [("encoder", encoder), ("decoder", decoder), ("prior", prior), ("likelihood", likelihood)]
+        },
+    )
 
 
 def grey_images(n: int) -> torch.Tensor:
@@ -101,12 +109,15 @@ def test_decoder_handles_leading_dims(decoder, likelihood):
     assert log_p.shape == (2, 3) and torch.isfinite(log_p).all()
 
 
-@pytest.mark.parametrize("components", [
-    ("gated-mlp", "gated-mlp", "vamp", "bernoulli"),
-    ("deep-mlp", "deep-mlp", "realnvp", "bernoulli"),
-    ("resnet", "resnet", "standard-normal", "discretized-logistic"),
-    ("resnet", "resnet", "realnvp", "discretized-logistic-mixture"),
-])
+@pytest.mark.parametrize(
+    "components",
+    [
+        ("gated-mlp", "gated-mlp", "vamp", "bernoulli"),
+        ("deep-mlp", "deep-mlp", "realnvp", "bernoulli"),
+        ("resnet", "resnet", "standard-normal", "discretized-logistic"),
+        ("resnet", "resnet", "realnvp", "discretized-logistic-mixture"),
+    ],
+)
 def test_one_adam_step_moves_every_parameter(components):
     torch.manual_seed(0)
     encoder, decoder, prior, likelihood = components
@@ -188,12 +199,15 @@ def test_vamp_mixture_log_prob_by_matrix_products_equals_torch():
     expected, got = build(MixtureSameFamily).log_prob(z), build(DiagonalGaussianMixture).log_prob(z)
     assert got.shape == (3, 5)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-8)
-    for a, b in zip(torch.autograd.grad(expected.sum(), [z, loc, log_var]),
-                    torch.autograd.grad(got.sum(), [z, loc, log_var])):
+    for a, b in zip(
+        torch.autograd.grad(expected.sum(), [z, loc, log_var]), torch.autograd.grad(got.sum(), [z, loc, log_var])
+    ):
         torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-8)
     # float32 in, float32 out, within float32 precision of torch's own float32 result
     z32 = z.detach().float()
-    mixture32 = DiagonalGaussianMixture(Categorical(logits=logits.float()),
-                                        Independent(Normal(loc.detach().float(), torch.exp(0.5 * log_var.detach()).float()), 1))
+    mixture32 = DiagonalGaussianMixture(
+        Categorical(logits=logits.float()),
+        Independent(Normal(loc.detach().float(), torch.exp(0.5 * log_var.detach()).float()), 1),
+    )
     assert mixture32.log_prob(z32).dtype == torch.float32
     torch.testing.assert_close(mixture32.log_prob(z32), expected.detach().float(), rtol=1e-5, atol=1e-3)

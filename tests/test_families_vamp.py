@@ -53,7 +53,7 @@ def test_pseudo_inputs_are_images_in_the_unit_interval():
     prior = small_prior(pseudo_inputs=50)
     u = prior.pseudo_inputs
     assert u.shape == (50, *DATA_SHAPE)
-    assert 0 <= u.min() and u.max() <= 1
+    assert u.min() >= 0 and u.max() <= 1
     assert u.mean().item() == pytest.approx(0.05, abs=0.005)  # N(0.05, 0.01) start, inside [0, 1]
     with torch.no_grad():
         prior.pseudo_input_weights.fill_(3.0)

@@ -240,7 +240,6 @@ def test_iwae_combines_chunks_stably(small_model, monkeypatch):
     assert torch.isfinite(out).all() and torch.allclose(out, expected)
 
 
-
 def test_the_model_the_objectives_and_the_evaluator_weigh_draws_with_one_function(small_model):
     """log w = log p(x|z) + log p(z) - log q(z|x) is written once (zoo.estimators.iw_log_weights): from
     the same draws the IWAE objective's loss, the model's bound and the evaluator's estimate agree."""
@@ -263,6 +262,7 @@ def test_the_model_the_objectives_and_the_evaluator_weigh_draws_with_one_functio
     log_px = iw_batch(small_model, x, 7, decode_batch=7 * len(x))[0]
     assert torch.equal(loss, -bound.mean())
     assert torch.allclose(log_px, bound.double(), rtol=0, atol=1e-4)
+
 
 # -- beta -------------------------------------------------------------------------------------
 

@@ -289,8 +289,9 @@ def test_register_commands_failure_is_recorded(monkeypatch):
 
 
 def test_console_script_lists_models_with_a_broken_plugin(site):
-    proc = subprocess.run([zoo_script(), "list"], capture_output=True, text=True, timeout=60,
-                          env=subprocess_env(site, "aevb,broken"))
+    proc = subprocess.run(
+        [zoo_script(), "list"], capture_output=True, text=True, timeout=60, env=subprocess_env(site, "aevb,broken")
+    )
     assert proc.returncode == 0, proc.stderr
     assert "vae-conv-mnist" in proc.stdout
     assert "plugin 'broken' is broken" in proc.stderr
@@ -298,8 +299,13 @@ def test_console_script_lists_models_with_a_broken_plugin(site):
 
 
 def test_console_script_unknown_id_is_a_one_line_error():
-    proc = subprocess.run([zoo_script(), "info", "vae-conv-mnsit"], capture_output=True, text=True, timeout=60,
-                          env=subprocess_env(None, "aevb"))
+    proc = subprocess.run(
+        [zoo_script(), "info", "vae-conv-mnsit"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(None, "aevb"),
+    )
     assert proc.returncode != 0
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -331,10 +337,16 @@ print("TORCH-IMPORTED" if "torch" in sys.modules else "TORCH-NOT-IMPORTED")
 
 # `zoo info` is not among them: it reads every option's type and default from the factory's
 # signature, which means importing the component's module (and so torch).
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--kind", "prior"], ["plugins"],
-                                  ["list", "--kind", "objective"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["list"], ["list", "--kind", "prior"], ["plugins"], ["list", "--kind", "objective"]]
+)
 def test_cheap_commands_do_not_import_torch(args):
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
-                          env=subprocess_env(None, "aevb"))
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(None, "aevb"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("TORCH-NOT-IMPORTED"), proc.stdout

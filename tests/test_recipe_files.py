@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
+from helpers_cli import run_zoo as run
 
 import zoo
-from helpers_cli import run_zoo as run
 from zoo.recipe import recipe_from_mapping, recipe_to_toml
-
 
 TWO_PLUGINS = """\
 # encoder from the vamp plugin, decoder from the iwae plugin, prior from aevb
@@ -40,8 +39,6 @@ samples = 2
 epochs = 1
 batch_size = 50
 """
-
-
 
 
 def test_every_registered_recipe_round_trips_through_toml():
@@ -82,21 +79,27 @@ def test_a_recipe_file_from_two_plugins_trains_resumes_and_evaluates(span, tmp_p
     assert result["test_nll_iw"] == pytest.approx(result["test_nll_iw"])
 
 
-@pytest.mark.parametrize(("edit", "needles"), [
-    (lambda t: t.replace("latent_size = 4", "latent_size = \"four\""), ["latent_size must be a positive integer"]),
-    (lambda t: t.replace("[encoder]\nid = \"gated-mlp\"", "[encoder]"), ["[encoder] needs id"]),
-    (lambda t: t + "\ncolour = \"red\"\n", ["unknown training setting 'colour'"]),  # it lands in [training]
-    (lambda t: "colour = \"red\"\n" + t, ["unknown key 'colour'"]),
-    (lambda t: t.replace("epochs = 1", "epochs = 0\nspeed = 3"), ["training.epochs must be at least 1",
-                                                                 "unknown training setting 'speed'"]),
-    (lambda t: t.replace("hidden = 16\n\n[decoder]", "hidden = 1.5\n\n[decoder]"), ["option hidden expects int"]),
-    (lambda t: t.replace("samples = 2", "k = 2"), ["objective 'iwae' has no option 'k'"]),
-    (lambda t: t.replace("id = \"gated-mlp\"", "id = \"gated-mpl\""), ["unknown encoder 'gated-mpl'",
-                                                                    "did you mean 'gated-mlp'"]),
-    (lambda t: t.replace("[decoder]", "[decoder"), ["invalid TOML"]),
-])
-def test_recipe_file_mistakes_are_one_line_errors_before_anything_is_created(span, tmp_path, capsys,
-                                                                             edit, needles):
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (lambda t: t.replace("latent_size = 4", 'latent_size = "four"'), ["latent_size must be a positive integer"]),
+        (lambda t: t.replace('[encoder]\nid = "gated-mlp"', "[encoder]"), ["[encoder] needs id"]),
+        (lambda t: t + '\ncolour = "red"\n', ["unknown training setting 'colour'"]),  # it lands in [training]
+        (lambda t: 'colour = "red"\n' + t, ["unknown key 'colour'"]),
+        (
+            lambda t: t.replace("epochs = 1", "epochs = 0\nspeed = 3"),
+            ["training.epochs must be at least 1", "unknown training setting 'speed'"],
+        ),
+        (lambda t: t.replace("hidden = 16\n\n[decoder]", "hidden = 1.5\n\n[decoder]"), ["option hidden expects int"]),
+        (lambda t: t.replace("samples = 2", "k = 2"), ["objective 'iwae' has no option 'k'"]),
+        (
+            lambda t: t.replace('id = "gated-mlp"', 'id = "gated-mpl"'),
+            ["unknown encoder 'gated-mpl'", "did you mean 'gated-mlp'"],
+        ),
+        (lambda t: t.replace("[decoder]", "[decoder"), ["invalid TOML"]),
+    ],
+)
+def test_recipe_file_mistakes_are_one_line_errors_before_anything_is_created(span, tmp_path, capsys, edit, needles):
     path = tmp_path / "bad.toml"
     path.write_text(edit(TWO_PLUGINS))
     out = tmp_path / "run"

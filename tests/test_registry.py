@@ -74,7 +74,11 @@ def test_get_recipe():
     recipe = zoo.get_recipe("vae-conv-mnist")
     assert isinstance(recipe, zoo.Recipe)
     assert (recipe.encoder, recipe.decoder, recipe.prior, recipe.likelihood) == (
-        "conv-mnist", "conv-mnist", "standard-normal", "bernoulli")
+        "conv-mnist",
+        "conv-mnist",
+        "standard-normal",
+        "bernoulli",
+    )
     assert (recipe.dataset, recipe.latent_size) == ("mnist", 20)
     assert (recipe.training.lr, recipe.training.batch_size, recipe.training.epochs) == (1e-3, 100, 200)
 
@@ -153,8 +157,17 @@ def test_duplicate_of_a_reference_id_names_the_reference_plugin():
 
 def test_duplicate_recipe_is_an_error():
     def register_recipes(register):
-        register(zoo.Recipe(id="vae-conv-mnist", encoder="conv-mnist", decoder="conv-mnist",
-                            prior="standard-normal", likelihood="bernoulli", dataset="mnist", latent_size=2))
+        register(
+            zoo.Recipe(
+                id="vae-conv-mnist",
+                encoder="conv-mnist",
+                decoder="conv-mnist",
+                prior="standard-normal",
+                likelihood="bernoulli",
+                dataset="mnist",
+                latent_size=2,
+            )
+        )
 
     registry, pm = plugins.build(plugins=[("again", make_plugin(register_recipes=register_recipes))])
     assert "'aevb'" in registry.plugins["again"].error
@@ -248,8 +261,17 @@ def test_lazy_factory_that_cannot_be_imported_names_the_plugin():
 def test_recipe_hook_must_register_a_recipe():
     def register_recipes(register):
         register("vae-dict", {"encoder": "conv-mnist"})
-        register(zoo.Recipe(id="Bad_Id", encoder="conv-mnist", decoder="conv-mnist", prior="standard-normal",
-                            likelihood="bernoulli", dataset="mnist", latent_size=2))
+        register(
+            zoo.Recipe(
+                id="Bad_Id",
+                encoder="conv-mnist",
+                decoder="conv-mnist",
+                prior="standard-normal",
+                likelihood="bernoulli",
+                dataset="mnist",
+                latent_size=2,
+            )
+        )
 
     registry, _ = plugins.build(plugins=[("dicty", make_plugin(register_recipes=register_recipes))])
     error = registry.plugins["dicty"].error
@@ -316,8 +338,15 @@ def test_cli_info():
     assert result.exit_code == 0
     out = result.stdout
     assert out.startswith("vae-conv-mnist  (plugin aevb)")
-    for expected in ("dataset:     mnist", "latent size: 20", "encoder:     conv-mnist",
-                     "zoo_aevb.components:ConvEncoder", "standard-normal", "bernoulli", "lr=0.001"):
+    for expected in (
+        "dataset:     mnist",
+        "latent size: 20",
+        "encoder:     conv-mnist",
+        "zoo_aevb.components:ConvEncoder",
+        "standard-normal",
+        "bernoulli",
+        "lr=0.001",
+    ):
         assert expected in out
 
 
@@ -325,17 +354,24 @@ def test_cli_info_json():
     plain = json.loads(run_cli("info", "vae-conv-mnist", "--json").stdout)
     assert (plain["id"], plain["dataset"], plain["latent_size"]) == ("vae-conv-mnist", "mnist", 20)
     assert {k: v["id"] for k, v in plain["components"].items()} == {
-        "encoder": "conv-mnist", "decoder": "conv-mnist", "prior": "standard-normal", "likelihood": "bernoulli",
-        "objective": "elbo"}
+        "encoder": "conv-mnist",
+        "decoder": "conv-mnist",
+        "prior": "standard-normal",
+        "likelihood": "bernoulli",
+        "objective": "elbo",
+    }
     result = run_cli("info", "vae-conv-mog-mnist", "--json")
     data = json.loads(result.stdout)
     assert data["id"] == "vae-conv-mog-mnist" and data["plugin"] == "aevb"
     assert data["components"]["prior"] == {
-        "id": "mixture-of-gaussians", "kind": "prior", "plugin": "aevb",
+        "id": "mixture-of-gaussians",
+        "kind": "prior",
+        "plugin": "aevb",
         "factory": "zoo_aevb.components:MixtureOfGaussiansPrior",
         "description": registry_description("prior", "mixture-of-gaussians"),
         "options": [{"name": "components", "type": "int", "required": False, "default": 10, "value": 10}],
-        "set": {"components": 10}, "receives": [],
+        "set": {"components": 10},
+        "receives": [],
     }
     assert data["training"]["batch_size"] == 100
 

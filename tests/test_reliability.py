@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +106,17 @@ def train_args(out: Path, *extra: str) -> list[str]:
 def torchrun_args(*zoo_args: str) -> list[str]:
     # --standalone: torchrun binds its own free port (a port picked here and released could be taken
     # by another job before torchrun binds it).
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "zoo", *zoo_args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "zoo",
+        *zoo_args,
+    ]
 
 
 def _process_tree(root: int) -> list[int]:
@@ -222,8 +230,9 @@ def assert_same(a, b, where: str = "") -> None:
 
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
-                                     and torch.equal(a.nan_to_num(), b.nan_to_num())), f"tensors differ at {where}"
+        assert torch.equal(a, b) or (
+            a.is_floating_point() and torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+        ), f"tensors differ at {where}"
     elif isinstance(a, dict):
         assert isinstance(b, dict) and set(a) == set(b), f"keys differ at {where}: {set(a) ^ set(b)}"
         for key in a:
@@ -248,8 +257,9 @@ def assert_resumed_run_matches(resumed: Path, reference: Path) -> None:
         # processes, is one draw further on. Training never draws from it: the torch and CUDA
         # generators, the weights and the optimizer still must match bit for bit.
         for payload in (got, want):
-            payload["rng"] = [{k: v for k, v in state.items() if not k.startswith("python")}
-                              for state in payload["rng"]]
+            payload["rng"] = [
+                {k: v for k, v in state.items() if not k.startswith("python")} for state in payload["rng"]
+            ]
     for key in ("model", "optimizer", "rng", "best"):
         assert_same(got[key], want[key], key)
     strip = [lambda rows: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]][0]
@@ -323,8 +333,9 @@ def test_torchrun_two_processes_sigkill_then_resume_is_bit_exact(ddp_reference_r
     kill_mid_run(victim, run, log)  # kills torchrun and both workers, as a power cut would
     assert_checkpoints_sound(run)
 
-    resumed = subprocess.run(torchrun_args("train", "--resume", str(run)), env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        torchrun_args("train", "--resume", str(run)), env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_resumed_run_matches(run, ddp_reference_run())
     assert load_config(run)["resolved"]["world_size"] == 2
@@ -490,8 +501,12 @@ def console(tmp_path_factory, tiny_dir):
     procs = {}
     for name, (args, case_env) in cases.items():
         log = folder / f"{len(procs)}.stderr"
-        procs[name] = (subprocess.Popen(zoo_command(*args), env=case_env, stdout=subprocess.DEVNULL,
-                                        stderr=log.open("w"), text=True), log)
+        procs[name] = (
+            subprocess.Popen(
+                zoo_command(*args), env=case_env, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True
+            ),
+            log,
+        )
     results = {}
     for name, (proc, log) in procs.items():
         proc.wait(timeout=300)
@@ -539,8 +554,9 @@ def test_truncated_checkpoint_subprocess(console):
 
 def test_checkpoint_of_a_model_whose_plugin_is_not_installed_subprocess(console):
     code, err = console[0]["plugin not installed"]
-    assert_user_error(code, err, "encoder 'tiny-conv'", "plugin 'tiny'", "package 'tinyzoo'", "not installed",
-                      "zoo plugins")
+    assert_user_error(
+        code, err, "encoder 'tiny-conv'", "plugin 'tiny'", "package 'tinyzoo'", "not installed", "zoo plugins"
+    )
 
 
 def test_checkpoint_of_a_model_whose_plugin_is_not_loaded(tiny, tmp_path, capsys, monkeypatch):
@@ -587,8 +603,7 @@ def test_bad_option_values(tiny, tmp_path, capsys, extra, needles):
 
 
 def test_several_bad_settings_are_reported_at_once(tiny, tmp_path, capsys):
-    code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "epochs=x", "--set", "nosuch=1",
-                    "--set", "lr=-2")
+    code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "epochs=x", "--set", "nosuch=1", "--set", "lr=-2")
     assert_user_error(code, out, "epochs expects int", "unknown setting 'nosuch'", "lr must be positive")
     # An objective's options are checked when it is built, still before any folder is made.
     code, out = cli(capsys, *train_args(tmp_path / "run"), "--set", "beta=-2")
@@ -600,7 +615,11 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     code, out = cli(capsys, "train", "tiny-vae", "--resume", str(tmp_path))
     assert_user_error(code, out, "either MODEL or --resume")
     code, out = cli(capsys, "train", "--resume", str(tmp_path), "--set", "lr=1")
-    assert_user_error(code, out, "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change")
+    assert_user_error(
+        code,
+        out,
+        "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change",
+    )
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
     code, out = cli(capsys, "train")
@@ -660,8 +679,19 @@ def _corrupt(raw: Path, how: str) -> None:
 )
 def test_bad_data_files(mnist_copy, tmp_path, capsys, how, needles):
     _corrupt(mnist_copy, how)
-    code, out = cli(capsys, "train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1",
-                    "--data-dir", str(mnist_copy.parent.parent), "--out", str(tmp_path / "run"))
+    code, out = cli(
+        capsys,
+        "train",
+        "vae-conv-mnist",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(mnist_copy.parent.parent),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert_user_error(code, out, *needles)
 
 
@@ -771,8 +801,7 @@ def _malicious_checkpoint(path: Path, marker: Path) -> Path:
     from zoo.checkpoint import FORMAT
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "spec": _RunsCodeWhenUnpickled(f"touch {marker}"), "model": {}, "epoch": 1},
-               path)
+    torch.save({"format": FORMAT, "spec": _RunsCodeWhenUnpickled(f"touch {marker}"), "model": {}, "epoch": 1}, path)
     return path
 
 
@@ -824,8 +853,7 @@ def test_nan_stops_with_epoch_step_and_last_good_checkpoint(tiny, tmp_path, caps
     nan_after = STEPS_PER_EPOCH + 10  # the 11th step of epoch 2 is the first bad one
     code, out = cli(capsys, *train_args(run, "--set", f"encoder.nan_after={nan_after}"))
     last = run / "checkpoints" / "last.pt"
-    assert_user_error(code, out, "non-finite", "epoch 2, step 11", f"last good checkpoint is {last}",
-                      "grad_clip")
+    assert_user_error(code, out, "non-finite", "epoch 2, step 11", f"last good checkpoint is {last}", "grad_clip")
     good = load_checkpoint(last)
     assert good["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in good["model"].values() if t.is_floating_point())
@@ -933,8 +961,9 @@ def test_a_run_dir_has_one_writer_and_a_dead_holder_never_blocks(tiny, tiny_dir,
 
     run, log = tmp_path / "run", tmp_path / "log.txt"
     # 6 epochs: the holder is killed long before it could finish, however slow the refused starts are.
-    holder = start(zoo_command(*train_args(run, "--epochs", "6")), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"},
-                   log)
+    holder = start(
+        zoo_command(*train_args(run, "--epochs", "6")), {**tiny_env(tiny_dir), "TINY_STEP_SECONDS": "0.2"}, log
+    )
     try:
         _wait_for(lambda: len(metric_rows(run)) >= 1, holder, log, "a first epoch")
         config = (run / "config.json").read_bytes()
@@ -964,9 +993,17 @@ def test_parallel_runs_without_out_get_unique_names(tiny_dir, tmp_path, monkeypa
 
     # a sweep: two trainings started together in one folder, neither with --out
     env = tiny_env(tiny_dir)
-    procs = [subprocess.Popen(zoo_command("train", "tiny-vae", "--device", "cpu", "--epochs", "1", "--seed", str(i)),
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            zoo_command("train", "tiny-vae", "--device", "cpu", "--epochs", "1", "--seed", str(i)),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for proc in procs:
         output = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, output
@@ -1129,16 +1166,42 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     (tmp_path / "here").mkdir()
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "here")
-    code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--seed", "3", "--epochs", "1",
-                    "--data-dir", "data", "--out", "run")
+    code, out = cli(
+        capsys,
+        "train",
+        "tiny-vae",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--epochs",
+        "1",
+        "--data-dir",
+        "data",
+        "--out",
+        "run",
+    )
     assert code == 0, out
     run = tmp_path / "here" / "run"
     assert load_config(run)["settings"]["data_dir"] == str(tmp_path / "here" / "data"), "stored absolute"
 
-    for extra in (["--seed", "4"], ["--compile"], ["--no-compile"], ["--out", str(tmp_path / "x")], ["--lr", "0.1"],
-                  ["--batch-size", "50"], ["--set", "beta=2"], ["--overwrite"]):
+    for extra in (
+        ["--seed", "4"],
+        ["--compile"],
+        ["--no-compile"],
+        ["--out", str(tmp_path / "x")],
+        ["--lr", "0.1"],
+        ["--batch-size", "50"],
+        ["--set", "beta=2"],
+        ["--overwrite"],
+    ):
         code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", *extra)
-        assert_user_error(code, out, extra[0], "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change")
+        assert_user_error(
+            code,
+            out,
+            extra[0],
+            "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change",
+        )
     code, out = cli(capsys, "train", "--resume", str(run))
     assert_user_error(code, out, "already finished its 1 epochs", "--epochs")
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "1")
@@ -1146,8 +1209,20 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     assert [r["epoch"] for r in metric_rows(run)] == [1]
 
     monkeypatch.chdir(tmp_path / "elsewhere")  # a relative --data-dir no longer strands the run
-    code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2", "--device", "cpu",
-                    "--precision", "bf16", "--data-dir", "other-data")
+    code, out = cli(
+        capsys,
+        "train",
+        "--resume",
+        str(run),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--data-dir",
+        "other-data",
+    )
     assert code == 0, out
     config = load_config(run)
     assert config["settings"]["precision"] == "bf16" and config["resolved"]["precision"] == "bf16"
@@ -1166,7 +1241,6 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["settings"]["precision"] == "fp32"
 
 
-
 def test_deterministic_is_set_for_the_run_restored_after_and_kept_on_resume(tiny, tmp_path, capsys, monkeypatch):
     """--deterministic turns on torch's deterministic algorithms and cuDNN's deterministic mode while
     the run trains (only then: the caller's settings come back), is recorded in config.json, is kept
@@ -1179,8 +1253,13 @@ def test_deterministic_is_set_for_the_run_restored_after_and_kept_on_resume(tiny
     train_epoch = Trainer._train_epoch
 
     def recording(self, epoch):
-        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                     torch.backends.cudnn.benchmark))
+        seen.append(
+            (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark,
+            )
+        )
         return train_epoch(self, epoch)
 
     monkeypatch.setattr(Trainer, "_train_epoch", recording)
@@ -1230,8 +1309,12 @@ def test_default_determinism_on_cuda_is_cudnn_and_cublas_only(monkeypatch):
     cuda = torch.device("cuda")
 
     def state():
-        return (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        return (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        )
 
     untouched = (False, False, True, None)
     with deterministic_algorithms("auto", cuda):
@@ -1240,7 +1323,9 @@ def test_default_determinism_on_cuda_is_cudnn_and_cublas_only(monkeypatch):
     for mode, device in (("auto", torch.device("cpu")), (False, cuda)):
         with deterministic_algorithms(mode, device):
             assert state() == untouched
-    with pytest.raises(RuntimeError, match="has no deterministic implementation"):  # not turned into --deterministic's line
+    with pytest.raises(
+        RuntimeError, match="has no deterministic implementation"
+    ):  # not turned into --deterministic's line
         with deterministic_algorithms("auto", cuda):
             raise RuntimeError("scatter_ has no deterministic implementation")
     assert state() == untouched
@@ -1254,6 +1339,7 @@ def test_deterministic_with_an_op_that_has_no_deterministic_version_is_one_line(
     """A component calling an op torch has no deterministic version of (here Tensor.put_) stops a
     --deterministic run with one line naming the op; without the flag the same model trains."""
     import torch
+
     from zoo_aevb.components import ConvEncoder
 
     forward = ConvEncoder.forward
@@ -1264,8 +1350,12 @@ def test_deterministic_with_an_op_that_has_no_deterministic_version_is_one_line(
 
     monkeypatch.setattr(ConvEncoder, "forward", with_put)
     code, out = cli(capsys, *train_args(tmp_path / "run", "--epochs", "1", "--deterministic"))
-    assert_user_error(code, out, "--deterministic: put_ does not have a deterministic implementation on cpu",
-                      "without --deterministic")
+    assert_user_error(
+        code,
+        out,
+        "--deterministic: put_ does not have a deterministic implementation on cpu",
+        "without --deterministic",
+    )
     assert not torch.are_deterministic_algorithms_enabled()
     code, out = cli(capsys, *train_args(tmp_path / "run", "--epochs", "1", "--overwrite"))
     assert code == 0, out
@@ -1277,22 +1367,39 @@ def test_keep_every_keeps_epoch_checkpoints_that_evaluate_and_survive_overwrite_
     import torch
 
     run = tmp_path / "run"
-    code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--epochs", "3", "--keep-every", "2",
-                    "--out", str(run))
+    code, out = cli(
+        capsys, "train", "tiny-vae", "--device", "cpu", "--epochs", "3", "--keep-every", "2", "--out", str(run)
+    )
     assert code == 0, out
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["best.pt", "epoch-0002.pt", "last.pt"]
     two = torch.load(run / "checkpoints" / "epoch-0002.pt", weights_only=True)
     assert two["epoch"] == 2 and two["history"][-1]["epoch"] == 2
-    code, out = cli(capsys, "eval", str(run / "checkpoints" / "epoch-0002.pt"), "--no-fid", "--iw-samples", "2",
-                    "--limit", "20", "--json", "--out", str(tmp_path / "eval2"))
+    code, out = cli(
+        capsys,
+        "eval",
+        str(run / "checkpoints" / "epoch-0002.pt"),
+        "--no-fid",
+        "--iw-samples",
+        "2",
+        "--limit",
+        "20",
+        "--json",
+        "--out",
+        str(tmp_path / "eval2"),
+    )
     assert code == 0, out
-    assert json.JSONDecoder().raw_decode(out[out.index("{"):])[0]["epoch"] == 2
+    assert json.JSONDecoder().raw_decode(out[out.index("{") :])[0]["epoch"] == 2
 
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "5", "--keep-every", "1")
     assert code == 0, out
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "best.pt", "epoch-0002.pt", "epoch-0004.pt", "epoch-0005.pt", "last.pt"]
+        "best.pt",
+        "epoch-0002.pt",
+        "epoch-0004.pt",
+        "epoch-0005.pt",
+        "last.pt",
+    ]
     assert load_config(run)["settings"]["keep_every"] == 1
 
     code, out = cli(capsys, "train", "tiny-vae", "--epochs", "1", "--keep-every", "-1", "--out", str(tmp_path / "b"))
@@ -1304,7 +1411,6 @@ def test_keep_every_keeps_epoch_checkpoints_that_evaluate_and_survive_overwrite_
     code, out = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--epochs", "1", "--out", str(run), "--overwrite")
     assert code == 0, out
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"], "old epochs replaced"
-
 
 
 def test_lr_schedule_burda_steps_per_epoch_and_resumes_exactly(tiny, tmp_path, capsys):
@@ -1355,12 +1461,24 @@ def test_real_write_failures_are_one_line_errors_subprocess(tiny, tiny_dir, tmp_
     checkpoint = tiny_checkpoint(tmp_path / "model.pt")
     png = tmp_path / "s.png"
     # Both commands at once: each one's time goes mostly to starting Python and importing torch.
-    procs = [subprocess.Popen(zoo_command(*train_args(run, "--epochs", "1")), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              preexec_fn=_limit_file_size(50_000)),  # config.json fits, a checkpoint not
-             subprocess.Popen(zoo_command("sample", str(checkpoint), "--out", str(png)), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=_limit_file_size(5_000))]
+    procs = [
+        subprocess.Popen(
+            zoo_command(*train_args(run, "--epochs", "1")),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_limit_file_size(50_000),
+        ),  # config.json fits, a checkpoint not
+        subprocess.Popen(
+            zoo_command("sample", str(checkpoint), "--out", str(png)),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_limit_file_size(5_000),
+        ),
+    ]
     try:
         (_, train_err), (_, sample_err) = (proc.communicate(timeout=300) for proc in procs)
     finally:
@@ -1406,8 +1524,9 @@ def test_random_and_cut_files_given_as_checkpoints(tiny, tmp_path):
             pass
 
 
-@pytest.mark.parametrize("damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng",
-                                    "impossible spec"])
+@pytest.mark.parametrize(
+    "damage", ["extra key", "missing key", "wrong shape", "no optimizer", "bad rng", "impossible spec"]
+)
 def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
     import torch
 
@@ -1455,8 +1574,19 @@ def test_unwritable_cache_or_low_memory_is_not_blamed_on_the_data(mnist_copy, tm
         raise MemoryError
 
     monkeypatch.setattr(data, "_read_exactly", no_memory)
-    code, out = cli(capsys, "train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1", "--data-dir", root,
-                    "--out", str(tmp_path / "run"))
+    code, out = cli(
+        capsys,
+        "train",
+        "vae-conv-mnist",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--data-dir",
+        root,
+        "--out",
+        str(tmp_path / "run"),
+    )
     message = assert_user_error(code, out, "not enough memory")
     assert "download it again" not in message and "not a valid" not in message
 
@@ -1469,8 +1599,18 @@ def test_sizes_beyond_memory_are_refused_before_reading(mnist_copy, tmp_path, ca
 
     root = str(mnist_copy.parent.parent)
     images = mnist_copy / "t10k-images-idx3-ubyte.gz"
-    train = ["train", "vae-conv-mnist", "--device", "cpu", "--epochs", "1", "--data-dir", root,
-             "--out", str(tmp_path / "run")]
+    train = [
+        "train",
+        "vae-conv-mnist",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--data-dir",
+        root,
+        "--out",
+        str(tmp_path / "run"),
+    ]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     images.unlink()
     plain = mnist_copy / "t10k-images-idx3-ubyte"
@@ -1547,18 +1687,41 @@ def test_eval_json_is_strict_and_a_small_fid_is_flagged(tiny, tmp_path, capsys, 
 
     run = tmp_path / "run"
     assert cli(capsys, *train_args(run, "--epochs", "1"))[0] == 0
-    code, out = cli(capsys, "eval", str(run), "--limit", "2", "--iw-samples", "2", "--json", "--no-progress",
-                    "--out", str(tmp_path / "eval"))
+    code, out = cli(
+        capsys,
+        "eval",
+        str(run),
+        "--limit",
+        "2",
+        "--iw-samples",
+        "2",
+        "--json",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert code == 0, out
-    result = json.loads(out[out.index("{"): out.rindex("}") + 1])
+    result = json.loads(out[out.index("{") : out.rindex("}") + 1])
     assert "warning: FID from only 2 images" in out
     assert "fid_warning" in result and result["fid_images"] == 2
     real = zoo.evaluate.evaluate
     monkeypatch.setattr(zoo.evaluate, "evaluate", lambda *a, **k: {**real(*a, **k), "fid": float("nan")})
-    code, out = cli(capsys, "eval", str(run), "--limit", "2", "--iw-samples", "2", "--json", "--no-fid",
-                    "--no-progress", "--out", str(tmp_path / "eval2"))
+    code, out = cli(
+        capsys,
+        "eval",
+        str(run),
+        "--limit",
+        "2",
+        "--iw-samples",
+        "2",
+        "--json",
+        "--no-fid",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "eval2"),
+    )
     assert code == 0, out
-    body = out[out.index("{"): out.rindex("}") + 1]
+    body = out[out.index("{") : out.rindex("}") + 1]
     assert "NaN" not in body and json.loads(body)["fid"] is None
 
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers_spanning import PseudoInputPrior
 from torch import nn
 from torch.distributions import Independent, Normal
 
@@ -18,9 +19,6 @@ from zoo.cli import main
 from zoo.errors import IncompatibleComponentsError, ZooError
 from zoo.objectives import CIWAE, ELBO, IWAE, MIWAE, PIWAE, log_mean_exp
 from zoo.trainer import Trainer
-
-from helpers_spanning import PseudoInputPrior
-
 
 # -- objectives are a registered kind ---------------------------------------------------------
 
@@ -47,8 +45,21 @@ def test_a_plugin_objective_trains_by_id(span, tmp_path):
 
 
 def test_set_objective_on_the_command_line(span, tmp_path, capsys):
-    main(["train", "tiny-vamp", "--device", "cpu", "--out", str(tmp_path / "r"), "--set", "objective=iwae",
-          "--set", "objective.samples=3", "--no-progress"])
+    main(
+        [
+            "train",
+            "tiny-vamp",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "objective=iwae",
+            "--set",
+            "objective.samples=3",
+            "--no-progress",
+        ]
+    )
     row = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
     assert "train_iw_bound" in row and math.isfinite(row["test_loss"])
     config = json.loads((tmp_path / "r" / "config.json").read_text())
@@ -56,8 +67,17 @@ def test_set_objective_on_the_command_line(span, tmp_path, capsys):
 
 
 def test_switching_objective_drops_the_old_options():
-    recipe = zoo.Recipe(id="x", encoder="a", decoder="b", prior="c", likelihood="d", dataset="mnist", latent_size=2,
-                        objective="elbo", objective_options={"warmup": 10})
+    recipe = zoo.Recipe(
+        id="x",
+        encoder="a",
+        decoder="b",
+        prior="c",
+        likelihood="d",
+        dataset="mnist",
+        latent_size=2,
+        objective="elbo",
+        objective_options={"warmup": 10},
+    )
     assert recipe.with_overrides({"objective": "iwae"}).objective_options == {}
     assert recipe.with_overrides({"objective": "iwae", "objective.samples": "4"}).objective_options == {"samples": 4}
     assert recipe.with_overrides({"beta": "2"}).objective_options == {"warmup": 10, "beta": 2}
@@ -79,9 +99,15 @@ def test_objective_option_errors():
 def mog_model():
     """A small model whose KL has no closed form (mixture prior), so every bound is Monte Carlo."""
     torch.manual_seed(0)
-    return zoo.compose("conv-mnist", "conv-mnist", "mixture-of-gaussians", latent_size=3,
-                       encoder_options={"channels": 4}, decoder_options={"channels": 4},
-                       prior_options={"components": 2})
+    return zoo.compose(
+        "conv-mnist",
+        "conv-mnist",
+        "mixture-of-gaussians",
+        latent_size=3,
+        encoder_options={"channels": 4},
+        decoder_options={"channels": 4},
+        prior_options={"components": 2},
+    )
 
 
 def test_iwae_loss_is_minus_the_mean_iw_bound_on_the_same_samples(mog_model):
@@ -127,8 +153,10 @@ def test_piwae_sends_each_bound_to_its_side(mog_model):
         mog_model.zero_grad()
         torch.manual_seed(4)
         objective(mog_model, x).loss.backward()
-        return ([p.grad.clone() for p in mog_model.encoder.parameters()],
-                [p.grad.clone() for p in mog_model.decoder.parameters()])
+        return (
+            [p.grad.clone() for p in mog_model.encoder.parameters()],
+            [p.grad.clone() for p in mog_model.decoder.parameters()],
+        )
 
     enc_p, dec_p = grads(PIWAE(estimates=2, samples=3))
     enc_m, _ = grads(MIWAE(estimates=2, samples=3))
@@ -166,8 +194,9 @@ def test_dreg_gradients_are_unbiased():
 
 
 def test_elbo_warmup_and_free_bits(mog_model):
-    model = zoo.compose("conv-mnist", "conv-mnist", latent_size=3, encoder_options={"channels": 4},
-                        decoder_options={"channels": 4})
+    model = zoo.compose(
+        "conv-mnist", "conv-mnist", latent_size=3, encoder_options={"channels": 4}, decoder_options={"channels": 4}
+    )
     x = torch.rand(4, 1, 28, 28)
     objective = ELBO(beta=2.0, warmup=4)
     weights = []
@@ -204,8 +233,14 @@ def test_warmup_resumes_exactly(span, tmp_path):
 
 
 def test_a_prior_receives_the_encoder(span):
-    model = zoo.compose("conv-mnist", "conv-mnist", "pseudo-vamp", latent_size=3,
-                        encoder_options={"channels": 4}, decoder_options={"channels": 4})
+    model = zoo.compose(
+        "conv-mnist",
+        "conv-mnist",
+        "pseudo-vamp",
+        latent_size=3,
+        encoder_options={"channels": 4},
+        decoder_options={"channels": 4},
+    )
     assert model.prior.encoder is model.encoder
     names = dict(model.named_parameters())
     assert "prior.pseudo" in names and not any(n.startswith("prior.encoder") for n in names)
@@ -220,8 +255,9 @@ def test_a_ready_made_component_holding_another_is_stored_once(span, tmp_path):
     from zoo_aevb.components import ConvEncoder
 
     encoder = ConvEncoder(3, channels=4)
-    model = zoo.compose(encoder, "conv-mnist", PseudoInputPrior(encoder, 3, (1, 28, 28)), latent_size=3,
-                        decoder_options={"channels": 4})
+    model = zoo.compose(
+        encoder, "conv-mnist", PseudoInputPrior(encoder, 3, (1, 28, 28)), latent_size=3, decoder_options={"channels": 4}
+    )
     assert model.prior.encoder is model.encoder
     assert not any(k.startswith("prior.encoder") for k in model.state_dict())
     assert model.spec["components"]["prior"]["id"] == "pseudo-vamp"
@@ -264,22 +300,47 @@ def test_composed_objects_are_recorded_by_id_and_rebuilt(span, tmp_path):
     from zoo_aevb.components import BernoulliLikelihood, ConvDecoder, ConvEncoder, StandardNormalPrior
 
     torch.manual_seed(0)
-    model = zoo.compose(ConvEncoder(3, channels=4), ConvDecoder(3, channels=4), StandardNormalPrior(3),
-                        BernoulliLikelihood(), latent_size=3)
+    model = zoo.compose(
+        ConvEncoder(3, channels=4),
+        ConvDecoder(3, channels=4),
+        StandardNormalPrior(3),
+        BernoulliLikelihood(),
+        latent_size=3,
+    )
     assert model.spec["components"]["encoder"]["id"] == "conv-mnist"
     assert model.spec["components"]["encoder"]["options"] == {"channels": 4}
-    trainer = Trainer(model, dataset="spanning-tiny", training=zoo.Training(epochs=2, batch_size=50),
-                      objective=IWAE(samples=2), out=tmp_path / "a", device="cpu", progress=False)
+    trainer = Trainer(
+        model,
+        dataset="spanning-tiny",
+        training=zoo.Training(epochs=2, batch_size=50),
+        objective=IWAE(samples=2),
+        out=tmp_path / "a",
+        device="cpu",
+        progress=False,
+    )
     assert trainer.model is model
     trainer.fit()
     loaded = zoo.load(tmp_path / "a")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     # Resume is bit-exact: one epoch, resumed to two, equals two uninterrupted.
     torch.manual_seed(0)
-    again = zoo.compose(ConvEncoder(3, channels=4), ConvDecoder(3, channels=4), StandardNormalPrior(3),
-                        BernoulliLikelihood(), latent_size=3)
-    Trainer(again, dataset="spanning-tiny", training={"epochs": 1, "batch_size": 50}, objective="iwae",
-            objective_options={"samples": 2}, out=tmp_path / "b", device="cpu", progress=False).fit()
+    again = zoo.compose(
+        ConvEncoder(3, channels=4),
+        ConvDecoder(3, channels=4),
+        StandardNormalPrior(3),
+        BernoulliLikelihood(),
+        latent_size=3,
+    )
+    Trainer(
+        again,
+        dataset="spanning-tiny",
+        training={"epochs": 1, "batch_size": 50},
+        objective="iwae",
+        objective_options={"samples": 2},
+        out=tmp_path / "b",
+        device="cpu",
+        progress=False,
+    ).fit()
     Trainer.resume(tmp_path / "b", epochs=2, progress=False).fit()
     a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -298,7 +359,9 @@ def test_an_unrebuildable_model_fails_when_the_run_starts(span, tmp_path):
             return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
 
     model = zoo.compose(Private(), "conv-mnist", latent_size=3)
-    with pytest.raises(ZooError, match=r"cannot be written down by id.*encoder Private: its class .* is not registered"):
+    with pytest.raises(
+        ZooError, match=r"cannot be written down by id.*encoder Private: its class .* is not registered"
+    ):
         Trainer(model, dataset="spanning-tiny", out=tmp_path / "x", device="cpu")
     assert not (tmp_path / "x").exists()
     with pytest.raises(ZooError, match="needs dataset="):
@@ -308,8 +371,18 @@ def test_an_unrebuildable_model_fails_when_the_run_starts(span, tmp_path):
 # -- errors come before anything is created ------------------------------------------------------
 
 
-@pytest.mark.parametrize("setting", ["prior.foo=3", "encoder.channels=1.5", "encoder.channels=0",
-                                     "objective.samples=2", "objective=nosuch", "prior=nosuch", "beta=-1"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "prior.foo=3",
+        "encoder.channels=1.5",
+        "encoder.channels=0",
+        "objective.samples=2",
+        "objective=nosuch",
+        "prior=nosuch",
+        "beta=-1",
+    ],
+)
 def test_option_errors_leave_no_run_directory(span, tmp_path, capsys, setting):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exited:
@@ -366,8 +439,9 @@ class LinearGaussian(nn.Module):
         return self.A @ self.A.T + self.s1**2 * torch.eye(2)
 
     def marginal_x(self):
-        return torch.distributions.MultivariateNormal(torch.zeros(3), self.B @ self.cov_z1() @ self.B.T
-                                                      + self.s**2 * torch.eye(3))
+        return torch.distributions.MultivariateNormal(
+            torch.zeros(3), self.B @ self.cov_z1() @ self.B.T + self.s**2 * torch.eye(3)
+        )
 
     def posterior_z1(self, x):
         prec = torch.linalg.inv(self.cov_z1()) + self.B.T @ self.B / self.s**2
@@ -391,10 +465,13 @@ class LinearChainPrior(zoo.Prior):
     def forward(self):
         g = self.gen[0]
         top = Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
-        return zoo.Chain({"z1": 2, "z2": 1}, [
-            ("z2", lambda parts: top),
-            ("z1", lambda parts: Independent(Normal(parts["z2"] @ g.A.T, torch.full((2,), g.s1)), 1)),
-        ])
+        return zoo.Chain(
+            {"z1": 2, "z2": 1},
+            [
+                ("z2", lambda parts: top),
+                ("z1", lambda parts: Independent(Normal(parts["z2"] @ g.A.T, torch.full((2,), g.s1)), 1)),
+            ],
+        )
 
 
 class LinearDecoder(zoo.Decoder):
@@ -428,10 +505,22 @@ def _linear_gaussian_model(one_layer=False):
         from zoo_aevb.components import StandardNormalPrior
 
         gen.posterior_z = lambda x: _posterior_one(gen, x)
-        return zoo.compose(LinearChainEncoder(gen, one_layer=True), LinearDecoder(gen, one_layer=True),
-                           StandardNormalPrior(1), GaussianLik(gen.s), latent_size=1, data_shape=(3,))
-    return zoo.compose(LinearChainEncoder(gen), LinearDecoder(gen), LinearChainPrior(gen), GaussianLik(gen.s),
-                       latent_size=3, data_shape=(3,))
+        return zoo.compose(
+            LinearChainEncoder(gen, one_layer=True),
+            LinearDecoder(gen, one_layer=True),
+            StandardNormalPrior(1),
+            GaussianLik(gen.s),
+            latent_size=1,
+            data_shape=(3,),
+        )
+    return zoo.compose(
+        LinearChainEncoder(gen),
+        LinearDecoder(gen),
+        LinearChainPrior(gen),
+        GaussianLik(gen.s),
+        latent_size=3,
+        data_shape=(3,),
+    )
 
 
 def _posterior_one(gen, x):
@@ -472,11 +561,22 @@ def test_two_layer_model_trains_with_elbo_and_iwae_and_is_scored(span, tmp_path)
     """Burda's two-layer model, shrunk, through the same trainer and evaluator as every model."""
     from zoo.evaluate import evaluate
 
-    small = {"encoder.hidden": 8, "decoder.hidden": 8, "prior.hidden": 8, "epochs": 1, "batch_size": 50,
-             "dataset": "spanning-tiny"}
+    small = {
+        "encoder.hidden": 8,
+        "decoder.hidden": 8,
+        "prior.hidden": 8,
+        "epochs": 1,
+        "batch_size": 50,
+        "dataset": "spanning-tiny",
+    }
     for objective in ("elbo", "iwae"):
-        history = Trainer("iwae-burda2-mnist", overrides={**small, "objective": objective},
-                          out=tmp_path / objective, device="cpu", progress=False).fit()
+        history = Trainer(
+            "iwae-burda2-mnist",
+            overrides={**small, "objective": objective},
+            out=tmp_path / objective,
+            device="cpu",
+            progress=False,
+        ).fit()
         assert math.isfinite(history[-1]["test_loss"])
         result = evaluate(tmp_path / objective, iw_samples=20, device="cpu", fid=False, limit=20)
         assert result["test_nll_iw"] <= result["test_neg_elbo"] + 0.5
@@ -498,10 +598,15 @@ def test_a_run_without_its_plugin_names_every_missing_part(span, tmp_path, capsy
     registry, pm = plugins.build()
     registry.entries["dataset"]["spanning-tiny"] = span.entries["dataset"]["spanning-tiny"]
     with plugins.using(registry, pm):
-        needles = ("prior 'pseudo-vamp' (plugin 'spanning', package 'zoo-vamp-extras' 1.2: pip install zoo-vamp-extras)",
-                   "objective 'half-elbo' (plugin 'spanning'")
-        for args in (["train", "--resume", str(tmp_path / "run")], ["eval", str(tmp_path / "run"), "--no-fid"],
-                     ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.png")]):
+        needles = (
+            "prior 'pseudo-vamp' (plugin 'spanning', package 'zoo-vamp-extras' 1.2: pip install zoo-vamp-extras)",
+            "objective 'half-elbo' (plugin 'spanning'",
+        )
+        for args in (
+            ["train", "--resume", str(tmp_path / "run")],
+            ["eval", str(tmp_path / "run"), "--no-fid"],
+            ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.png")],
+        ):
             with pytest.raises(SystemExit):
                 main(args)
             err = capsys.readouterr().err

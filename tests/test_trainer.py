@@ -25,13 +25,13 @@ import zoo
 import zoo.objectives
 import zoo.trainer
 from zoo import plugins
+from zoo.batches import DeviceData
 from zoo.checkpoint import load_checkpoint
 from zoo.cli import main
-from zoo.errors import ZooError, is_count
-from zoo.batches import DeviceData
 from zoo.cuda_graphs import GraphedStep
 from zoo.devices import resolve_device, resolve_precision, seed_everything
 from zoo.distributed import Dist
+from zoo.errors import ZooError, is_count
 from zoo.trainer import Trainer
 
 PLUGIN_MODULE = "zoo_trainer_tiny"
@@ -201,13 +201,25 @@ def runs(tmp_path_factory, tiny_zoo):
     with plugins.using(*tiny_zoo):
         a = Trainer("tiny-vae", overrides={"epochs": 2}, out=root / "a", device="cpu", seed=0, progress=False)
         a.fit()
-        cli("train", "tiny-vae", "--epochs", "1", "--device", "cpu", "--seed", "0", "--no-progress",
-            "--set", "latent_size=4", "--out", root / "b")
+        cli(
+            "train",
+            "tiny-vae",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+            "--no-progress",
+            "--set",
+            "latent_size=4",
+            "--out",
+            root / "b",
+        )
         shutil.copytree(root / "b", root / "b1")
         resumed = Trainer.resume(root / "b", epochs=2, progress=False)
         resumed.fit()
-    return {"root": root, "a": root / "a", "b": root / "b", "b1": root / "b1",
-            "trainer_a": a, "resumed": resumed}
+    return {"root": root, "a": root / "a", "b": root / "b", "b1": root / "b1", "trainer_a": a, "resumed": resumed}
 
 
 # -- the run directory ------------------------------------------------------------------------
@@ -215,8 +227,12 @@ def runs(tmp_path_factory, tiny_zoo):
 
 def test_run_directory_contents(runs):
     assert files_in(runs["b1"]) == {
-        "config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
-        "samples/epoch-001.png", "reconstructions/epoch-001.png",
+        "config.json",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "samples/epoch-001.png",
+        "reconstructions/epoch-001.png",
     }
     assert files_in(runs["a"]) == files_in(runs["b1"]) | {"samples/epoch-002.png", "reconstructions/epoch-002.png"}
 
@@ -231,8 +247,13 @@ def test_config_json(runs):
     assert config["settings"]["seed"] == 0 and config["settings"]["device"] == "cpu"
     threads = config["resolved"].pop("threads")
     assert is_count(threads) and threads <= (os.cpu_count() or 1)
-    assert config["resolved"] == {"device": "cpu", "precision": "fp32", "world_size": 1, "cuda_graph": False,
-                                  "precision_trial": None}
+    assert config["resolved"] == {
+        "device": "cpu",
+        "precision": "fp32",
+        "world_size": 1,
+        "cuda_graph": False,
+        "precision_trial": None,
+    }
     versions = config["versions"]
     assert versions["zoo"] == zoo.__version__ and versions["torch"] == torch.__version__
     assert {"torchvision", "python", "plugins"} <= set(versions)
@@ -244,7 +265,7 @@ def test_metrics_jsonl(runs):
     rows = read_metrics(runs["a"])
     assert [row["epoch"] for row in rows] == [1, 2]
     for row in rows:
-        assert METRIC_KEYS <= set(row)
+        assert set(row) >= METRIC_KEYS
         assert all(math.isfinite(row[key]) for key in METRIC_KEYS)
         assert row["test_loss"] == pytest.approx(row["test_recon"] + row["test_kl"], rel=1e-5)
         assert row["test_kl"] >= 0 and row["epoch_seconds"] > 0 and row["lr"] == 1e-3
@@ -366,7 +387,9 @@ def test_seed_sets_initialisation_and_data_order(tiny):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     data = DeviceData(torch.arange(100, dtype=torch.uint8).reshape(100, 1, 1, 1), torch.device("cpu"), False, Dist())
-    orders = {(seed, epoch): torch.cat(list(data.train_batches(10, seed, epoch))) for seed in (0, 1) for epoch in (1, 2)}
+    orders = {
+        (seed, epoch): torch.cat(list(data.train_batches(10, seed, epoch))) for seed in (0, 1) for epoch in (1, 2)
+    }
     assert torch.equal(orders[0, 1], torch.cat(list(data.train_batches(10, 0, 1))))
     assert len({tuple(o.flatten().tolist()) for o in orders.values()}) == 4  # new order every epoch and seed
 
@@ -410,8 +433,9 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tiny, tmp_path, capsys):
 
 
 def test_non_finite_loss_in_the_first_epoch(tiny, tmp_path):
-    trainer = Trainer("tiny-nan-vae", overrides={"encoder.nan_after": 1}, out=tmp_path / "run", device="cpu",
-                      progress=False)
+    trainer = Trainer(
+        "tiny-nan-vae", overrides={"encoder.nan_after": 1}, out=tmp_path / "run", device="cpu", progress=False
+    )
     with pytest.raises(ZooError, match="epoch 1, step 2; no checkpoint was written yet"):
         trainer.fit()
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
@@ -420,8 +444,13 @@ def test_non_finite_loss_in_the_first_epoch(tiny, tmp_path):
 def test_gradient_clipping(tiny, tmp_path):
     """SGD (momentum 0.9) with a tiny clip norm: 2 steps move the parameters at most lr * clip * (1.9 + 1)."""
     clip, lr = 1e-4, 0.01
-    trainer = Trainer("tiny-mini-vae", overrides={"optimizer": "sgd", "grad_clip": str(clip), "lr": lr},
-                      out=tmp_path / "run", device="cpu", progress=False)
+    trainer = Trainer(
+        "tiny-mini-vae",
+        overrides={"optimizer": "sgd", "grad_clip": str(clip), "lr": lr},
+        out=tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     trainer.fit()
     seed_everything(0)
     initial = zoo.from_recipe(trainer.recipe).state_dict()
@@ -434,8 +463,9 @@ def test_gradient_clipping(tiny, tmp_path):
 
 def test_batch_larger_than_the_training_set(tiny, tmp_path):
     with pytest.raises(ZooError, match="batch size 500 is larger than the training set \\(100 images\\)"):
-        Trainer("tiny-mini-vae", overrides={"batch_size": 500}, out=tmp_path / "run", device="cpu",
-                progress=False).fit()
+        Trainer(
+            "tiny-mini-vae", overrides={"batch_size": 500}, out=tmp_path / "run", device="cpu", progress=False
+        ).fit()
 
 
 # -- the run directory is never clobbered -----------------------------------------------------
@@ -509,7 +539,8 @@ def test_precision_resolution():
 def test_bad_device_and_precision_through_the_cli(tiny, tmp_path, capsys):
     assert "unknown device 'tpu'" in cli_error(capsys, "train", "tiny-vae", "--device", "tpu", "--out", tmp_path / "r")
     assert "fp16 needs a CUDA device" in cli_error(
-        capsys, "train", "tiny-vae", "--device", "cpu", "--precision", "fp16", "--out", tmp_path / "r")
+        capsys, "train", "tiny-vae", "--device", "cpu", "--precision", "fp16", "--out", tmp_path / "r"
+    )
     assert not (tmp_path / "r").exists()  # nothing is created before the settings are checked
 
 
@@ -559,20 +590,23 @@ def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
 # -- overrides and CLI errors -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
-    (["--set", "latent_size=abc"], "latent_size expects int, got 'abc'"),
-    (["--set", "lr=fast"], "lr expects float, got 'fast'"),
-    (["--set", "epochs=-1"], "epochs must be at least 1 (got -1)"),
-    (["--set", "batch_size=0"], "batch_size must be at least 1 (got 0)"),
-    (["--set", "grad_clip=-1"], "grad_clip must be >= 0"),
-    (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw or sgd"),
-    (["--set", "novalue"], "--set expects key=value"),
-    (["--epochs", "-1"], "epochs must be at least 1 (got -1)"),
-    (["--epochs", "0"], "epochs must be at least 1 (got 0)"),
-    (["--batch-size", "0"], "batch_size must be at least 1 (got 0)"),
-    (["--lr", "0"], "lr must be positive"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
+        (["--set", "latent_size=abc"], "latent_size expects int, got 'abc'"),
+        (["--set", "lr=fast"], "lr expects float, got 'fast'"),
+        (["--set", "epochs=-1"], "epochs must be at least 1 (got -1)"),
+        (["--set", "batch_size=0"], "batch_size must be at least 1 (got 0)"),
+        (["--set", "grad_clip=-1"], "grad_clip must be >= 0"),
+        (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw or sgd"),
+        (["--set", "novalue"], "--set expects key=value"),
+        (["--epochs", "-1"], "epochs must be at least 1 (got -1)"),
+        (["--epochs", "0"], "epochs must be at least 1 (got 0)"),
+        (["--batch-size", "0"], "batch_size must be at least 1 (got 0)"),
+        (["--lr", "0"], "lr must be positive"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(args, expected, tiny, tmp_path, capsys):
     message = cli_error(capsys, "train", "tiny-vae", "--device", "cpu", "--out", tmp_path / "run", *args)
     assert expected in message
@@ -581,16 +615,25 @@ def test_bad_overrides_are_one_line_errors(args, expected, tiny, tmp_path, capsy
 
 def test_every_override_problem_is_reported_at_once(tiny, tmp_path, capsys):
     """The example of docs/training.md, message and all."""
-    message = cli_error(capsys, "train", "vae-conv-mnist", "--set", "latent_size=abc", "--set", "epochs=0",
-                        "--set", "colour=red")
-    documented = next(line for line in (Path(__file__).parents[1] / "docs" / "training.md").read_text().splitlines()
-                      if line.startswith("Error: latent_size expects int"))
+    message = cli_error(
+        capsys, "train", "vae-conv-mnist", "--set", "latent_size=abc", "--set", "epochs=0", "--set", "colour=red"
+    )
+    documented = next(
+        line
+        for line in (Path(__file__).parents[1] / "docs" / "training.md").read_text().splitlines()
+        if line.startswith("Error: latent_size expects int")
+    )
     assert message == documented
 
 
 def test_component_option_override(tiny, tmp_path):
-    trainer = Trainer("tiny-mini-vae", overrides={"encoder.channels": "2", "latent_size": "3", "beta": "2.0"},
-                      out=tmp_path / "run", device="cpu", progress=False)
+    trainer = Trainer(
+        "tiny-mini-vae",
+        overrides={"encoder.channels": "2", "latent_size": "3", "beta": "2.0"},
+        out=tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     trainer.fit()
     assert trainer.model.latent_size == 3 and trainer.model.encoder.net[0].out_channels == 2
     assert trainer.objective.beta == 2.0
@@ -616,15 +659,18 @@ def test_uneven_batch_across_processes(tiny, tmp_path, monkeypatch):
 def test_process_shards_make_up_the_global_batch():
     images = torch.arange(120, dtype=torch.uint8).reshape(120, 1, 1, 1)
     single = list(DeviceData(images, torch.device("cpu"), False, Dist()).train_batches(40, seed=3, epoch=2))
-    shards = [list(DeviceData(images, torch.device("cpu"), False, Dist(rank, 2, rank)).train_batches(40, 3, 2))
-              for rank in range(2)]
+    shards = [
+        list(DeviceData(images, torch.device("cpu"), False, Dist(rank, 2, rank)).train_batches(40, 3, 2))
+        for rank in range(2)
+    ]
     assert len(single) == len(shards[0]) == len(shards[1]) == 3
     for whole, part0, part1 in zip(single, *shards):
         assert part0.shape[0] == part1.shape[0] == 20
         assert sorted(torch.cat([part0, part1]).flatten().tolist()) == sorted(whole.flatten().tolist())
     assert all(torch.cat(single).flatten().sort().values == torch.arange(120) / 255)
-    evaluated = [torch.cat(list(DeviceData(images, torch.device("cpu"), False, Dist(r, 2, r)).eval_batches(7)))
-                 for r in range(2)]
+    evaluated = [
+        torch.cat(list(DeviceData(images, torch.device("cpu"), False, Dist(r, 2, r)).eval_batches(7))) for r in range(2)
+    ]
     assert torch.equal(torch.cat(evaluated), images.float() / 255)
 
 
@@ -636,8 +682,23 @@ def test_ddp_two_cpu_processes(runs, tiny_site, tmp_path):
     env.pop("ZOO_DEBUG", None)
     work = tmp_path / "cwd"
     work.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "zoo", "train", "tiny-vae", "--device", "cpu", "--no-progress", "--out", "ddp"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "zoo",
+        "train",
+        "tiny-vae",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        "ddp",
+    ]
     proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = work / "ddp"
@@ -648,7 +709,7 @@ def test_ddp_two_cpu_processes(runs, tiny_site, tmp_path):
     assert config["resolved"]["world_size"] == 2
     assert len(load_checkpoint(run / "checkpoints" / "last.pt")["rng"]) == 2
     [row] = read_metrics(run)
-    assert METRIC_KEYS <= set(row)
+    assert set(row) >= METRIC_KEYS
     single = read_metrics(runs["a"])[0]  # one process, same recipe, seed and global batch
     assert row["test_loss"] == pytest.approx(single["test_loss"], rel=0.01)
     assert row["train_loss"] == pytest.approx(single["train_loss"], rel=0.01)
@@ -662,8 +723,19 @@ def test_ddp_two_cpu_processes(runs, tiny_site, tmp_path):
 def test_vae_conv_mnist_one_epoch_beats_the_seed(data_root, tmp_path, capsys):
     """`zoo train vae-conv-mnist --epochs 1`: at most the seed's 124.0 nats after one epoch."""
     run = tmp_path / "run"
-    cli("train", "vae-conv-mnist", "--epochs", "1", "--device", "cpu", "--data-dir", data_root, "--out", run,
-        "--no-progress")
+    cli(
+        "train",
+        "vae-conv-mnist",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_root,
+        "--out",
+        run,
+        "--no-progress",
+    )
     [row] = read_metrics(run)
     assert row["test_loss"] <= 124.0, row
     assert "done: test negative ELBO" in capsys.readouterr().out
@@ -728,7 +800,9 @@ def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_
     seen = []
     monkeypatch.setattr(two_threads, "busy_cores", lambda window=0.25: 1.0)  # another process holds a core
     trainer = Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "run", device="cpu", progress=False)
-    monkeypatch.setattr(trainer, "evaluate", lambda real=trainer.evaluate: seen.append(torch.get_num_threads()) or real())
+    monkeypatch.setattr(
+        trainer, "evaluate", lambda real=trainer.evaluate: seen.append(torch.get_num_threads()) or real()
+    )
     trainer.fit()
     assert seen == [1] and trainer.threads == 1
     assert torch.get_num_threads() == 2, "the caller's thread count is restored"
@@ -746,8 +820,9 @@ def test_threads_are_chosen_once_recorded_kept_on_resume_and_restored(tiny, tmp_
 
 
 def test_bad_thread_counts(tiny, tmp_path, capsys):
-    assert "--threads must be a whole number of CPU threads, at least 1 (got 0)" in cli_error(capsys, "train", "tiny-vae", "--threads", "0",
-                                                                "--out", tmp_path / "r")
+    assert "--threads must be a whole number of CPU threads, at least 1 (got 0)" in cli_error(
+        capsys, "train", "tiny-vae", "--threads", "0", "--out", tmp_path / "r"
+    )
     with pytest.raises(ZooError, match="--threads must be a whole number"):
         Trainer("tiny-vae", out=tmp_path / "r2", device="cpu", threads=-2)
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
@@ -811,8 +886,16 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
     # cuDNN's convolution backward algorithms add with atomics, in an order that changes from run to run.
     runs = {}
     for name, graph in (("graph", True), ("eager", False)):
-        trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
-                          cuda_graph=graph, progress=False, deterministic=True)
+        trainer = Trainer(
+            "tiny-vae",
+            overrides={"epochs": 2},
+            out=tmp_path / name,
+            device="cuda",
+            precision="fp32",
+            cuda_graph=graph,
+            progress=False,
+            deterministic=True,
+        )
         runs[name] = trainer.fit()
         assert (trainer.graphed is not None and trainer.graphed.graph is not None) == graph
         assert json.loads((tmp_path / name / "config.json").read_text())["resolved"]["cuda_graph"] is graph
@@ -820,8 +903,15 @@ def test_cuda_graph_trains_like_eager_and_resumes(tiny, tmp_path, monkeypatch):
         assert runs["graph"][-1][key] == pytest.approx(runs["eager"][-1][key], rel=0.02), key
     # A run stopped after epoch 1 and resumed captures at once (the optimizer state is loaded) and
     # ends bit-identical to the uninterrupted graph run.
-    Trainer("tiny-vae", overrides={"epochs": 1}, out=tmp_path / "split", device="cuda", precision="fp32",
-            progress=False, deterministic=True).fit()
+    Trainer(
+        "tiny-vae",
+        overrides={"epochs": 1},
+        out=tmp_path / "split",
+        device="cuda",
+        precision="fp32",
+        progress=False,
+        deterministic=True,
+    ).fit()
     resumed = Trainer.resume(tmp_path / "split", epochs=2, progress=False)
     assert resumed.settings.deterministic  # kept from the run
     resumed.fit()
@@ -861,8 +951,15 @@ def test_compiled_step_is_replayed_from_a_cuda_graph(tiny, tmp_path):
     optimizer step in one graph, and trains to the eager graph run's losses."""
     runs = {}
     for name, compiled in (("compiled", True), ("eager", False)):
-        trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / name, device="cuda", precision="fp32",
-                          compile=compiled, progress=False)
+        trainer = Trainer(
+            "tiny-vae",
+            overrides={"epochs": 2},
+            out=tmp_path / name,
+            device="cuda",
+            precision="fp32",
+            compile=compiled,
+            progress=False,
+        )
         runs[name] = trainer.fit()
         assert trainer.graphed.graph is not None and (trainer._loss_fn != trainer._loss) == compiled
     for key in ("train_loss", "test_loss"):
@@ -880,11 +977,14 @@ def test_a_step_that_cannot_be_captured_trains_eagerly(tiny, tmp_path, monkeypat
         return out
 
     monkeypatch.setattr(ELBO, "forward", syncing_forward)
-    trainer = Trainer("tiny-vae", overrides={"epochs": 2}, out=tmp_path / "run", device="cuda", precision="fp32",
-                      progress=False)
+    trainer = Trainer(
+        "tiny-vae", overrides={"epochs": 2}, out=tmp_path / "run", device="cuda", precision="fp32", progress=False
+    )
     history = trainer.fit()
     assert "could not be captured in a CUDA graph" in capsys.readouterr().err
-    assert (trainer.graphed is None or trainer.graphed.graph is None) and all(math.isfinite(r["train_loss"]) for r in history)
+    assert (trainer.graphed is None or trainer.graphed.graph is None) and all(
+        math.isfinite(r["train_loss"]) for r in history
+    )
 
 
 @pytest.mark.gpu
@@ -944,8 +1044,9 @@ def test_the_graph_path_trains_exactly_like_the_eager_path(tiny, tmp_path, monke
         assert "could not be captured in a CUDA graph (operation not permitted" in capsys.readouterr().err
         assert not graphed._graph_on and graphed.graphed.graph is None
     strip = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in rows]
-    assert strip == [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")}
-                     for r in plain_rows]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in plain_rows
+    ]
     for mine, theirs in ((graphed.model, plain.model), (graphed.objective, plain.objective)):
         for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
             assert torch.equal(a, b), name  # the weights, and the warm-up's step count (a buffer)
@@ -992,8 +1093,11 @@ def test_cuda_unusable_after_a_failed_capture_is_one_line(tiny, tmp_path, monkey
         return step(x, captured=captured)
 
     monkeypatch.setattr(trainer, "_step", poisoned)
-    with pytest.raises(ZooError, match=r"could not be captured in a CUDA graph \(operation not permitted.*"
-                                       r"Offset increment.*--no-cuda-graph"):
+    with pytest.raises(
+        ZooError,
+        match=r"could not be captured in a CUDA graph \(operation not permitted.*"
+        r"Offset increment.*--no-cuda-graph",
+    ):
         trainer.fit()
     assert not trainer.rundir.locked  # released: the resume it suggests can take the run
 
@@ -1018,8 +1122,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
-                    reason="glibc's mallopt only")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="glibc's mallopt only",
+)
 def test_keep_freed_memory_ends_the_page_faults_of_each_step(monkeypatch):
     """Megabyte activations are reused from the heap instead of mapped fresh every step."""
     for name in [n for n in os.environ if n.startswith("MALLOC_") or n == "GLIBC_TUNABLES"]:
@@ -1037,11 +1143,13 @@ def test_keep_freed_memory_leaves_a_users_allocator_settings_alone(monkeypatch):
 
     calls = []
     monkeypatch.setattr(zoo.allocator.ctypes, "CDLL", lambda name: calls.append(name))
-    for env, why in ((("ZOO_KEEP_FREED_MEMORY", "0"), "ZOO_KEEP_FREED_MEMORY=0"),
-                     (("ZOO_KEEP_FREED_MEMORY", " Off"), "ZOO_KEEP_FREED_MEMORY=0"),
-                     (("MALLOC_ARENA_MAX", "2"), "MALLOC_ARENA_MAX is set"),
-                     (("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"), "GLIBC_TUNABLES is set"),
-                     (("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"), "another allocator is preloaded")):
+    for env, why in (
+        (("ZOO_KEEP_FREED_MEMORY", "0"), "ZOO_KEEP_FREED_MEMORY=0"),
+        (("ZOO_KEEP_FREED_MEMORY", " Off"), "ZOO_KEEP_FREED_MEMORY=0"),
+        (("MALLOC_ARENA_MAX", "2"), "MALLOC_ARENA_MAX is set"),
+        (("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"), "GLIBC_TUNABLES is set"),
+        (("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"), "another allocator is preloaded"),
+    ):
         with monkeypatch.context() as m:
             for name in [n for n in os.environ if n.startswith("MALLOC_") or n in ("GLIBC_TUNABLES", "LD_PRELOAD")]:
                 m.delenv(name)

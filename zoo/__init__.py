@@ -47,11 +47,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from zoo.composition import build_objective, compose, create, from_recipe
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain, diagonal_gaussian
-    from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
-    from zoo.composition import build_objective, compose, create, from_recipe
     from zoo.factories import factory_options
+    from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
     from zoo.model import VAE
     from zoo.nets import mlp
     from zoo.objectives import ELBOTerms

@@ -23,8 +23,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None:
         return
     if "check" not in metafunc.fixturenames:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: a test marked zoo_conformance takes one argument, "
-                                "`check`, and calls it: def test_zoo_conformance(check): check()")
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: a test marked zoo_conformance takes one argument, "
+            "`check`, and calls it: def test_zoo_conformance(check): check()"
+        )
     from zoo.conformance import plugin_checks
 
     checks = plugin_checks(*marker.args, **marker.kwargs)

@@ -38,8 +38,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         mode = None
     if mode is not None and not stat.S_ISREG(mode):
         # Renaming over a symlink, a device or a fifo would replace it (as root, /dev/null too).
-        raise ZooError(f"{path} exists and is not a regular file; zoo only replaces regular files it wrote, "
-                       "so move it away or choose another path")
+        raise ZooError(
+            f"{path} exists and is not a regular file; zoo only replaces regular files it wrote, "
+            "so move it away or choose another path"
+        )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give the result the mode a plain open() would.
@@ -123,8 +125,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if not zipfile.is_zipfile(p):  # torch.save writes zip files; anything else is damaged or foreign
-            raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file); "
-                           "give a checkpoint written by zoo") from None
+            raise ZooError(
+                f"{p} is not a readable checkpoint (truncated or not a torch file); give a checkpoint written by zoo"
+            ) from None
         raise ZooError(
             f"{p} was refused: it holds objects other than tensors and plain data, which could run code "
             f"when loaded ({_unpickling_reason(exc)}); only load checkpoints written by zoo"
@@ -132,8 +135,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except MemoryError:
         raise ZooError(f"not enough memory to load {p}; close other programs or load it on a larger machine") from None
     except Exception as exc:  # noqa: BLE001 - any damaged or foreign file: IndexError, struct.error, KeyError...
-        raise ZooError(f"{p} is not a readable checkpoint (truncated or not a torch file: "
-                       f"{type(exc).__name__}: {first_line(exc)})") from None
+        raise ZooError(
+            f"{p} is not a readable checkpoint (truncated or not a torch file: {type(exc).__name__}: {first_line(exc)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ZooError(f"{p} is not a zoo checkpoint (no '{FORMAT}' marker)")
     problems = _shape_problems(payload)
@@ -155,8 +159,9 @@ def _shape_problems(payload: dict[str, Any]) -> list[str]:
     if not isinstance(payload.get("spec"), dict):
         found.append("no model description ('spec')")
     state = payload.get("model")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         found.append("no model weights ('model' must map names to tensors)")
     return found
 
@@ -195,8 +200,10 @@ def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None
         raise
     except Exception as exc:  # noqa: BLE001 - a spec from a damaged or foreign file, e.g. a negative size
         where = f"{source} describes" if source else "the checkpoint describes"
-        raise ZooError(f"{where} a model zoo cannot build ({type(exc).__name__}: {first_line(exc)}); "
-                       "give a checkpoint written by zoo") from None
+        raise ZooError(
+            f"{where} a model zoo cannot build ({type(exc).__name__}: {first_line(exc)}); "
+            "give a checkpoint written by zoo"
+        ) from None
     load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model
 
@@ -207,5 +214,7 @@ def load_weights(module, state: dict[str, Any], what: str) -> None:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise ZooError(f"{what} do not fit the model the checkpoint describes ({detail}); "
-                       "give a checkpoint written by zoo for this model") from None
+        raise ZooError(
+            f"{what} do not fit the model the checkpoint describes ({detail}); "
+            "give a checkpoint written by zoo for this model"
+        ) from None

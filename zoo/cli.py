@@ -60,8 +60,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _add_commands() -> None:
     from zoo.commands import catalog, results, train
 
-    for command in (catalog.list_command, catalog.info_command, catalog.plugins_command, train.train_command,
-                    results.compare_command, results.sample_command, results.eval_command):
+    for command in (
+        catalog.list_command,
+        catalog.info_command,
+        catalog.plugins_command,
+        train.train_command,
+        results.compare_command,
+        results.sample_command,
+        results.eval_command,
+    ):
         cli.add_command(command)
 
 
@@ -115,22 +122,28 @@ def main(argv: list[str] | None = None) -> None:
         # torch reports a failed allocation as a RuntimeError (torch.cuda.OutOfMemoryError is one too)
         if debug or not _is_out_of_memory(exc):
             raise
-        click.echo("Error: out of memory; close other programs, use a smaller --batch-size or --n, or a larger "
-                   "machine", err=True)
+        click.echo(
+            "Error: out of memory; close other programs, use a smaller --batch-size or --n, or a larger machine",
+            err=True,
+        )
         sys.exit(1)
     except MemoryError:
         if debug:
             raise
-        click.echo("Error: out of memory; close other programs, use a smaller --batch-size, or a larger machine",
-                   err=True)
+        click.echo(
+            "Error: out of memory; close other programs, use a smaller --batch-size, or a larger machine", err=True
+        )
         sys.exit(1)
     except OSError as exc:
         # The machine, not zoo: a full disk, a missing permission, a vanished file.
         if debug:
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        click.echo(f"Error: {exc.strerror or _one_line(exc)}{where}; check the disk space and permissions "
-                   "(--debug shows where it happened)", err=True)
+        click.echo(
+            f"Error: {exc.strerror or _one_line(exc)}{where}; check the disk space and permissions "
+            "(--debug shows where it happened)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -44,8 +44,10 @@ class RunSummary:
 
 def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise ZooError(f"{path.parent} is not a zoo run: it has no {path.name} ({what}); give run directories "
-                       "written by 'zoo train'")
+        raise ZooError(
+            f"{path.parent} is not a zoo run: it has no {path.name} ({what}); give run directories "
+            "written by 'zoo train'"
+        )
     if path.stat().st_size > MAX_METRICS_BYTES:
         raise ZooError(f"{path} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
     try:
@@ -87,8 +89,11 @@ def summarize(run: str | os.PathLike) -> RunSummary:
                 raise ZooError(f"{metrics}, line {number}, is not JSON; was it written by zoo?") from None
             if isinstance(row, dict) and isinstance(row.get("epoch"), int):
                 history.append(row)
-    losses = [(r["test_loss"], r["epoch"]) for r in history
-              if isinstance(r.get("test_loss"), (int, float)) and math.isfinite(r["test_loss"])]
+    losses = [
+        (r["test_loss"], r["epoch"])
+        for r in history
+        if isinstance(r.get("test_loss"), (int, float)) and math.isfinite(r["test_loss"])
+    ]
     best = min(losses) if losses else None
     seconds = [r["epoch_seconds"] for r in history if isinstance(r.get("epoch_seconds"), (int, float))]
     iw_nll = iw_samples = None
@@ -124,11 +129,22 @@ def _cell(value: Any, digits: int = 2) -> str:
 
 def format_table(summaries: list[RunSummary]) -> str:
     """A plain-text table, one row per run (the negative ELBO and IW-NLL in nats per example)."""
-    header = ["run", "model", "objective", "epochs", "best -ELBO", "(epoch)", "last -ELBO", "IW-NLL", "(K)",
-              "s/epoch"]
-    rows = [[s.run, s.model, s.objective, _cell(s.epochs), _cell(s.best_neg_elbo), _cell(s.best_epoch),
-             _cell(s.last_neg_elbo), _cell(s.iw_nll), _cell(s.iw_samples), _cell(s.seconds_per_epoch, 1)]
-            for s in summaries]
+    header = ["run", "model", "objective", "epochs", "best -ELBO", "(epoch)", "last -ELBO", "IW-NLL", "(K)", "s/epoch"]
+    rows = [
+        [
+            s.run,
+            s.model,
+            s.objective,
+            _cell(s.epochs),
+            _cell(s.best_neg_elbo),
+            _cell(s.best_epoch),
+            _cell(s.last_neg_elbo),
+            _cell(s.iw_nll),
+            _cell(s.iw_samples),
+            _cell(s.seconds_per_epoch, 1),
+        ]
+        for s in summaries
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     numeric = set(range(3, len(header)))
 
@@ -155,12 +171,20 @@ def plot_curves(summaries: list[RunSummary], out: str | os.PathLike, metric: str
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     drawn = 0
     for s in summaries:
-        points = [(r["epoch"], r[metric]) for r in s.history
-                  if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+        points = [
+            (r["epoch"], r[metric])
+            for r in s.history
+            if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])
+        ]
         if points:
             epochs, values = zip(*points)
-            ax.plot(epochs, values, marker="o" if len(points) < 30 else None, markersize=3,
-                    label=f"{Path(s.run).name} ({s.model}, {s.objective})")
+            ax.plot(
+                epochs,
+                values,
+                marker="o" if len(points) < 30 else None,
+                markersize=3,
+                label=f"{Path(s.run).name} ({s.model}, {s.objective})",
+            )
             drawn += 1
     if not drawn:
         plt.close(fig)

@@ -21,8 +21,7 @@ from zoo.model import VAE
 from zoo.recipe import COMPONENT_KINDS, Recipe
 from zoo.spec import identify, require_plugins, source_record, spec_problems
 
-_INTERFACES = {"encoder": Encoder, "decoder": Decoder, "prior": Prior, "likelihood": Likelihood,
-               "objective": Objective}
+_INTERFACES = {"encoder": Encoder, "decoder": Decoder, "prior": Prior, "likelihood": Likelihood, "objective": Objective}
 
 
 def _build_order(factories: dict[str, Any], needs: dict[str, list[str]], describe) -> list[str]:
@@ -34,7 +33,7 @@ def _build_order(factories: dict[str, Any], needs: dict[str, list[str]], describ
         if state.get(kind) == "done":
             return
         if state.get(kind) == "active":
-            cycle = path[path.index(kind):] + [kind]
+            cycle = path[path.index(kind) :] + [kind]
             raise IncompatibleComponentsError(
                 "components ask for each other in a cycle: "
                 + " -> ".join(f"{describe(k)}" for k in cycle)
@@ -110,8 +109,10 @@ def compose(
         interface = _INTERFACES[kind]
         if isinstance(spec, interface):
             if options[kind]:
-                raise ZooError(f"{kind} options {options[kind]} given with a ready-made {kind} object; "
-                               "pass them to its constructor")
+                raise ZooError(
+                    f"{kind} options {options[kind]} given with a ready-made {kind} object; "
+                    "pass them to its constructor"
+                )
             continue
         if isinstance(spec, nn.Module) or not isinstance(spec, str):
             raise ZooError(
@@ -126,8 +127,9 @@ def compose(
     needs = {kind: [k for k in injected_kinds(f) if k != kind] for kind, f in factories.items()}
     for kind, f in factories.items():
         if kind in injected_kinds(f):
-            raise IncompatibleComponentsError(f"{describe(kind)} asks for a {kind} itself; a component cannot "
-                                              "receive its own kind")
+            raise IncompatibleComponentsError(
+                f"{describe(kind)} asks for a {kind} itself; a component cannot receive its own kind"
+            )
         if "output_shape" in factory_parameters(f) and kind != "likelihood":
             needs[kind].append("likelihood")
     order = _build_order(factories, needs, describe)
@@ -144,8 +146,10 @@ def compose(
             ctx = dict(context, **{k: objs[k] for k in needs[kind] if k in COMPONENT_KINDS})
             obj = call_factory(factories[kind], options[kind], ctx, f"{kind} {entry.id!r}")
             if not isinstance(obj, _INTERFACES[kind]):
-                raise PluginError(f"plugin {entry.plugin!r}: {kind} {entry.id!r} built a {type(obj).__name__}, "
-                                  f"not a zoo.{_INTERFACES[kind].__name__}")
+                raise PluginError(
+                    f"plugin {entry.plugin!r}: {kind} {entry.id!r} built a {type(obj).__name__}, "
+                    f"not a zoo.{_INTERFACES[kind].__name__}"
+                )
             objs[kind], ids[kind] = obj, source_record(entry, options[kind])
         if kind == "likelihood":
             context["output_shape"] = tuple(objs[kind].param_shape(data_shape))
@@ -181,16 +185,22 @@ def compose(
     return VAE(enc, dec, pri, lik, data_shape=data_shape, spec=spec)
 
 
-def build_objective(objective: str | Objective = "elbo", options: dict[str, Any] | None = None) -> tuple[Objective, dict[str, Any]]:
+def build_objective(
+    objective: str | Objective = "elbo", options: dict[str, Any] | None = None
+) -> tuple[Objective, dict[str, Any]]:
     """An objective and its record ``{"id", "options", "plugin", ...}`` from an id or a ready-made object."""
     options = dict(options or {})
     if isinstance(objective, Objective):
         if options:
-            raise ZooError(f"objective options {options} given with a ready-made objective; pass them to its constructor")
+            raise ZooError(
+                f"objective options {options} given with a ready-made objective; pass them to its constructor"
+            )
         record = identify("objective", objective)
         if not record.get("id"):
-            raise ZooError(f"objective {type(objective).__name__} cannot be written down by id: {record['problem']}; "
-                           "register it with a register_objectives hook")
+            raise ZooError(
+                f"objective {type(objective).__name__} cannot be written down by id: {record['problem']}; "
+                "register it with a register_objectives hook"
+            )
         return objective, record
     if not isinstance(objective, str) or not objective:
         raise ZooError(f"objective must be a registered id or a zoo.Objective, got {objective!r}")
@@ -199,8 +209,9 @@ def build_objective(objective: str | Objective = "elbo", options: dict[str, Any]
     entry = get_registry().get("objective", objective)
     obj = call_factory(entry.load(), options, {}, f"objective {objective!r}")
     if not isinstance(obj, Objective):
-        raise PluginError(f"plugin {entry.plugin!r}: objective {objective!r} built a {type(obj).__name__}, "
-                          "not a zoo.Objective")
+        raise PluginError(
+            f"plugin {entry.plugin!r}: objective {objective!r} built a {type(obj).__name__}, not a zoo.Objective"
+        )
     return obj, source_record(entry, options)
 
 
@@ -247,8 +258,9 @@ def from_spec(spec: dict[str, Any], source: Any = None) -> VAE:
     problems = spec_problems(spec)
     if problems:
         where = f"{source}: the" if source else "the checkpoint's"
-        raise ZooError(f"{where} model description is damaged ({'; '.join(problems)}); "
-                       "give a checkpoint written by zoo")
+        raise ZooError(
+            f"{where} model description is damaged ({'; '.join(problems)}); give a checkpoint written by zoo"
+        )
     components = spec.get("components", {})
     missing = [k for k in COMPONENT_KINDS if not (components.get(k) or {}).get("id")]
     if missing:

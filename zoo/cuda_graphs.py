@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from zoo.errors import ZooError, first_line
 
 
-def graph_problem(device: torch.device, *, enabled: bool, distributed: bool, precision: str,
-                  module: nn.Module) -> str | None:
+def graph_problem(
+    device: torch.device, *, enabled: bool, distributed: bool, precision: str, module: nn.Module
+) -> str | None:
     """Why the training step of ``module`` is not replayed from a CUDA graph (None: it is)."""
     if device.type != "cuda":
         return "not a CUDA device"
@@ -83,9 +84,17 @@ class GraphedStep:
     for the run (``on`` becomes False), with one line saying why; the step then runs eagerly.
     """
 
-    def __init__(self, step: Callable[..., None], loss: Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]],
-                 optimizer: torch.optim.Optimizer, module: nn.Module, sums: dict[str, Tensor],
-                 device: torch.device, *, compiled: bool) -> None:
+    def __init__(
+        self,
+        step: Callable[..., None],
+        loss: Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]],
+        optimizer: torch.optim.Optimizer,
+        module: nn.Module,
+        sums: dict[str, Tensor],
+        device: torch.device,
+        *,
+        compiled: bool,
+    ) -> None:
         self.step, self.loss, self.optimizer, self.module = step, loss, optimizer, module
         self.sums, self.device, self.compiled = sums, device, compiled
         self.on = True
@@ -131,10 +140,12 @@ class GraphedStep:
         except RuntimeError as later:
             if "capture" not in str(later).lower():
                 raise
-            raise ZooError(f"the training step could not be captured in a CUDA graph ({first_line(exc)}), and "
-                           f"CUDA cannot go on in this process after that ({first_line(later)}); run it with "
-                           "--no-cuda-graph (zoo train --resume RUN --no-cuda-graph continues from the last "
-                           "checkpoint)") from None
+            raise ZooError(
+                f"the training step could not be captured in a CUDA graph ({first_line(exc)}), and "
+                f"CUDA cannot go on in this process after that ({first_line(later)}); run it with "
+                "--no-cuda-graph (zoo train --resume RUN --no-cuda-graph continues from the last "
+                "checkpoint)"
+            ) from None
 
     def warm_up(self, x: Tensor) -> None:
         """Forward and backward passes on a side stream before capture (CUDA libraries set up their
@@ -152,7 +163,10 @@ class GraphedStep:
         stream = torch.cuda.Stream(self.device) if cuda else None
         if cuda:
             stream.wait_stream(torch.cuda.current_stream(self.device))
-        with leaving_no_trace(self.module, self.device), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+        with (
+            leaving_no_trace(self.module, self.device),
+            torch.cuda.stream(stream) if cuda else contextlib.nullcontext(),
+        ):
             for i in range(2):
                 with host_syncs_refused(self.syncs_refused_in_pass(i)):
                     loss, logs = self.loss(x)
@@ -174,5 +188,8 @@ class GraphedStep:
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        print(f"note: the training step could not be captured in a CUDA graph ({first_line(exc)}); training on "
-              "without one (--no-cuda-graph skips the attempt)", file=sys.stderr)
+        print(
+            f"note: the training step could not be captured in a CUDA graph ({first_line(exc)}); training on "
+            "without one (--no-cuda-graph skips the attempt)",
+            file=sys.stderr,
+        )

@@ -55,7 +55,9 @@ class DatasetInfo:
     binarized: bool = False
     num_classes: int = 10
 
-    def load(self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> tuple[Tensor, Tensor]:
+    def load(
+        self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """Images (uint8 ``[N, *shape]``) and labels of ``split``, checked for shape and count."""
         if split not in SPLITS:
             raise ZooError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -128,16 +130,20 @@ def _parse_header(head: bytes, path: Path) -> tuple[tuple[int, ...], int]:
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or not 1 <= head[3] <= 4:
         raise ZooError(f"{path} is not a valid IDX file (bad header); delete it and download it again")
     if head[2] not in _IDX_TYPES:
-        raise ZooError(f"{path} holds IDX data of type 0x{head[2]:02x}; MNIST-format data sets are uint8 (0x08): "
-                       "is it the right file?")
+        raise ZooError(
+            f"{path} holds IDX data of type 0x{head[2]:02x}; MNIST-format data sets are uint8 (0x08): "
+            "is it the right file?"
+        )
     ndim = head[3]
     if len(head) < 4 + 4 * ndim:
         raise ZooError(f"{path} is not a valid IDX file (truncated header); delete it and download it again")
     dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
     nbytes = math.prod(dims) * _IDX_TYPES[head[2]]
     if nbytes > MAX_IDX_BYTES:
-        raise ZooError(f"{path} announces {nbytes / 1e9:.1f} GB of data, more than zoo reads from one file "
-                       f"({MAX_IDX_BYTES / 1e9:.1f} GB); is it the right file?")
+        raise ZooError(
+            f"{path} announces {nbytes / 1e9:.1f} GB of data, more than zoo reads from one file "
+            f"({MAX_IDX_BYTES / 1e9:.1f} GB); is it the right file?"
+        )
     return dims, 4 + 4 * ndim
 
 
@@ -148,12 +154,15 @@ def _read_exactly(read, nbytes: int, path: Path) -> bytearray:
     while len(data) < nbytes:
         chunk = read(min(1 << 24, nbytes - len(data)))
         if not chunk:
-            raise ZooError(f"{path} is not a valid IDX file (truncated: {len(data)} of {nbytes} data bytes); "
-                           "delete it and download it again")
+            raise ZooError(
+                f"{path} is not a valid IDX file (truncated: {len(data)} of {nbytes} data bytes); "
+                "delete it and download it again"
+            )
         data += chunk
     if read(1):
-        raise ZooError(f"{path} is not a valid IDX file (more data than its header announces); "
-                       "delete it and download it again")
+        raise ZooError(
+            f"{path} is not a valid IDX file (more data than its header announces); delete it and download it again"
+        )
     return data
 
 

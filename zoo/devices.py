@@ -59,8 +59,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def measure_precision(one_pass: Callable[[str], None], module: torch.nn.Module, device: torch.device,
-                      passes: int = 10) -> tuple[str, dict[str, float]]:
+def measure_precision(
+    one_pass: Callable[[str], None], module: torch.nn.Module, device: torch.device, passes: int = 10
+) -> tuple[str, dict[str, float]]:
     """The faster of fp32 and bf16 autocast for a model on a CUDA device, and the trial's times.
 
     ``one_pass(precision)`` runs a forward and backward pass of ``module`` in that precision. Each
@@ -83,8 +84,11 @@ def measure_precision(one_pass: Callable[[str], None], module: torch.nn.Module, 
             torch.cuda.synchronize(device)
             times[candidate] = (time.perf_counter() - start) / passes * 1000
     choice = "bf16" if times["bf16"] * 1.25 < times["fp32"] else "fp32"
-    print(f"precision auto: {choice} (forward+backward {times['fp32']:.2f} ms in fp32, "
-          f"{times['bf16']:.2f} ms in bf16, measured on this model)", file=sys.stderr)
+    print(
+        f"precision auto: {choice} (forward+backward {times['fp32']:.2f} ms in fp32, "
+        f"{times['bf16']:.2f} ms in bf16, measured on this model)",
+        file=sys.stderr,
+    )
     return choice, {f"{name}_ms_per_step": round(ms, 3) for name, ms in times.items()}
 
 
@@ -139,8 +143,12 @@ def deterministic_algorithms(mode: bool | str, device: torch.device):
     if not (full or (mode == "auto" and device.type == "cuda")):
         yield
         return
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     set_workspace = device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     if set_workspace:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
@@ -153,8 +161,10 @@ def deterministic_algorithms(mode: bool | str, device: torch.device):
         text = " ".join(str(exc).split())
         if not full or "deterministic" not in text.lower():
             raise
-        raise ZooError(f"--deterministic: {text.split(', but you set')[0][:200]} on {device.type}; "
-                       "train this model without --deterministic") from None
+        raise ZooError(
+            f"--deterministic: {text.split(', but you set')[0][:200]} on {device.type}; "
+            "train this model without --deterministic"
+        ) from None
     finally:
         if set_workspace:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

@@ -63,8 +63,9 @@ class Chain(Distribution):
     support = constraints.independent(constraints.real, 1)
     has_rsample = True
 
-    def __init__(self, layout: Mapping[str, int], steps: Sequence[tuple[str, Conditional]],
-                 validate_args: bool | None = None) -> None:
+    def __init__(
+        self, layout: Mapping[str, int], steps: Sequence[tuple[str, Conditional]], validate_args: bool | None = None
+    ) -> None:
         self.layout = dict(layout)
         self.steps = list(steps)
         names = [name for name, _ in self.steps]

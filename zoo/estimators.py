@@ -186,8 +186,15 @@ def importance_weighted(
     # disable=None: tqdm shows the bar only when stderr is a terminal.
     disable = not total or (None if progress is None else not progress)
     start = time.perf_counter()
-    with tqdm(total=total, desc=f"IW estimate, K={samples}", unit="images", unit_scale=True, leave=False,
-              file=sys.stderr, disable=disable) as bar:
+    with tqdm(
+        total=total,
+        desc=f"IW estimate, K={samples}",
+        unit="images",
+        unit_scale=True,
+        leave=False,
+        file=sys.stderr,
+        disable=disable,
+    ) as bar:
         for x in batches:
             parts.append(tuple(t.cpu() for t in iw_batch(model, x.to(device), samples, decode_batch)))
             bar.update(x.shape[0])

@@ -143,8 +143,10 @@ def evaluate(
     model.likelihood.check_data(x)
     model.check_inputs = False
     torch.manual_seed(seed)
-    log(f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
-        f"with K={iw_samples} on {dev}")
+    log(
+        f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
+        f"with K={iw_samples} on {dev}"
+    )
     iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
     result = _likelihood_results(model, x, iw, source, dev, used)
     if fid:
@@ -187,7 +189,9 @@ def _load_source(path: str | os.PathLike, dataset: str | None, data_dir: str | o
     recipe = payload["spec"].get("recipe") or {}
     dataset_id = dataset or recipe.get("dataset")
     if not dataset_id:
-        raise ZooError(f"{checkpoint} does not say which data set it was trained on; pass --dataset ID (zoo list --kind dataset)")
+        raise ZooError(
+            f"{checkpoint} does not say which data set it was trained on; pass --dataset ID (zoo list --kind dataset)"
+        )
     if data_dir is None:
         # The run's own data folder, when it still exists from here.
         run_dir = (payload.get("config") or {}).get("settings", {}).get("data_dir")
@@ -197,8 +201,15 @@ def _load_source(path: str | os.PathLike, dataset: str | None, data_dir: str | o
     return _Source(checkpoint, payload, recipe, dataset_id, info, data_dir)
 
 
-def _estimate(model, x: Tensor, iw_samples: int, batch_size: int, decode_batch: int | None, progress: bool | None,
-              threads: int | None) -> tuple[IWEstimate, int | None]:
+def _estimate(
+    model,
+    x: Tensor,
+    iw_samples: int,
+    batch_size: int,
+    decode_batch: int | None,
+    progress: bool | None,
+    threads: int | None,
+) -> tuple[IWEstimate, int | None]:
     """The IW estimate on ``x``, on the CPU with the threads :func:`zoo.threads.choose_threads` picks;
     and that thread count (``None`` off the CPU)."""
     from zoo.threads import check_thread_count, choose_threads, cpu_threads
@@ -206,13 +217,15 @@ def _estimate(model, x: Tensor, iw_samples: int, batch_size: int, decode_batch: 
     check_thread_count(threads)
     used = choose_threads(threads)[0] if x.device.type == "cpu" else None
     with cpu_threads(used) if used else contextlib.nullcontext():
-        iw = importance_weighted(model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch,
-                                 total=len(x), progress=progress)
+        iw = importance_weighted(
+            model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch, total=len(x), progress=progress
+        )
     return iw, used
 
 
-def _likelihood_results(model, x: Tensor, iw: IWEstimate, source: _Source, dev: torch.device,
-                        used: int | None) -> dict[str, Any]:
+def _likelihood_results(
+    model, x: Tensor, iw: IWEstimate, source: _Source, dev: torch.device, used: int | None
+) -> dict[str, Any]:
     """The likelihood metrics, the run's description and the estimate's speed (``fid`` still ``None``)."""
     nll = -iw.log_px
     neg_elbo = -iw.elbo
@@ -249,8 +262,17 @@ def _likelihood_results(model, x: Tensor, iw: IWEstimate, source: _Source, dev: 
     return result
 
 
-def _fid_results(model, x: Tensor, grey: Tensor, source: _Source, fid_features: str, inception: nn.Module | None,
-                 seed: int, progress: bool | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _fid_results(
+    model,
+    x: Tensor,
+    grey: Tensor,
+    source: _Source,
+    fid_features: str,
+    inception: nn.Module | None,
+    seed: int,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """FID of as many generated images as test images (seeded with ``seed + 1``), and how it was computed."""
     dev = x.device
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -269,7 +291,8 @@ def _fid_results(model, x: Tensor, grey: Tensor, source: _Source, fid_features: 
         result["fid_warning"] = (
             f"FID from only {len(x)} images is dominated by estimation noise and bias "
             f"(use at least {FID_MIN_IMAGES}; the whole test set is best)"
-            if len(x) >= 2 else f"no FID: it needs at least 2 images (got {len(x)})"
+            if len(x) >= 2
+            else f"no FID: it needs at least 2 images (got {len(x)})"
         )
         log(f"warning: {result['fid_warning']}")
     if fid_features == "classifier":

@@ -36,12 +36,17 @@ def factory_options(factory: Any) -> list[dict[str, Any]]:
             continue
         annotation = p.annotation
         if annotation is inspect.Parameter.empty:
-            type_name = type(p.default).__name__ if p.default is not inspect.Parameter.empty and p.default is not None else "any"
+            type_name = (
+                type(p.default).__name__
+                if p.default is not inspect.Parameter.empty and p.default is not None
+                else "any"
+            )
         else:
             type_name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
         required = p.default is inspect.Parameter.empty
-        found.append({"name": name, "type": type_name, "required": required,
-                      "default": None if required else p.default})
+        found.append(
+            {"name": name, "type": type_name, "required": required, "default": None if required else p.default}
+        )
     return found
 
 
@@ -72,7 +77,9 @@ def _check_option_types(factory: Any, options: dict[str, Any], what: str) -> Non
         else:
             ok = True
         if not ok:
-            raise ZooError(f"{what} option {name} expects {type(default).__name__} (default {default!r}), got {value!r}")
+            raise ZooError(
+                f"{what} option {name} expects {type(default).__name__} (default {default!r}), got {value!r}"
+            )
 
 
 def call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any], what: str) -> Any:
@@ -84,14 +91,16 @@ def call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any],
         raise ZooError(
             f"{what}: {', '.join(map(repr, reserved))} {'is' if len(reserved) == 1 else 'are'} filled in by zoo "
             "(the model's latent size, data shape or components), not options; set latent_size on the model instead"
-            if any(k in CONTEXT_NAMES for k in reserved) else
-            f"{what}: {', '.join(map(repr, reserved))} is the model's own component, passed in by zoo, not an option"
+            if any(k in CONTEXT_NAMES for k in reserved)
+            else f"{what}: {', '.join(map(repr, reserved))} is the model's own component, passed in by zoo, not an option"
         )
     kwargs = {k: v for k, v in context.items() if (takes_any and k in CONTEXT_NAMES) or k in params}
     unknown = [k for k in options if not takes_any and k not in params]
     if unknown:
         valid = [o["name"] for o in factory_options(factory)]
-        raise ZooError(f"{what} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(valid) or 'none'})")
+        raise ZooError(
+            f"{what} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(valid) or 'none'})"
+        )
     _check_option_types(factory, options, what)
     kwargs.update(options)
     try:

@@ -117,8 +117,9 @@ def train_feature_classifier(
     return net, record
 
 
-def feature_network(dataset, data_dir: str | os.PathLike | None = None, *, progress: bool | None = False,
-                    cache: Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def feature_network(
+    dataset, data_dir: str | os.PathLike | None = None, *, progress: bool | None = False, cache: Path | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """The FID feature extractor for ``dataset`` (a :class:`zoo.DatasetInfo`), and how it was made.
 
     A :class:`FeatureClassifier` trained for one epoch on the data set's training images (grey
@@ -143,11 +144,20 @@ def feature_network(dataset, data_dir: str | os.PathLike | None = None, *, progr
         except Exception:  # noqa: BLE001 - any damaged or foreign cache entry is retrained below
             pass
     if progress is not False:
-        print(f"training the FID feature classifier on {dataset.id} ({len(train[0])} images, 1 epoch); "
-              f"cached in {folder}", file=sys.stderr, flush=True)
+        print(
+            f"training the FID feature classifier on {dataset.id} ({len(train[0])} images, 1 epoch); "
+            f"cached in {folder}",
+            file=sys.stderr,
+            flush=True,
+        )
     net, record = train_feature_classifier(train, dataset.load("test", data_dir), num_classes=dataset.num_classes)
-    record.update(dataset=dataset.id, num_classes=dataset.num_classes, data_sha256=key, version=FEATURE_NET_VERSION,
-                  made_by="zoo.fid.train_feature_classifier")
+    record.update(
+        dataset=dataset.id,
+        num_classes=dataset.num_classes,
+        data_sha256=key,
+        version=FEATURE_NET_VERSION,
+        made_by="zoo.fid.train_feature_classifier",
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(weights, lambda f: torch.save(net.state_dict(), f))
@@ -171,8 +181,10 @@ def inception_features() -> nn.Module:
     try:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
     except Exception as exc:  # noqa: BLE001 - typically: weights not downloadable offline
-        raise ZooError(f"could not load the Inception weights ({type(exc).__name__}: {str(exc)[:200]}); "
-                       "use --fid-features classifier offline") from None
+        raise ZooError(
+            f"could not load the Inception weights ({type(exc).__name__}: {str(exc)[:200]}); "
+            "use --fid-features classifier offline"
+        ) from None
 
 
 class _InceptionInput(nn.Module):
@@ -190,8 +202,9 @@ class _InceptionInput(nn.Module):
 
 
 @torch.no_grad()
-def frechet_distance(real: Iterable[Tensor], fake: Iterable[Tensor], features: nn.Module,
-                     device: torch.device | str = "cpu") -> float:
+def frechet_distance(
+    real: Iterable[Tensor], fake: Iterable[Tensor], features: nn.Module, device: torch.device | str = "cpu"
+) -> float:
     """FID between two streams of image batches ([B, C, H, W] in [0, 1]) in the space of ``features``.
 
     Computed by :class:`torchmetrics.image.fid.FrechetInceptionDistance` with ``features`` as its

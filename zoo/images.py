@@ -23,8 +23,10 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: save_image(images, f, nrow=nrow, padding=2, format="png"))
     except OSError as exc:
-        raise ZooError(f"could not write image {path}: {exc.strerror or exc}; free some space or choose another "
-                       "path (any previous version of the file is intact)") from None
+        raise ZooError(
+            f"could not write image {path}: {exc.strerror or exc}; free some space or choose another "
+            "path (any previous version of the file is intact)"
+        ) from None
     return path
 
 
@@ -68,7 +70,9 @@ def save_images(model, x: Tensor, out: Path, seed: int = 0) -> dict[str, str]:
 
 
 @torch.no_grad()
-def save_epoch_grids(model, test_data, out: Path, epoch: int, *, seed: int, count: int) -> dict[str, tuple[Tensor, int]]:
+def save_epoch_grids(
+    model, test_data, out: Path, epoch: int, *, seed: int, count: int
+) -> dict[str, tuple[Tensor, int]]:
     """A training epoch's grids: ``count`` images decoded from fixed prior noise (``seed``, so
     successive epochs are comparable; the caller's generators are untouched) in
     ``out/samples/epoch-NNN.png``, and up to 32 test images above their reconstructions in

@@ -64,8 +64,10 @@ class VAE(nn.Module):
         """Raise a :class:`ZooError` unless ``x`` is a batch this model takes (and, while
         :attr:`check_inputs`, one in the likelihood's support)."""
         if not isinstance(x, Tensor):
-            raise ZooError(f"input must be a torch.Tensor shaped [B, {', '.join(map(str, self.data_shape))}], "
-                           f"got {type(x).__name__}")
+            raise ZooError(
+                f"input must be a torch.Tensor shaped [B, {', '.join(map(str, self.data_shape))}], "
+                f"got {type(x).__name__}"
+            )
         if tuple(x.shape[1:]) != self.data_shape:
             raise ZooError(
                 f"input shaped {tuple(x.shape)}, but this model takes [B, {', '.join(map(str, self.data_shape))}]"
@@ -74,12 +76,16 @@ class VAE(nn.Module):
             raise ZooError("input is an empty batch; give at least one example")
         if self.check_inputs:
             if not x.is_floating_point():
-                raise ZooError(f"input has dtype {x.dtype}; convert it to floats in the likelihood's range "
-                               "(e.g. x.float() / 255 for 8-bit images)")
+                raise ZooError(
+                    f"input has dtype {x.dtype}; convert it to floats in the likelihood's range "
+                    "(e.g. x.float() / 255 for 8-bit images)"
+                )
             expected = next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
             if x.dtype != expected and not torch.is_autocast_enabled():
-                raise ZooError(f"input has dtype {x.dtype} but the model's parameters are {expected}; "
-                               f"convert one of them (x.to({expected}) or model.to({x.dtype}))")
+                raise ZooError(
+                    f"input has dtype {x.dtype} but the model's parameters are {expected}; "
+                    f"convert one of them (x.to({expected}) or model.to({x.dtype}))"
+                )
             self.likelihood.check_data(x)
 
     def forward(self, x: Tensor) -> ELBOTerms:

@@ -27,8 +27,10 @@ def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module] = nn.Tanh) -> 
     """
     sizes = list(sizes)
     if len(sizes) < 2 or not all(is_count(size) for size in sizes):
-        raise ZooError(f"an mlp needs two or more layer sizes, each a positive integer (got {sizes}); "
-                       "check the network's width and depth options")
+        raise ZooError(
+            f"an mlp needs two or more layer sizes, each a positive integer (got {sizes}); "
+            "check the network's width and depth options"
+        )
     layers: list[nn.Module] = []
     for i, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])):
         if i:

@@ -247,7 +247,9 @@ class PIWAE(_Weighted):
         log_w_inf = iw_log_weights(model, x, q, z, detach="generative").log_w
         miwae = log_mean_exp(log_w_inf.view(m, k, -1), 1).mean(0)
         objective = iwae + (miwae - miwae.detach())
-        return ObjectiveOutput(-objective.mean(), {"iw_bound": iwae.mean().detach(), "miwae_bound": miwae.mean().detach()})
+        return ObjectiveOutput(
+            -objective.mean(), {"iw_bound": iwae.mean().detach(), "miwae_bound": miwae.mean().detach()}
+        )
 
     def extra_repr(self) -> str:
         return f"estimates={self.estimates}, samples={self.samples}"

@@ -10,8 +10,9 @@ from torch import nn
 from zoo.recipe import Training
 
 
-def build_optimizer(training: Training, params: list[nn.Parameter], device: torch.device, *,
-                    capturable: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    training: Training, params: list[nn.Parameter], device: torch.device, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD (momentum 0.9) over ``params``; fused kernels on the CPU and CUDA, and
     ``capturable`` (the step count on the device) when a CUDA graph replays the step."""
     fused: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {}

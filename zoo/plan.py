@@ -50,8 +50,10 @@ class RunSettings:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {self.seed!r})")
         if isinstance(self.keep_every, bool) or not (self.keep_every == 0 or is_count(self.keep_every)):
-            found.append("--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
-                         f"(got {self.keep_every!r})")
+            found.append(
+                "--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
+                f"(got {self.keep_every!r})"
+            )
         if not (isinstance(self.deterministic, bool) or self.deterministic == "auto"):
             found.append(f"deterministic must be True, False or 'auto' (got {self.deterministic!r})")
         if self.max_steps is not None and not is_count(self.max_steps):
@@ -81,8 +83,10 @@ class RunPlan:
 
         if self.model is not None and not resumed:
             if tuple(self.model.data_shape) != tuple(self.dataset.shape):
-                raise ZooError(f"the model takes data shaped {tuple(self.model.data_shape)} but data set "
-                               f"{self.recipe.dataset!r} holds {tuple(self.dataset.shape)}")
+                raise ZooError(
+                    f"the model takes data shaped {tuple(self.model.data_shape)} but data set "
+                    f"{self.recipe.dataset!r} holds {tuple(self.dataset.shape)}"
+                )
             model = self.model
             model.spec["recipe"] = self.recipe.to_dict()
         else:
@@ -132,16 +136,26 @@ def plan_run(
 
         if not isinstance(composed, VAE):
             raise ZooError(f"model must be a registered id, a zoo.Recipe or a zoo.VAE, got {type(model).__name__}")
-        base = _recipe_of(composed, dataset=dataset, training=training, objective=objective,
-                          objective_options=objective_options, name=name)
+        base = _recipe_of(
+            composed,
+            dataset=dataset,
+            training=training,
+            objective=objective,
+            objective_options=objective_options,
+            name=name,
+        )
         bad = [k for k in overrides if k.split(".", 1)[0] in (*COMPONENT_KINDS, "latent_size", "dataset")]
         if bad:
-            raise ZooError(f"overrides {', '.join(bad)} change the model, which was composed in Python; "
-                           "build it with the settings you want instead")
+            raise ZooError(
+                f"overrides {', '.join(bad)} change the model, which was composed in Python; "
+                "build it with the settings you want instead"
+            )
     else:
         if dataset is not None or training is not None or objective_options is not None or name is not None:
-            raise ZooError("dataset, training, objective_options and name describe a model composed in Python; "
-                           "for a registered model use overrides={'epochs': ..., 'objective': ...}")
+            raise ZooError(
+                "dataset, training, objective_options and name describe a model composed in Python; "
+                "for a registered model use overrides={'epochs': ..., 'objective': ...}"
+            )
         if isinstance(model, Recipe):
             base = model
         elif model:
@@ -150,8 +164,10 @@ def plan_run(
             raise ZooError("which model? give an id from 'zoo list' (e.g. zoo train vae-conv-mnist) or --resume RUN")
         if objective is not None:
             if not isinstance(objective, str):
-                raise ZooError("pass an objective object only with a model composed in Python; "
-                               "for a registered model give its id (objective='iwae')")
+                raise ZooError(
+                    "pass an objective object only with a model composed in Python; "
+                    "for a registered model give its id (objective='iwae')"
+                )
             overrides.setdefault("objective", objective)
     recipe = base.with_overrides(overrides) if overrides else base
     run = RunSettings(**settings)
@@ -168,17 +184,31 @@ def plan_run(
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise ZooError(f"out must be a folder path, got {type(out).__name__}")
     data = get_registry().get("dataset", recipe.dataset).load()
-    return RunPlan(recipe=recipe, settings=run, dataset=data, overrides=overrides,
-                   out=Path(out) if out is not None else None, overwrite=bool(overwrite), model=composed,
-                   objective=None if objective is None or isinstance(objective, str) else objective)
+    return RunPlan(
+        recipe=recipe,
+        settings=run,
+        dataset=data,
+        overrides=overrides,
+        out=Path(out) if out is not None else None,
+        overwrite=bool(overwrite),
+        model=composed,
+        objective=None if objective is None or isinstance(objective, str) else objective,
+    )
 
 
-def _recipe_of(model: Any, *, dataset: str | None, training: Training | dict[str, Any] | None,
-               objective: Any, objective_options: dict[str, Any] | None, name: str | None) -> Recipe:
+def _recipe_of(
+    model: Any,
+    *,
+    dataset: str | None,
+    training: Training | dict[str, Any] | None,
+    objective: Any,
+    objective_options: dict[str, Any] | None,
+    name: str | None,
+) -> Recipe:
     """The recipe that rebuilds a model composed in Python (every component must be registered)."""
     from zoo.composition import build_objective
-    from zoo.spec import check_rebuildable
     from zoo.interfaces import Objective
+    from zoo.spec import check_rebuildable
 
     if not dataset:
         raise ZooError("a model composed in Python needs dataset=<id> (see 'zoo list --kind dataset')")

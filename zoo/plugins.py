@@ -79,10 +79,15 @@ def selection_note() -> str | None:
             parts.append(text)
     skip = _names_from_env("ZOO_DISABLE_PLUGINS")
     if skip and skip & set(installed):
-        parts.append(f"ZOO_DISABLE_PLUGINS={os.environ['ZOO_DISABLE_PLUGINS']!r} turns off {', '.join(sorted(skip & set(installed)))}")
+        parts.append(
+            f"ZOO_DISABLE_PLUGINS={os.environ['ZOO_DISABLE_PLUGINS']!r} turns off {', '.join(sorted(skip & set(installed)))}"
+        )
     if not parts:
         return None
-    return "; ".join(parts) + f"; installed plugins: {', '.join(installed) or 'none'} (unset the variable to load them all)"
+    return (
+        "; ".join(parts)
+        + f"; installed plugins: {', '.join(installed) or 'none'} (unset the variable to load them all)"
+    )
 
 
 def _trace(message: str) -> None:
@@ -129,7 +134,13 @@ def build(
 
     if defaults:
         for module_name in DEFAULT_PLUGINS:
-            _register_one(pm, importlib.import_module(module_name), module_name, PluginInfo(module_name, source="built-in"), registry)
+            _register_one(
+                pm,
+                importlib.import_module(module_name),
+                module_name,
+                PluginInfo(module_name, source="built-in"),
+                registry,
+            )
 
     if entry_points:
         only = _names_from_env("ZOO_PLUGINS")
@@ -172,7 +183,9 @@ def call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry | Non
                 info = registry.plugins[impl.plugin_name]
                 info.error = _join(info.error, f"{hook_name} raised {_describe_error(exc)}")
             else:
-                print(f"zoo: plugin {impl.plugin_name!r} failed in {hook_name}: {_describe_error(exc)}", file=sys.stderr)
+                print(
+                    f"zoo: plugin {impl.plugin_name!r} failed in {hook_name}: {_describe_error(exc)}", file=sys.stderr
+                )
 
 
 def _join(old: str | None, new: str) -> str:

@@ -150,8 +150,14 @@ class Recipe:
                     current = options[kind].get(option)
                     options[kind][option] = _convert(value, type(current) if current is not None else None, key)
                 else:
-                    valid = ["latent_size", "dataset", *train_fields, *OPTION_KINDS, "beta",
-                             *(f"{k}.<option>" for k in OPTION_KINDS)]
+                    valid = [
+                        "latent_size",
+                        "dataset",
+                        *train_fields,
+                        *OPTION_KINDS,
+                        "beta",
+                        *(f"{k}.<option>" for k in OPTION_KINDS),
+                    ]
                     problems.append(f"unknown setting {key!r} (valid: {', '.join(valid)})")
             except ZooError as exc:
                 problems.append(str(exc))
@@ -178,8 +184,9 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         try:
             parsed = json.loads(value)
         except ValueError:
-            raise ZooError(f"{key} expects a JSON {'object' if kind is dict else 'list'} "
-                           f"such as [100, 50], got {value!r}") from None
+            raise ZooError(
+                f"{key} expects a JSON {'object' if kind is dict else 'list'} such as [100, 50], got {value!r}"
+            ) from None
         if kind is not None and not isinstance(parsed, list if kind is tuple else kind):
             raise ZooError(f"{key} expects a {kind.__name__}, got {value!r}")
         return parsed
@@ -276,10 +283,10 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
         table = data.get(kind)
         if table is None:
             if kind in ("encoder", "decoder"):
-                problems.append(f"[{kind}] is missing (a table with id = \"...\" and its options)")
+                problems.append(f'[{kind}] is missing (a table with id = "..." and its options)')
             continue
         if not isinstance(table, dict):
-            problems.append(f"{kind} must be a table ([{kind}] with id = \"...\"), got {table!r}")
+            problems.append(f'{kind} must be a table ([{kind}] with id = "..."), got {table!r}')
             continue
         component_id = table.get("id")
         if not isinstance(component_id, str) or not component_id:
@@ -319,7 +326,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value) if not isinstance(value, float) or math.isfinite(value) else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value)
+            if not isinstance(value, float) or math.isfinite(value)
+            else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(value, (list, tuple)):
@@ -337,8 +348,7 @@ def _toml_key(key: str) -> str:
 
 def recipe_to_toml(recipe: Recipe) -> str:
     """``recipe`` as a recipe file: ``zoo train FILE.toml`` trains it, after any edits."""
-    lines = [f"# zoo recipe; train it with: zoo train {recipe.id}.toml",
-             f"id = {_toml_value(recipe.id)}"]
+    lines = [f"# zoo recipe; train it with: zoo train {recipe.id}.toml", f"id = {_toml_value(recipe.id)}"]
     if recipe.description:
         lines.append(f"description = {_toml_value(recipe.description)}")
     lines += [f"dataset = {_toml_value(recipe.dataset)}", f"latent_size = {recipe.latent_size}"]

@@ -99,9 +99,7 @@ def _check_factory(kind: str, id: str, factory: Any, plugin: str) -> None:
         else:
             ok = callable(factory) and not isinstance(factory, interface)
     if not ok:
-        raise PluginError(
-            f"plugin {plugin!r} registered {kind} {id!r} as {factory!r}, which is not {expected}"
-        )
+        raise PluginError(f"plugin {plugin!r} registered {kind} {id!r} as {factory!r}, which is not {expected}")
 
 
 class Registry:

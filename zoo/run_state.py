@@ -12,10 +12,10 @@ from typing import Any
 
 from zoo.checkpoint import load_checkpoint, load_weights, save_checkpoint, training_problems
 from zoo.errors import ZooError, is_count
-from zoo.spec import require_plugins
 from zoo.plan import RunPlan, plan_run
 from zoo.recipe import Recipe
 from zoo.rundir import RunDir, kept_checkpoint_name
+from zoo.spec import require_plugins
 
 
 def versions() -> dict[str, Any]:
@@ -33,8 +33,13 @@ def versions() -> dict[str, Any]:
         for p in get_registry().plugins.values()
         if not p.error
     }
-    return {"zoo": zoo.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "python": sys.version.split()[0], "plugins": plugins}
+    return {
+        "zoo": zoo.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": sys.version.split()[0],
+        "plugins": plugins,
+    }
 
 
 def run_config(trainer) -> dict[str, Any]:
@@ -48,9 +53,14 @@ def run_config(trainer) -> dict[str, Any]:
         "recipe": trainer.recipe.to_dict(),
         "overrides": trainer.overrides,
         "settings": dataclasses.asdict(trainer.settings),
-        "resolved": {"device": str(trainer.device), "precision": trainer.precision,
-                     "world_size": trainer.dist.world_size, "cuda_graph": trainer._graph_on,
-                     "precision_trial": trainer.precision_trial, "threads": trainer.threads},
+        "resolved": {
+            "device": str(trainer.device),
+            "precision": trainer.precision,
+            "world_size": trainer.dist.world_size,
+            "cuda_graph": trainer._graph_on,
+            "precision_trial": trainer.precision_trial,
+            "threads": trainer.threads,
+        },
         "versions": versions(),
         "command": sys.argv,
     }
@@ -100,8 +110,9 @@ class Restored:
     best_epoch: int | None
 
 
-def restore(payload: dict[str, Any], *, last: Path, model, objective, optimizer, scheduler, scaler,
-            capturable: bool) -> Restored:
+def restore(
+    payload: dict[str, Any], *, last: Path, model, objective, optimizer, scheduler, scaler, capturable: bool
+) -> Restored:
     """Load a checkpoint's weights and optimizer, scheduler and scaler states in place; every
     mismatch is one :class:`ZooError` naming ``last``."""
     from torch import Tensor
@@ -117,16 +128,22 @@ def restore(payload: dict[str, Any], *, last: Path, model, objective, optimizer,
         for p in group["params"]:
             for value in optimizer.state.get(p, {}).values():
                 if isinstance(value, Tensor) and value.dim() > 0 and value.shape != p.shape:
-                    raise ZooError(f"the optimizer state in {last} does not fit the model (a tensor shaped "
-                                   f"{tuple(value.shape)} for a parameter shaped {tuple(p.shape)})")
+                    raise ZooError(
+                        f"the optimizer state in {last} does not fit the model (a tensor shaped "
+                        f"{tuple(value.shape)} for a parameter shaped {tuple(p.shape)})"
+                    )
     if scaler is not None and payload.get("scaler"):
         scaler.load_state_dict(payload["scaler"])
     if payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     else:  # written before schedules existed: the run trained at a constant lr
         scheduler.last_epoch = int(payload["epoch"])
-    return Restored(start_epoch=int(payload["epoch"]) + 1, history=list(payload.get("history", [])),
-                    best=float(payload.get("best", math.inf)), best_epoch=best_epoch_of(payload))
+    return Restored(
+        start_epoch=int(payload["epoch"]) + 1,
+        history=list(payload.get("history", [])),
+        best=float(payload.get("best", math.inf)),
+        best_epoch=best_epoch_of(payload),
+    )
 
 
 def best_epoch_of(payload: dict[str, Any]) -> int | None:
@@ -154,10 +171,20 @@ def repair_best(out: Path, payload: dict[str, Any], best_epoch: int | None) -> N
         save_checkpoint(best, payload)
 
 
-def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, device: str | None = None,
-                precision: str | None = None, data_dir: str | os.PathLike | None = None,
-                progress: bool | None = None, keep_every: int | None = None, cuda_graph: bool | None = None,
-                threads: int | None = None, deterministic: bool | str | None = None) -> tuple[RunPlan, dict]:
+def plan_resume(
+    run: Path,
+    rundir: RunDir | None,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    keep_every: int | None = None,
+    cuda_graph: bool | None = None,
+    threads: int | None = None,
+    deterministic: bool | str | None = None,
+) -> tuple[RunPlan, dict]:
     """The plan that continues ``run`` from its ``last.pt``, and that checkpoint.
 
     What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more than
@@ -170,11 +197,14 @@ def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, 
 
     last = run / "checkpoints" / "last.pt"
     if run.exists() and not run.is_dir():
-        raise ZooError(f"--resume takes a run directory, and {run} is not one; give the folder the run "
-                       "was trained into (the one holding checkpoints/last.pt)")
+        raise ZooError(
+            f"--resume takes a run directory, and {run} is not one; give the folder the run "
+            "was trained into (the one holding checkpoints/last.pt)"
+        )
     if not last.is_file():
-        raise ZooError(f"{run} has no checkpoints/last.pt to resume from; start it again with "
-                       f"'zoo train MODEL --out {run}'")
+        raise ZooError(
+            f"{run} has no checkpoints/last.pt to resume from; start it again with 'zoo train MODEL --out {run}'"
+        )
     if rundir is not None:
         rundir.claim_for_resume()
     payload = load_checkpoint(last)
@@ -185,8 +215,10 @@ def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, 
     config = payload["config"]
     settings = config["settings"]
     if settings.get("max_steps") is not None:
-        raise ZooError(f"run {run} was a quick look (--max-steps {settings['max_steps']}), which is not "
-                       "resumed; train the model again without --max-steps")
+        raise ZooError(
+            f"run {run} was a quick look (--max-steps {settings['max_steps']}), which is not "
+            "resumed; train the model again without --max-steps"
+        )
     try:
         recipe = Recipe.from_dict(config["recipe"])
     except ZooError:
@@ -196,11 +228,14 @@ def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, 
     done = int(payload["epoch"])
     total = recipe.training.epochs if epochs is None else int(epochs)
     if epochs is None and done >= total:
-        raise ZooError(f"run {run} already finished its {done} epochs; to train it further, give the new "
-                       f"total with --epochs (more than {done})")
+        raise ZooError(
+            f"run {run} already finished its {done} epochs; to train it further, give the new "
+            f"total with --epochs (more than {done})"
+        )
     if total <= done:
-        raise ZooError(f"--epochs {total} is not more than the {done} epochs run {run} has done; "
-                       f"give a total above {done}")
+        raise ZooError(
+            f"--epochs {total} is not more than the {done} epochs run {run} has done; give a total above {done}"
+        )
     # The stored recipe already has the run's overrides applied; a new epoch count wins.
     overrides = dict(config.get("overrides", {}))
     if epochs is not None:
@@ -216,8 +251,10 @@ def plan_resume(run: Path, rundir: RunDir | None, *, epochs: int | None = None, 
         if precision == "auto" and resolved.get("precision") in ("fp32", "bf16") and same_kind:
             precision = resolved["precision"]
         if precision == "fp16" and kind != "cuda":
-            raise ZooError(f"run {run} trained with --precision fp16, which needs CUDA; to continue on "
-                           f"{device}, add --precision fp32 (or bf16)")
+            raise ZooError(
+                f"run {run} trained with --precision fp16, which needs CUDA; to continue on "
+                f"{device}, add --precision fp32 (or bf16)"
+            )
     if threads is None and settings.get("threads") is None and kind == "cpu" and same_kind:
         kept = resolved.get("threads")
         threads = kept if is_count(kept) else None
@@ -250,22 +287,34 @@ def resume_into(trainer, payload: dict[str, Any]) -> None:
     dist, last = trainer.dist, trainer.out / "checkpoints" / "last.pt"
     states = payload["rng"]
     if len(states) != dist.world_size:
-        raise ZooError(f"this run was trained with {len(states)} process(es); resume it with the same number "
-                       f"(got {dist.world_size})")
+        raise ZooError(
+            f"this run was trained with {len(states)} process(es); resume it with the same number "
+            f"(got {dist.world_size})"
+        )
     loaded = dist.gather_objects(int(payload["epoch"]))
     if len(set(loaded)) != 1:  # each process reads last.pt itself: it changed under them
-        raise ZooError(f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
-                       "something else is writing the run; stop it and resume again")
-    restored = restore(payload, last=last, model=trainer.model, objective=trainer.objective,
-                       optimizer=trainer.optimizer, scheduler=trainer.scheduler, scaler=trainer.scaler,
-                       capturable=trainer._graph_on)
+        raise ZooError(
+            f"the processes read different checkpoints from {last} (epochs {sorted(set(loaded))}): "
+            "something else is writing the run; stop it and resume again"
+        )
+    restored = restore(
+        payload,
+        last=last,
+        model=trainer.model,
+        objective=trainer.objective,
+        optimizer=trainer.optimizer,
+        scheduler=trainer.scheduler,
+        scaler=trainer.scaler,
+        capturable=trainer._graph_on,
+    )
     trainer.start_epoch, trainer.history = restored.start_epoch, restored.history
     trainer.best, trainer.best_epoch = restored.best, restored.best_epoch
     try:
         set_rng_state(states[dist.rank], trainer.device)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ZooError(f"the random number generator state in {last} is damaged ({exc}); "
-                       "give a checkpoint written by zoo") from None
+        raise ZooError(
+            f"the random number generator state in {last} is damaged ({exc}); give a checkpoint written by zoo"
+        ) from None
     if dist.is_main:
         trainer.rundir.rewrite_metrics(trainer.history)
         trainer.rundir.write_config(trainer.config)

@@ -86,8 +86,10 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
     except OSError as exc:
         raise ZooError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
-        raise ZooError(f"{what} {path} exists and is {_kind(mode)}, not a regular file; zoo only replaces "
-                       "regular files, so choose another path")
+        raise ZooError(
+            f"{what} {path} exists and is {_kind(mode)}, not a regular file; zoo only replaces "
+            "regular files, so choose another path"
+        )
     return path
 
 
@@ -102,8 +104,10 @@ def unique_run_dir(model_id: str, parent: str | os.PathLike = "runs") -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise ZooError(f"cannot create the run directory {candidate}: {exc.strerror or exc}; "
-                           "choose a writable folder with --out") from None
+            raise ZooError(
+                f"cannot create the run directory {candidate}: {exc.strerror or exc}; "
+                "choose a writable folder with --out"
+            ) from None
     raise ZooError(f"too many runs named {base}-N; choose a folder with --out")
 
 
@@ -137,7 +141,9 @@ class RunDir:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             except OSError as exc:
-                raise ZooError(f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder") from None
+                raise ZooError(
+                    f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -211,8 +217,10 @@ class RunDir:
                 except OSError as exc:
                     raise ZooError(f"cannot read {where}: {exc.strerror or exc}") from None
                 if not stat.S_ISDIR(mode):
-                    raise ZooError(f"{where} is {_kind(mode)}, but zoo keeps its {folder} there; move it away "
-                                   "or choose another --out")
+                    raise ZooError(
+                        f"{where} is {_kind(mode)}, but zoo keeps its {folder} there; move it away "
+                        "or choose another --out"
+                    )
             try:
                 names = os.listdir(where)
             except OSError as exc:
@@ -232,8 +240,10 @@ class RunDir:
                     files.append(path)
                 continue
             if not stat.S_ISREG(mode):
-                raise ZooError(f"{path} is {_kind(mode)}, not a file zoo wrote; move it away or choose another "
-                               "--out (nothing was deleted)")
+                raise ZooError(
+                    f"{path} is {_kind(mode)}, not a file zoo wrote; move it away or choose another "
+                    "--out (nothing was deleted)"
+                )
             files.append(path)
         config = self.path / "config.json"
         if config in files and not _is_zoo_config(config):
@@ -265,7 +275,9 @@ class RunDir:
         except FileNotFoundError:
             mode = None
         except OSError as exc:
-            raise ZooError(f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder") from None
+            raise ZooError(
+                f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder"
+            ) from None
         if mode is not None and not stat.S_ISDIR(mode):
             what = "a file" if stat.S_ISREG(mode) else _kind(mode)
             raise ZooError(f"--out {self.path} is {what}; choose a folder for the run")
@@ -276,7 +288,9 @@ class RunDir:
             except FileExistsError:
                 pass
             except OSError as exc:
-                raise ZooError(f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder") from None
+                raise ZooError(
+                    f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder"
+                ) from None
         self.lock()
         try:
             held = self.run_files()
@@ -293,7 +307,9 @@ class RunDir:
             raise
         except OSError as exc:
             self.release()
-            raise ZooError(f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder") from None
+            raise ZooError(
+                f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder"
+            ) from None
         self._overwrite = overwrite
 
     def begin(self, config: dict[str, Any]) -> None:
@@ -309,7 +325,9 @@ class RunDir:
             self.write_config(config)
             atomic_write(self.path / "metrics.jsonl", lambda f: None)
         except OSError as exc:
-            raise ZooError(f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder") from None
+            raise ZooError(
+                f"cannot write to --out {self.path}: {exc.strerror or exc}; choose a writable folder"
+            ) from None
         self._begun = True
 
     # -- a resume ----------------------------------------------------------------------------------
@@ -348,8 +366,10 @@ class RunDir:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise ZooError(f"could not write {path}: {exc.strerror or exc}; free some space or choose another "
-                           "--out (the last checkpoint is intact)") from None
+            raise ZooError(
+                f"could not write {path}: {exc.strerror or exc}; free some space or choose another "
+                "--out (the last checkpoint is intact)"
+            ) from None
 
 
 def _json_line(row: dict[str, Any]) -> str:
@@ -360,8 +380,10 @@ def _write(path: Path, data: bytes) -> None:
     try:
         atomic_write(path, lambda f: f.write(data))
     except OSError as exc:
-        raise ZooError(f"could not write {path}: {exc.strerror or exc}; free some space or choose another --out "
-                       "(the previous version is intact)") from None
+        raise ZooError(
+            f"could not write {path}: {exc.strerror or exc}; free some space or choose another --out "
+            "(the previous version is intact)"
+        ) from None
 
 
 def _is_zoo_config(path: Path) -> bool:

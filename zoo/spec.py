@@ -23,8 +23,13 @@ def source_record(entry: Any, options: dict[str, Any]) -> dict[str, Any]:
     from zoo.plugins import get_registry
 
     info = get_registry().plugins.get(entry.plugin)
-    return {"id": entry.id, "options": options, "plugin": entry.plugin,
-            "distribution": getattr(info, "distribution", None), "version": getattr(info, "version", None)}
+    return {
+        "id": entry.id,
+        "options": options,
+        "plugin": entry.plugin,
+        "distribution": getattr(info, "distribution", None),
+        "version": getattr(info, "version", None),
+    }
 
 
 def _plain(value: Any) -> bool:
@@ -49,11 +54,17 @@ def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
 
     cls = type(obj)
     name = f"{cls.__module__}:{cls.__qualname__}"
-    matches = [e for e in get_registry().entries[kind].values()
-               if e.factory is cls or (isinstance(e.factory, str) and e.factory == name)]
+    matches = [
+        e
+        for e in get_registry().entries[kind].values()
+        if e.factory is cls or (isinstance(e.factory, str) and e.factory == name)
+    ]
     if not matches:
-        return {"id": None, "class": name,
-                "problem": f"its class {name} is not registered as a {kind} by any installed plugin"}
+        return {
+            "id": None,
+            "class": name,
+            "problem": f"its class {name} is not registered as a {kind} by any installed plugin",
+        }
     entry = matches[0]
     recorded = constructor_options(obj)
     if recorded is None:
@@ -61,8 +72,11 @@ def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
     options = {k: v for k, v in recorded.items() if k not in CONTEXT_NAMES and k not in COMPONENT_KINDS}
     if not _plain(options):
         bad = [k for k, v in options.items() if not _plain(v)]
-        return {"id": None, "class": name,
-                "problem": f"its option(s) {', '.join(bad)} are not plain data (numbers, strings, lists, dicts)"}
+        return {
+            "id": None,
+            "class": name,
+            "problem": f"its option(s) {', '.join(bad)} are not plain data (numbers, strings, lists, dicts)",
+        }
     return source_record(entry, options)
 
 
@@ -101,8 +115,11 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
             continue
         where = c.get("distribution")
         version = f" {c['version']}" if c.get("version") else ""
-        provider = (f"package {where!r}{version}: pip install {where}" if where
-                    else "no package recorded: install the plugin that registers it")
+        provider = (
+            f"package {where!r}{version}: pip install {where}"
+            if where
+            else "no package recorded: install the plugin that registers it"
+        )
         lines.append(f"{kind} {c['id']!r} (plugin {c.get('plugin')!r}, {provider})")
     return lines
 
@@ -112,8 +129,9 @@ def require_plugins(spec: dict[str, Any], what: str = "this checkpoint") -> None
     plugin provides, each with its plugin and package."""
     absent = missing_components(spec)
     if absent:
-        raise ZooError(f"{what} needs plugins that are not installed: {'; '.join(absent)}. "
-                       "Install them and check 'zoo plugins'")
+        raise ZooError(
+            f"{what} needs plugins that are not installed: {'; '.join(absent)}. Install them and check 'zoo plugins'"
+        )
 
 
 def spec_problems(spec: Any) -> list[str]:
@@ -129,8 +147,11 @@ def spec_problems(spec: Any) -> list[str]:
             c = components.get(kind)
             if c is None:
                 continue  # reported as an unregistered object below
-            if not isinstance(c, dict) or not isinstance(c.get("options", {}), dict) \
-                    or not isinstance(c.get("id"), (str, type(None))):
+            if (
+                not isinstance(c, dict)
+                or not isinstance(c.get("options", {}), dict)
+                or not isinstance(c.get("id"), (str, type(None)))
+            ):
                 found.append(f"'spec.components.{kind}' is damaged")
     latent = spec.get("latent_size")
     if not is_count(latent):

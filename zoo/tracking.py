@@ -22,7 +22,7 @@ FOLDER = "tensorboard"
 def _tag(key: str) -> str:
     for prefix in ("train_", "test_"):
         if key.startswith(prefix):
-            return f"{prefix[:-1]}/{key[len(prefix):]}"
+            return f"{prefix[:-1]}/{key[len(prefix) :]}"
     return f"run/{key}"
 
 
@@ -53,8 +53,12 @@ class TensorBoardLog:
 
         step = int(row["epoch"])
         for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and math.isfinite(value):
+            if (
+                key != "epoch"
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 self.writer.add_scalar(_tag(key), value, step)
         for name, (batch, per_row) in images.items():
             if batch.dim() == 4:

@@ -38,11 +38,11 @@ from zoo.batches import DeviceData
 from zoo.cuda_graphs import GraphedStep, graph_problem
 from zoo.devices import (
     deterministic_algorithms,
+    measure_precision,
     resolve_device,
     resolve_precision,
     rng_state,
     seed_everything,
-    measure_precision,
 )
 from zoo.distributed import Dist
 from zoo.epoch_sums import EpochSums
@@ -72,8 +72,9 @@ class Trainer:
     every epoch; ``batch_size`` is the global batch, split evenly across processes.
     """
 
-    def __init__(self, model: Any, *, _resume: dict[str, Any] | None = None, _rundir: RunDir | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, model: Any, *, _resume: dict[str, Any] | None = None, _rundir: RunDir | None = None, **options: Any
+    ) -> None:
         self.rundir: RunDir | None = _rundir
         try:
             if isinstance(model, RunPlan):
@@ -94,8 +95,10 @@ class Trainer:
         self.device = resolve_device(self.settings.device)
         self.precision = resolve_precision(self.settings.precision, self.device)
         if self.recipe.training.batch_size % self.dist.world_size:
-            raise ZooError(f"batch size {self.recipe.training.batch_size} does not split evenly across "
-                           f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}")
+            raise ZooError(
+                f"batch size {self.recipe.training.batch_size} does not split evenly across "
+                f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}"
+            )
         # Build the model and its objective before anything is written, so a bad option or a
         # component that does not fit is reported with no run directory left behind.
         seed_everything(self.settings.seed + self.dist.rank)
@@ -130,8 +133,13 @@ class Trainer:
         return self.graphed.on if self.graphed is not None else self._graph_wanted
 
     def _graph_problem(self) -> str | None:
-        return graph_problem(self.device, enabled=self.settings.cuda_graph, distributed=self.dist.enabled,
-                             precision=self.precision, module=self.step_module)
+        return graph_problem(
+            self.device,
+            enabled=self.settings.cuda_graph,
+            distributed=self.dist.enabled,
+            precision=self.precision,
+            module=self.step_module,
+        )
 
     def _build(self) -> None:
         self.model = self.model.to(self.device)
@@ -171,8 +179,15 @@ class Trainer:
         # Per-epoch sums, kept on the device and updated in place (a CUDA graph writes into them).
         self.sums = EpochSums(self.device)
         if self._graph_wanted:
-            self.graphed = GraphedStep(self._step, self._loss_fn, self.optimizer, self.step_module, self.sums.logs,
-                                       self.device, compiled=self.settings.compile)
+            self.graphed = GraphedStep(
+                self._step,
+                self._loss_fn,
+                self.optimizer,
+                self.step_module,
+                self.sums.logs,
+                self.device,
+                compiled=self.settings.compile,
+            )
         self.start_epoch = 1
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
@@ -209,8 +224,10 @@ class Trainer:
         It also raises glibc's mmap and trim thresholds for the process (:mod:`zoo.allocator`).
         """
         if self._fitted:
-            raise ZooError("this Trainer has already run fit(); to train further, use "
-                           f"zoo.Trainer.resume({str(self.out)!r}, epochs=...)")
+            raise ZooError(
+                "this Trainer has already run fit(); to train further, use "
+                f"zoo.Trainer.resume({str(self.out)!r}, epochs=...)"
+            )
         self._fitted = True
         with deterministic_algorithms(self.settings.deterministic, self.device):
             if self.device.type != "cpu":
@@ -339,8 +356,10 @@ class Trainer:
     def _non_finite(self, epoch: int, step: int) -> None:
         last = self.out / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-        raise ZooError(f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; {kept}. "
-                       "Try a lower --lr, --set grad_clip=1.0, or --precision fp32")
+        raise ZooError(
+            f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; {kept}. "
+            "Try a lower --lr, --set grad_clip=1.0, or --precision fp32"
+        )
 
     def _progress(self, epoch: int, steps: int):
         show = self.settings.progress
@@ -350,8 +369,14 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=steps * self.recipe.training.batch_size, desc=f"epoch {epoch}/{self.recipe.training.epochs}",
-                    unit="img", unit_scale=True, leave=False, file=sys.stderr)
+        return tqdm(
+            total=steps * self.recipe.training.batch_size,
+            desc=f"epoch {epoch}/{self.recipe.training.epochs}",
+            unit="img",
+            unit_scale=True,
+            leave=False,
+            file=sys.stderr,
+        )
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -388,16 +413,19 @@ class Trainer:
             if improved:
                 self.best, self.best_epoch = row["test_loss"], epoch
             payload = run_state.checkpoint_payload(self, epoch, rng)
-            run_state.save_epoch(self.out, payload, epoch=epoch, improved=improved,
-                                 keep_every=self.settings.keep_every)
+            run_state.save_epoch(self.out, payload, epoch=epoch, improved=improved, keep_every=self.settings.keep_every)
             self.rundir.append_metrics(row)
-            images = save_epoch_grids(self.model, self.test_data, self.out, epoch, seed=self.settings.seed,
-                                      count=self.settings.sample_count)
+            images = save_epoch_grids(
+                self.model, self.test_data, self.out, epoch, seed=self.settings.seed, count=self.settings.sample_count
+            )
             if self._tensorboard is not None:
                 self._tensorboard.epoch(row, images)
-            print(f"epoch {row['epoch']}/{self.recipe.training.epochs}: train {row['train_loss']:.2f}  "
-                  f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, kl {row['test_kl']:.2f})  "
-                  f"{row['epoch_seconds']:.1f} s, {row['images_per_second']:.0f} img/s", file=sys.stderr)
+            print(
+                f"epoch {row['epoch']}/{self.recipe.training.epochs}: train {row['train_loss']:.2f}  "
+                f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, kl {row['test_kl']:.2f})  "
+                f"{row['epoch_seconds']:.1f} s, {row['images_per_second']:.0f} img/s",
+                file=sys.stderr,
+            )
         self.dist.barrier()
 
     @classmethod

@@ -118,8 +118,13 @@ class ConvDecoder(zoo.Decoder):
 
 
 def _cpu_fast_path(x: Tensor, layer: nn.Module) -> bool:
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and layer.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and layer.weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
 
 
 def _stride2_transposed(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -167,8 +172,18 @@ class _StrideTwoTransposedConv(torch.autograd.Function):
         h, weight = ctx.saved_tensors
         wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
         return torch.ops.aten.convolution_backward(
-            grad, h, weight, [weight.shape[1]] if ctx.has_bias else None,
-            [2, 2], [1, 1], [1, 1], True, [1, 1], 1, wanted)
+            grad,
+            h,
+            weight,
+            [weight.shape[1]] if ctx.has_bias else None,
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            True,
+            [1, 1],
+            1,
+            wanted,
+        )
 
 
 class _SingleChannelConv(torch.autograd.Function):
@@ -189,13 +204,17 @@ class _SingleChannelConv(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, stride, padding, dilation, False, [0, 0], 1, [True, False, False])[0]
+                grad, x, weight, None, stride, padding, dilation, False, [0, 0], 1, [True, False, False]
+            )[0]
         if ctx.needs_input_grad[1]:
             # The transposed conv from grad's shape to x's: which output padding gives x's size exactly.
-            extra = [x.shape[d + 2] - ((grad.shape[d + 2] - 1) * stride[d] - 2 * padding[d] + weight.shape[d + 2])
-                     for d in range(2)]
+            extra = [
+                x.shape[d + 2] - ((grad.shape[d + 2] - 1) * stride[d] - 2 * padding[d] + weight.shape[d + 2])
+                for d in range(2)
+            ]
             grad_weight = torch.ops.aten.convolution_backward(
-                x, grad, weight, None, stride, padding, dilation, True, extra, 1, [False, True, False])[1]
+                x, grad, weight, None, stride, padding, dilation, True, extra, 1, [False, True, False]
+            )[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None, None

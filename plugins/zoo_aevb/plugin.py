@@ -11,30 +11,45 @@ _C = "zoo_aevb.components"
 
 @zoo.hookimpl
 def register_encoders(register):
-    register("conv-mnist", f"{_C}:ConvEncoder",
-             description="Conv 1->16->32 (3x3, stride 2) then a 7x7 conv to 2 x latent: diagonal Gaussian q(z|x)")
+    register(
+        "conv-mnist",
+        f"{_C}:ConvEncoder",
+        description="Conv 1->16->32 (3x3, stride 2) then a 7x7 conv to 2 x latent: diagonal Gaussian q(z|x)",
+    )
 
 
 @zoo.hookimpl
 def register_decoders(register):
-    register("conv-mnist", f"{_C}:ConvDecoder",
-             description="Mirror of conv-mnist: 7x7 transposed conv to 32, then 32->16->out (3x3, stride 2)")
+    register(
+        "conv-mnist",
+        f"{_C}:ConvDecoder",
+        description="Mirror of conv-mnist: 7x7 transposed conv to 32, then 32->16->out (3x3, stride 2)",
+    )
 
 
 @zoo.hookimpl
 def register_priors(register):
     register("standard-normal", f"{_C}:StandardNormalPrior", description="N(0, I)")
-    register("mixture-of-gaussians", f"{_C}:MixtureOfGaussiansPrior",
-             description="Learnable mixture of diagonal Gaussians (KL by Monte Carlo)")
+    register(
+        "mixture-of-gaussians",
+        f"{_C}:MixtureOfGaussiansPrior",
+        description="Learnable mixture of diagonal Gaussians (KL by Monte Carlo)",
+    )
 
 
 @zoo.hookimpl
 def register_likelihoods(register):
     register("bernoulli", f"{_C}:BernoulliLikelihood", description="Independent Bernoulli per pixel, by logits")
-    register("continuous-bernoulli", f"{_C}:ContinuousBernoulliLikelihood",
-             description="Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): a true density on [0, 1]")
-    register("gaussian", f"{_C}:GaussianLikelihood",
-             description="Independent Gaussian per pixel; variance fixed or learned per pixel by the decoder")
+    register(
+        "continuous-bernoulli",
+        f"{_C}:ContinuousBernoulliLikelihood",
+        description="Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): a true density on [0, 1]",
+    )
+    register(
+        "gaussian",
+        f"{_C}:GaussianLikelihood",
+        description="Independent Gaussian per pixel; variance fixed or learned per pixel by the decoder",
+    )
 
 
 _CONV = dict(encoder="conv-mnist", decoder="conv-mnist", latent_size=20)
@@ -44,26 +59,60 @@ _SEED_TRAINING = zoo.Training(epochs=200, batch_size=100, lr=1e-3)
 
 @zoo.hookimpl
 def register_recipes(register):
-    register(zoo.Recipe(
-        id="vae-conv-mnist",
-        description="The seed's convolutional VAE on grey-level MNIST: N(0, I) prior, Bernoulli likelihood",
-        prior="standard-normal", likelihood="bernoulli", dataset="mnist", training=_SEED_TRAINING, **_CONV))
-    register(zoo.Recipe(
-        id="vae-conv-binarized-mnist",
-        description="The reference architecture on dynamically binarized MNIST: a true likelihood, "
-                    "comparable with published numbers",
-        prior="standard-normal", likelihood="bernoulli", dataset="binarized-mnist", training=_SEED_TRAINING, **_CONV))
-    register(zoo.Recipe(
-        id="vae-conv-cb-mnist",
-        description="The reference architecture with a continuous Bernoulli likelihood on grey-level MNIST",
-        prior="standard-normal", likelihood="continuous-bernoulli", dataset="mnist", training=_SEED_TRAINING,
-        **_CONV))
-    register(zoo.Recipe(
-        id="vae-conv-mog-mnist",
-        description="The reference architecture with a learnable 10-component mixture-of-Gaussians prior",
-        prior="mixture-of-gaussians", prior_options={"components": 10}, likelihood="bernoulli", dataset="mnist",
-        training=_SEED_TRAINING, **_CONV))
-    register(zoo.Recipe(
-        id="vae-conv-fashion-mnist",
-        description="The reference architecture on Fashion-MNIST",
-        prior="standard-normal", likelihood="bernoulli", dataset="fashion-mnist", training=_SEED_TRAINING, **_CONV))
+    register(
+        zoo.Recipe(
+            id="vae-conv-mnist",
+            description="The seed's convolutional VAE on grey-level MNIST: N(0, I) prior, Bernoulli likelihood",
+            prior="standard-normal",
+            likelihood="bernoulli",
+            dataset="mnist",
+            training=_SEED_TRAINING,
+            **_CONV,
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-conv-binarized-mnist",
+            description="The reference architecture on dynamically binarized MNIST: a true likelihood, "
+            "comparable with published numbers",
+            prior="standard-normal",
+            likelihood="bernoulli",
+            dataset="binarized-mnist",
+            training=_SEED_TRAINING,
+            **_CONV,
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-conv-cb-mnist",
+            description="The reference architecture with a continuous Bernoulli likelihood on grey-level MNIST",
+            prior="standard-normal",
+            likelihood="continuous-bernoulli",
+            dataset="mnist",
+            training=_SEED_TRAINING,
+            **_CONV,
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-conv-mog-mnist",
+            description="The reference architecture with a learnable 10-component mixture-of-Gaussians prior",
+            prior="mixture-of-gaussians",
+            prior_options={"components": 10},
+            likelihood="bernoulli",
+            dataset="mnist",
+            training=_SEED_TRAINING,
+            **_CONV,
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-conv-fashion-mnist",
+            description="The reference architecture on Fashion-MNIST",
+            prior="standard-normal",
+            likelihood="bernoulli",
+            dataset="fashion-mnist",
+            training=_SEED_TRAINING,
+            **_CONV,
+        )
+    )

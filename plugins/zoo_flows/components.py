@@ -39,8 +39,9 @@ class AffineCoupling(Transform):
     bijective = True
     sign = +1
 
-    def __init__(self, mask: Tensor, conditioner: Callable[[Tensor], tuple[Tensor, Tensor]],
-                 cache_size: int = 0) -> None:
+    def __init__(
+        self, mask: Tensor, conditioner: Callable[[Tensor], tuple[Tensor, Tensor]], cache_size: int = 0
+    ) -> None:
         super().__init__(cache_size=cache_size)
         self.mask = mask
         self.conditioner = conditioner
@@ -118,8 +119,7 @@ class RealNVPPrior(zoo.Prior):
         self.latent_size = latent_size
         self.couplings = nn.ModuleList(CouplingNet(latent_size, hidden, activation) for _ in range(layers))
         parity = torch.arange(latent_size) % 2
-        self.register_buffer("masks", torch.stack([(parity == k % 2).float() for k in range(layers)]),
-                             persistent=False)
+        self.register_buffer("masks", torch.stack([(parity == k % 2).float() for k in range(layers)]), persistent=False)
         self.register_buffer("loc", torch.zeros(latent_size), persistent=False)
         self.register_buffer("scale", torch.ones(latent_size), persistent=False)
 
@@ -141,8 +141,14 @@ def _activation(name: str) -> type[nn.Module]:
 class DeepMLPEncoder(zoo.Encoder):
     """x -> ``layers`` hidden layers of ``hidden`` units -> diagonal Gaussian q(z|x)."""
 
-    def __init__(self, latent_size: int, data_shape: tuple[int, ...], hidden: int = 200, layers: int = 2,
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        data_shape: tuple[int, ...],
+        hidden: int = 200,
+        layers: int = 2,
+        activation: str = "tanh",
+    ) -> None:
         super().__init__()
         if layers < 1 or hidden < 1:
             raise zoo.ZooError(f"mlp needs layers >= 1 and hidden >= 1 (got layers={layers}, hidden={hidden})")
@@ -158,8 +164,14 @@ class DeepMLPEncoder(zoo.Encoder):
 class DeepMLPDecoder(zoo.Decoder):
     """z -> ``layers`` hidden layers of ``hidden`` units -> the likelihood's parameters."""
 
-    def __init__(self, latent_size: int, output_shape: tuple[int, ...], hidden: int = 200, layers: int = 2,
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        output_shape: tuple[int, ...],
+        hidden: int = 200,
+        layers: int = 2,
+        activation: str = "tanh",
+    ) -> None:
         super().__init__()
         if layers < 1 or hidden < 1:
             raise zoo.ZooError(f"mlp needs layers >= 1 and hidden >= 1 (got layers={layers}, hidden={hidden})")

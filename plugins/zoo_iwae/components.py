@@ -30,8 +30,9 @@ def _check_layers(layers: Sequence[int], latent_size: int) -> list[int]:
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
         raise zoo.ZooError(f"layers must be a non-empty list of positive integers (got {layers!r})")
     if sum(sizes) != latent_size:
-        raise zoo.ZooError(f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; "
-                           "set latent_size to their sum")
+        raise zoo.ZooError(
+            f"layers {sizes} add up to {sum(sizes)}, but latent_size is {latent_size}; set latent_size to their sum"
+        )
     return sizes
 
 
@@ -60,8 +61,13 @@ class GaussianLayer(nn.Module):
 class MLPEncoder(zoo.Encoder):
     """q(z|x): one Gaussian layer per stochastic layer, bottom-up."""
 
-    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), layers: list[int] | None = None,
-                 hidden: int = 200) -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        data_shape: tuple[int, ...] = (1, 28, 28),
+        layers: list[int] | None = None,
+        hidden: int = 200,
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)
@@ -85,8 +91,13 @@ class MLPEncoder(zoo.Encoder):
 class MLPDecoder(zoo.Decoder):
     """p(x|z1)'s parameters from z1: two tanh layers, then ``output_shape`` (Bernoulli logits)."""
 
-    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), layers: list[int] | None = None,
-                 hidden: int = 200) -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        output_shape: tuple[int, ...] = (1, 28, 28),
+        layers: list[int] | None = None,
+        hidden: int = 200,
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.layers = _check_layers(layers or [latent_size], latent_size)

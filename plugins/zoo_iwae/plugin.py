@@ -15,9 +15,12 @@ _C = "zoo_iwae.components"
 
 @zoo.hookimpl
 def register_encoders(register):
-    register("burda-mlp", f"{_C}:MLPEncoder",
-             description="Burda et al. 2015: two tanh layers (200, then 100 per higher layer) per stochastic "
-                         "layer; option layers=[50] or [100, 50]")
+    register(
+        "burda-mlp",
+        f"{_C}:MLPEncoder",
+        description="Burda et al. 2015: two tanh layers (200, then 100 per higher layer) per stochastic "
+        "layer; option layers=[50] or [100, 50]",
+    )
 
 
 @zoo.hookimpl
@@ -27,8 +30,11 @@ def register_decoders(register):
 
 @zoo.hookimpl
 def register_priors(register):
-    register("burda-hierarchical", f"{_C}:HierarchicalPrior",
-             description="N(0, I) on the top layer, Gaussian p(z_i | z_i+1) MLPs below it (Burda et al. 2015)")
+    register(
+        "burda-hierarchical",
+        f"{_C}:HierarchicalPrior",
+        description="N(0, I) on the top layer, Gaussian p(z_i | z_i+1) MLPs below it (Burda et al. 2015)",
+    )
 
 
 _BURDA = "Burda, Grosse & Salakhutdinov 2015, Importance Weighted Autoencoders, table 1"
@@ -37,15 +43,33 @@ _TRAINING = zoo.Training(epochs=100, batch_size=20, lr=1e-3, lr_schedule="burda"
 
 
 def _one(**kw):
-    return dict(encoder="burda-mlp", decoder="burda-mlp", prior="burda-hierarchical", likelihood="bernoulli",
-                dataset="binarized-mnist", latent_size=50, training=_TRAINING, **kw)
+    return dict(
+        encoder="burda-mlp",
+        decoder="burda-mlp",
+        prior="burda-hierarchical",
+        likelihood="bernoulli",
+        dataset="binarized-mnist",
+        latent_size=50,
+        training=_TRAINING,
+        **kw,
+    )
 
 
 def _two(**kw):
     layers = {"layers": [100, 50]}
-    return dict(encoder="burda-mlp", decoder="burda-mlp", prior="burda-hierarchical", likelihood="bernoulli",
-                dataset="binarized-mnist", latent_size=150, encoder_options=layers, decoder_options=layers,
-                prior_options=layers, training=_TRAINING, **kw)
+    return dict(
+        encoder="burda-mlp",
+        decoder="burda-mlp",
+        prior="burda-hierarchical",
+        likelihood="bernoulli",
+        dataset="binarized-mnist",
+        latent_size=150,
+        encoder_options=layers,
+        decoder_options=layers,
+        prior_options=layers,
+        training=_TRAINING,
+        **kw,
+    )
 
 
 def _ref(paper, nll, protocol="dynamically binarized MNIST, test NLL by IWAE k=5000", pythae=None):
@@ -57,26 +81,80 @@ def _ref(paper, nll, protocol="dynamically binarized MNIST, test NLL by IWAE k=5
 
 @zoo.hookimpl
 def register_recipes(register):
-    register(zoo.Recipe(id="vae-burda-mnist", description="Burda et al.'s VAE, 1 stochastic layer (50), ELBO",
-                        reference=_ref(_BURDA, 86.76, pythae="89.78 (statically binarized, 200 IS)"), **_one()))
-    register(zoo.Recipe(id="iwae-burda-mnist", description="Burda et al.'s IWAE k=50, 1 stochastic layer (50)",
-                        objective="iwae", objective_options={"samples": 50},
-                        reference=_ref(_BURDA, 84.78, pythae="86.82 (statically binarized; Burda et al.'s own "
-                                                                   "static-binarization figure is 87.10, appendix D)"),
-                        **_one()))
-    register(zoo.Recipe(id="vae-burda2-mnist", description="Burda et al.'s VAE, 2 stochastic layers (100, 50), ELBO",
-                        reference=_ref(_BURDA, 85.33), **_two()))
-    register(zoo.Recipe(id="iwae-burda2-mnist", description="Burda et al.'s IWAE k=50, 2 stochastic layers (100, 50)",
-                        objective="iwae", objective_options={"samples": 50}, reference=_ref(_BURDA, 82.90), **_two()))
-    register(zoo.Recipe(id="miwae-burda-mnist", description="MIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
-                        objective="miwae", objective_options={"estimates": 8, "samples": 8},
-                        reference=_ref(_RAINFORTH, 84.97, pythae="85.09 (dynamically binarized)"), **_one()))
-    register(zoo.Recipe(id="piwae-burda-mnist", description="PIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
-                        objective="piwae", objective_options={"estimates": 8, "samples": 8},
-                        reference=_ref(_RAINFORTH, 84.46, pythae="84.58 (dynamically binarized)"), **_one()))
-    register(zoo.Recipe(id="ciwae-burda-mnist", description="CIWAE beta=0.05, K=64 (Rainforth et al. 2018), 1 layer",
-                        objective="ciwae", objective_options={"samples": 64, "beta": 0.05},
-                        reference=_ref(_RAINFORTH, 84.57, pythae="84.74 (dynamically binarized; its script sets beta=0.5)",
-                                      protocol="dynamically binarized MNIST, IWAE k=5000; beta=0.05 figure as pythae "
-                                               "quotes it, not found in the paper text checked here"),
-                        **_one()))
+    register(
+        zoo.Recipe(
+            id="vae-burda-mnist",
+            description="Burda et al.'s VAE, 1 stochastic layer (50), ELBO",
+            reference=_ref(_BURDA, 86.76, pythae="89.78 (statically binarized, 200 IS)"),
+            **_one(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="iwae-burda-mnist",
+            description="Burda et al.'s IWAE k=50, 1 stochastic layer (50)",
+            objective="iwae",
+            objective_options={"samples": 50},
+            reference=_ref(
+                _BURDA,
+                84.78,
+                pythae="86.82 (statically binarized; Burda et al.'s own "
+                "static-binarization figure is 87.10, appendix D)",
+            ),
+            **_one(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-burda2-mnist",
+            description="Burda et al.'s VAE, 2 stochastic layers (100, 50), ELBO",
+            reference=_ref(_BURDA, 85.33),
+            **_two(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="iwae-burda2-mnist",
+            description="Burda et al.'s IWAE k=50, 2 stochastic layers (100, 50)",
+            objective="iwae",
+            objective_options={"samples": 50},
+            reference=_ref(_BURDA, 82.90),
+            **_two(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="miwae-burda-mnist",
+            description="MIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
+            objective="miwae",
+            objective_options={"estimates": 8, "samples": 8},
+            reference=_ref(_RAINFORTH, 84.97, pythae="85.09 (dynamically binarized)"),
+            **_one(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="piwae-burda-mnist",
+            description="PIWAE M=8, K=8 (Rainforth et al. 2018), 1 layer",
+            objective="piwae",
+            objective_options={"estimates": 8, "samples": 8},
+            reference=_ref(_RAINFORTH, 84.46, pythae="84.58 (dynamically binarized)"),
+            **_one(),
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="ciwae-burda-mnist",
+            description="CIWAE beta=0.05, K=64 (Rainforth et al. 2018), 1 layer",
+            objective="ciwae",
+            objective_options={"samples": 64, "beta": 0.05},
+            reference=_ref(
+                _RAINFORTH,
+                84.57,
+                pythae="84.74 (dynamically binarized; its script sets beta=0.5)",
+                protocol="dynamically binarized MNIST, IWAE k=5000; beta=0.05 figure as pythae "
+                "quotes it, not found in the paper text checked here",
+            ),
+            **_one(),
+        )
+    )

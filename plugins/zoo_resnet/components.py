@@ -22,8 +22,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.branch = nn.Sequential(
-            nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,8 +50,9 @@ class ResNetEncoder(zoo.Encoder):
     stages, and a linear layer maps the last feature map to the mean and log-variance.
     """
 
-    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32,
-                 blocks: int = 2) -> None:
+    def __init__(
+        self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32, blocks: int = 2
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         in_channels, h, w = _check_sizes("encoder", data_shape, channels, blocks)
@@ -71,8 +74,9 @@ class ResNetDecoder(zoo.Decoder):
     """z -> a quarter-size map of 4x ``channels`` -> residual stages, upsampled by 4x4 stride-2
     transposed convolutions -> a 3x3 convolution to ``output_shape``'s channels."""
 
-    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32,
-                 blocks: int = 2) -> None:
+    def __init__(
+        self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32, blocks: int = 2
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)

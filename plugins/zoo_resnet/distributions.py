@@ -118,7 +118,7 @@ class DiscretizedLogisticMixture(Distribution):
         self.bins = bins
         self.event_dims = event_dims
         split = self.loc.dim() - event_dims
-        super().__init__(self.loc.shape[:split - 1], self.loc.shape[split:], validate_args=False)
+        super().__init__(self.loc.shape[: split - 1], self.loc.shape[split:], validate_args=False)
 
     def log_prob(self, x: Tensor) -> Tensor:
         per_component = log_bin_mass(x.unsqueeze(self.component_dim), self.loc, self.log_scale, self.bins)

@@ -11,43 +11,70 @@ _C = "zoo_resnet.components"
 
 @zoo.hookimpl
 def register_encoders(register):
-    register("resnet", f"{_C}:ResNetEncoder",
-             description="Residual conv net, 28->14->7 (channels 32/64/128, 2 blocks per stage): "
-                         "diagonal Gaussian q(z|x)")
+    register(
+        "resnet",
+        f"{_C}:ResNetEncoder",
+        description="Residual conv net, 28->14->7 (channels 32/64/128, 2 blocks per stage): diagonal Gaussian q(z|x)",
+    )
 
 
 @zoo.hookimpl
 def register_decoders(register):
-    register("resnet", f"{_C}:ResNetDecoder",
-             description="Mirror of the resnet encoder, 7->14->28, to any number of output channels")
+    register(
+        "resnet",
+        f"{_C}:ResNetDecoder",
+        description="Mirror of the resnet encoder, 7->14->28, to any number of output channels",
+    )
 
 
 @zoo.hookimpl
 def register_likelihoods(register):
-    register("discretized-logistic", f"{_C}:DiscretizedLogisticLikelihood",
-             description="Discretized logistic per pixel over 256 grey levels (PixelCNN++): a true likelihood")
-    register("discretized-logistic-mixture", f"{_C}:DiscretizedLogisticMixtureLikelihood",
-             description="Mixture of discretized logistics per pixel (PixelCNN++), option components (10)")
+    register(
+        "discretized-logistic",
+        f"{_C}:DiscretizedLogisticLikelihood",
+        description="Discretized logistic per pixel over 256 grey levels (PixelCNN++): a true likelihood",
+    )
+    register(
+        "discretized-logistic-mixture",
+        f"{_C}:DiscretizedLogisticMixtureLikelihood",
+        description="Mixture of discretized logistics per pixel (PixelCNN++), option components (10)",
+    )
 
 
 # Our settings, not a paper's: Adam at 1e-3 with gradient clipping for the unnormalised residual
 # stacks, batch 128, 200 epochs.
 _TRAINING = zoo.Training(epochs=200, batch_size=128, lr=1e-3, optimizer="adam", grad_clip=100.0)
-_RESNET = dict(encoder="resnet", decoder="resnet", encoder_options={"channels": 32, "blocks": 2},
-               decoder_options={"channels": 32, "blocks": 2}, prior="standard-normal", latent_size=32,
-               training=_TRAINING)
+_RESNET = dict(
+    encoder="resnet",
+    decoder="resnet",
+    encoder_options={"channels": 32, "blocks": 2},
+    decoder_options={"channels": 32, "blocks": 2},
+    prior="standard-normal",
+    latent_size=32,
+    training=_TRAINING,
+)
 
 
 @zoo.hookimpl
 def register_recipes(register):
-    register(zoo.Recipe(
-        id="vae-resnet-dlm-fashion-mnist",
-        description="ResNet VAE on grey-level Fashion-MNIST with a 10-component discretized logistic mixture "
-                    "likelihood (PixelCNN++): a true likelihood, report bits/dim",
-        likelihood="discretized-logistic-mixture", likelihood_options={"components": 10},
-        dataset="fashion-mnist", **_RESNET))
-    register(zoo.Recipe(
-        id="vae-resnet-dl-mnist",
-        description="ResNet VAE on grey-level MNIST with one discretized logistic per pixel: a true likelihood, "
-                    "report bits/dim",
-        likelihood="discretized-logistic", dataset="mnist", **_RESNET))
+    register(
+        zoo.Recipe(
+            id="vae-resnet-dlm-fashion-mnist",
+            description="ResNet VAE on grey-level Fashion-MNIST with a 10-component discretized logistic mixture "
+            "likelihood (PixelCNN++): a true likelihood, report bits/dim",
+            likelihood="discretized-logistic-mixture",
+            likelihood_options={"components": 10},
+            dataset="fashion-mnist",
+            **_RESNET,
+        )
+    )
+    register(
+        zoo.Recipe(
+            id="vae-resnet-dl-mnist",
+            description="ResNet VAE on grey-level MNIST with one discretized logistic per pixel: a true likelihood, "
+            "report bits/dim",
+            likelihood="discretized-logistic",
+            dataset="mnist",
+            **_RESNET,
+        )
+    )

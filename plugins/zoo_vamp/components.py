@@ -104,8 +104,12 @@ class DiagonalGaussianMixture(MixtureSameFamily):
 
     def log_prob(self, value: Tensor) -> Tensor:
         components = self.component_distribution
-        if not (isinstance(components, Independent) and isinstance(components.base_dist, Normal)
-                and components.reinterpreted_batch_ndims == 1 and components.base_dist.loc.dim() == 2):
+        if not (
+            isinstance(components, Independent)
+            and isinstance(components.base_dist, Normal)
+            and components.reinterpreted_batch_ndims == 1
+            and components.base_dist.loc.dim() == 2
+        ):
             return super().log_prob(value)
         loc = components.base_dist.loc.double()  # [K, D]
         scale = components.base_dist.scale.double()
@@ -135,8 +139,15 @@ class VampPrior(zoo.Prior):
     densities minus log K, and gradients reach the pseudo-inputs and the encoder through it.
     """
 
-    def __init__(self, encoder: zoo.Encoder, latent_size: int, data_shape: tuple[int, ...],
-                 pseudo_inputs: int = 500, init_mean: float = 0.05, init_std: float = 0.01) -> None:
+    def __init__(
+        self,
+        encoder: zoo.Encoder,
+        latent_size: int,
+        data_shape: tuple[int, ...],
+        pseudo_inputs: int = 500,
+        init_mean: float = 0.05,
+        init_std: float = 0.01,
+    ) -> None:
         super().__init__()
         if not isinstance(encoder, zoo.Encoder):
             raise zoo.ZooError(f"the vamp prior needs the model's zoo.Encoder, got {type(encoder).__name__}")
@@ -148,8 +159,7 @@ class VampPrior(zoo.Prior):
             raise zoo.ZooError(f"init_std must be >= 0 (got {init_std})")
         self.latent_size = latent_size
         self.encoder = encoder
-        self.pseudo_input_weights = nn.Parameter(
-            torch.empty(pseudo_inputs, *data_shape).normal_(init_mean, init_std))
+        self.pseudo_input_weights = nn.Parameter(torch.empty(pseudo_inputs, *data_shape).normal_(init_mean, init_std))
 
     @property
     def pseudo_inputs(self) -> Tensor:
@@ -159,8 +169,9 @@ class VampPrior(zoo.Prior):
     def forward(self) -> DiagonalGaussianMixture:
         components = self.encoder(self.pseudo_inputs)  # batch [K], event [latent_size]
         uniform = torch.zeros(len(self.pseudo_input_weights), device=self.pseudo_input_weights.device)
-        return DiagonalGaussianMixture(Categorical(logits=uniform, validate_args=False), components,
-                                       validate_args=False)
+        return DiagonalGaussianMixture(
+            Categorical(logits=uniform, validate_args=False), components, validate_args=False
+        )
 
     def extra_repr(self) -> str:
         return f"latent_size={self.latent_size}, pseudo_inputs={len(self.pseudo_input_weights)}"

@@ -38,9 +38,12 @@ def list_command(pattern: str | None, kind: str, as_json: bool) -> None:
     registry_kind = "recipe" if kind == "model" else kind
     entries = [registry.entries[registry_kind][i] for i in registry.ids(registry_kind, pattern)]
     if as_json:
-        click.echo(json.dumps(
-            [{"id": e.id, "kind": kind, "plugin": e.plugin, "description": e.description} for e in entries], indent=2
-        ))
+        click.echo(
+            json.dumps(
+                [{"id": e.id, "kind": kind, "plugin": e.plugin, "description": e.description} for e in entries],
+                indent=2,
+            )
+        )
     else:
         width = max((len(e.id) for e in entries), default=0)
         for e in entries:
@@ -62,9 +65,16 @@ def _options_of(registry, kind: str, component_id: str, given: dict) -> dict:
         if option["name"] in given:
             row["value"] = given[option["name"]]
         options.append(row)
-    return {"id": component_id, "kind": kind, "plugin": entry.plugin, "factory": entry.factory_name,
-            "description": entry.description, "options": options, "set": dict(given),
-            "receives": injected_kinds(factory)}
+    return {
+        "id": component_id,
+        "kind": kind,
+        "plugin": entry.plugin,
+        "factory": entry.factory_name,
+        "description": entry.description,
+        "options": options,
+        "set": dict(given),
+        "receives": injected_kinds(factory),
+    }
 
 
 def _format_options(part: dict, indent: str) -> list[str]:
@@ -80,11 +90,18 @@ def _format_options(part: dict, indent: str) -> list[str]:
 
 @click.command("info")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective"]),
-              help="What NAME is, when a component and a model share an id.")
+@click.option(
+    "--kind",
+    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective"]),
+    help="What NAME is, when a component and a model share an id.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--toml", "as_toml", is_flag=True,
-              help="Print the model's recipe as a recipe file, to edit and train with 'zoo train FILE.toml'.")
+@click.option(
+    "--toml",
+    "as_toml",
+    is_flag=True,
+    help="Print the model's recipe as a recipe file, to edit and train with 'zoo train FILE.toml'.",
+)
 def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> None:
     """Show a model's (or one component's) parts and every option, with its type and default.
 
@@ -94,6 +111,7 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
 
     registry = get_registry()
     from zoo.recipe import OPTION_KINDS as component_kinds  # the four components and the objective
+
     if as_toml and (kind not in (None, "model") or name not in registry.entries["recipe"]):
         if any(name in registry.entries[k] for k in component_kinds):
             raise ZooError(f"--toml prints a model's recipe; {name!r} is a component, not a model")
@@ -122,15 +140,24 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
         click.echo(recipe_to_toml(recipe), nl=False)
         return
     parts = {}
-    for part_kind, (component_id, options) in {**recipe.components(),
-                                               "objective": (recipe.objective, dict(recipe.objective_options))}.items():
+    for part_kind, (component_id, options) in {
+        **recipe.components(),
+        "objective": (recipe.objective, dict(recipe.objective_options)),
+    }.items():
         try:
             parts[part_kind] = _options_of(registry, part_kind, component_id, options)
         except ZooError as exc:
             parts[part_kind] = {"id": component_id, "set": options, "error": str(exc)}
-    info = {"id": recipe.id, "description": recipe.description, "plugin": entry.plugin,
-            "dataset": recipe.dataset, "latent_size": recipe.latent_size,
-            "components": parts, "training": recipe.to_dict()["training"], "reference": recipe.reference}
+    info = {
+        "id": recipe.id,
+        "description": recipe.description,
+        "plugin": entry.plugin,
+        "dataset": recipe.dataset,
+        "latent_size": recipe.latent_size,
+        "components": parts,
+        "training": recipe.to_dict()["training"],
+        "reference": recipe.reference,
+    }
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return

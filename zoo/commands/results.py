@@ -8,7 +8,6 @@ import click
 
 from zoo.errors import ZooError
 
-
 #: The most images ``zoo sample`` puts in one PNG grid.
 MAX_SAMPLES = 10_000
 
@@ -16,8 +15,12 @@ MAX_SAMPLES = 10_000
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN [RUN...]")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write the learning curves of all runs to this PNG.")
-@click.option("--metric", default="test_loss", show_default=True,
-              help="What --plot draws against epochs (any column of metrics.jsonl).")
+@click.option(
+    "--metric",
+    default="test_loss",
+    show_default=True,
+    help="What --plot draws against epochs (any column of metrics.jsonl).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def compare_command(runs: tuple[str, ...], plot: str | None, metric: str, as_json: bool) -> None:
     """Compare runs side by side: model, objective, epochs, best and last test negative ELBO, the
@@ -55,8 +58,8 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
     import torch
 
     from zoo.checkpoint import load
-    from zoo.images import save_grid
     from zoo.devices import resolve_device
+    from zoo.images import save_grid
 
     model = load(run, device=resolve_device(device))
     torch.manual_seed(seed)
@@ -69,27 +72,63 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
 
 @click.command("eval")
 @click.argument("run", type=click.Path(), metavar="RUN_OR_CHECKPOINT")
-@click.option("--iw-samples", type=int, default=1000, show_default=True,
-              help="Importance samples K per image for the IW estimate (the literature's standard is 5000).")
+@click.option(
+    "--iw-samples",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Importance samples K per image for the IW estimate (the literature's standard is 5000).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
-              help="Folder with the data set files (default: the run's, else $ZOO_DATA, else ~/.cache/zoo/data).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="ZOO_DATA",
+    help="Folder with the data set files (default: the run's, else $ZOO_DATA, else ~/.cache/zoo/data).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Test images encoded at a time.")
 @click.option("--fid/--no-fid", default=True, show_default=True, help="Compute the FID of generated samples.")
-@click.option("--fid-features", type=click.Choice(["classifier", "inception"]), default="classifier",
-              show_default=True,
-              help="FID feature space: a small classifier trained on the training set and cached (offline), "
-                   "or Inception-v3 (needs torch-fidelity and its weights).")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for the PNGs and metrics.json (default: RUN/eval).")
+@click.option(
+    "--fid-features",
+    type=click.Choice(["classifier", "inception"]),
+    default="classifier",
+    show_default=True,
+    help="FID feature space: a small classifier trained on the training set and cached (offline), "
+    "or Inception-v3 (needs torch-fidelity and its weights).",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Folder for the PNGs and metrics.json (default: RUN/eval)."
+)
 @click.option("--limit", type=int, help="Score only the first N test images.")
 @click.option("--dataset", help="Data set id, for a checkpoint that does not name one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the posterior and prior draws.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: a bar on a terminal, plain lines otherwise).")
-@click.option("--threads", type=int, default=None, metavar="N",
-              help="CPU threads (default: torch's count, lowered to the cores other processes leave idle).")
-def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fid_features, out, limit, dataset, seed,
-                 progress, threads) -> None:
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: a bar on a terminal, plain lines otherwise)."
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    metavar="N",
+    help="CPU threads (default: torch's count, lowered to the cores other processes leave idle).",
+)
+def eval_command(
+    run,
+    iw_samples,
+    as_json,
+    data_dir,
+    device,
+    batch_size,
+    fid,
+    fid_features,
+    out,
+    limit,
+    dataset,
+    seed,
+    progress,
+    threads,
+) -> None:
     """Evaluate a trained model on its test set: negative ELBO, importance-weighted NLL, bits/dim,
     active units and FID; writes reconstructions, samples and a latent interpolation as PNG.
 
@@ -109,10 +148,22 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
     resolve_checkpoint_path(run)  # a missing checkpoint fails before torch is imported
     from zoo.evaluate import evaluate, json_safe
 
-    result = evaluate(run, iw_samples=iw_samples, data_dir=data_dir, device=device, batch_size=batch_size,
-                      limit=limit, fid=fid, fid_features=fid_features, out=out, dataset=dataset, seed=seed,
-                      progress=progress, threads=threads,
-                      log=lambda message: click.echo(message, err=True))
+    result = evaluate(
+        run,
+        iw_samples=iw_samples,
+        data_dir=data_dir,
+        device=device,
+        batch_size=batch_size,
+        limit=limit,
+        fid=fid,
+        fid_features=fid_features,
+        out=out,
+        dataset=dataset,
+        seed=seed,
+        progress=progress,
+        threads=threads,
+        log=lambda message: click.echo(message, err=True),
+    )
     if as_json:
         click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))
         return
@@ -120,16 +171,23 @@ def eval_command(run, iw_samples, as_json, data_dir, device, batch_size, fid, fi
     def stat(key):
         return f"{result[key]:.2f} ± {result[key + '_stderr']:.2f} nats/image"
 
-    click.echo(f"{result['model'] or result['checkpoint']} (epoch {result['epoch']}), "
-               f"{result['n_images']} test images of {result['dataset']}")
-    click.echo(f"  negative ELBO        {stat('test_neg_elbo')} (recon {result['test_recon']:.2f}, "
-               f"KL {result['test_kl']:.2f})")
+    click.echo(
+        f"{result['model'] or result['checkpoint']} (epoch {result['epoch']}), "
+        f"{result['n_images']} test images of {result['dataset']}"
+    )
+    click.echo(
+        f"  negative ELBO        {stat('test_neg_elbo')} (recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})"
+    )
     bpd = f", {result['bits_per_dim']:.4f} bits/dim" if result["bits_per_dim"] is not None else ""
     click.echo(f"  {'IW NLL (K=' + str(result['iw_samples']) + ')':<20} {stat('test_nll_iw')}{bpd}")
     click.echo(f"  active units         {result['active_units']} of {result['latent_size']}")
     if result["fid"] is not None:
-        click.echo(f"  {'FID (' + result['fid_features'] + ')':<20} {result['fid']:.2f} on {result['fid_images']} images")
-    click.echo(f"  IW speed             {result['iw_samples_per_second']:,.0f} samples/s "
-               f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s")
+        click.echo(
+            f"  {'FID (' + result['fid_features'] + ')':<20} {result['fid']:.2f} on {result['fid_images']} images"
+        )
+    click.echo(
+        f"  IW speed             {result['iw_samples_per_second']:,.0f} samples/s "
+        f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s"
+    )
     for name, path in result.get("images", {}).items():
         click.echo(f"  {name + ':':<20} {path}")

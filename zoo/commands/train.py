@@ -14,8 +14,6 @@ def _is_recipe_file(model: str) -> bool:
     return model.endswith(".toml") or os.sep in model or (os.altsep is not None and os.altsep in model)
 
 
-
-
 def _same_path(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -38,36 +36,90 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--epochs", type=int, help="Number of epochs (default: the recipe's).")
 @click.option("--batch-size", type=int, help="Global batch size, split across torchrun processes.")
 @click.option("--lr", type=float, help="Learning rate.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any recipe setting: latent_size, beta, grad_clip, encoder.<option>, ... (repeatable).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any recipe setting: latent_size, beta, grad_clip, encoder.<option>, ... (repeatable).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
-              help="auto (the default): fp32, or on CUDA whichever of fp32 and bf16 autocast is measured faster "
-                   "for the model.")
-@click.option("--threads", type=int, default=None, metavar="N",
-              help="CPU threads (default: torch's count, lowered to the cores other processes leave idle when the "
-                   "run starts; kept on --resume).")
-@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
-              help="On CUDA, replay the whole training step from a CUDA graph (default: on where it can be captured).")
-@click.option("--deterministic/--no-deterministic", "deterministic", default=None,
-              help="Deterministic algorithms only (torch, cuDNN, cuBLAS), so a rerun or a resumed run on a GPU is "
-                   "bit-identical whatever the model calls. Default: cuDNN's and cuBLAS's only, on CUDA; "
-                   "--no-deterministic: neither. Kept on --resume.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default=None,
+    help="auto (the default): fp32, or on CUDA whichever of fp32 and bf16 autocast is measured faster for the model.",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    metavar="N",
+    help="CPU threads (default: torch's count, lowered to the cores other processes leave idle when the "
+    "run starts; kept on --resume).",
+)
+@click.option(
+    "--cuda-graph/--no-cuda-graph",
+    "cuda_graph",
+    default=None,
+    help="On CUDA, replay the whole training step from a CUDA graph (default: on where it can be captured).",
+)
+@click.option(
+    "--deterministic/--no-deterministic",
+    "deterministic",
+    default=None,
+    help="Deterministic algorithms only (torch, cuDNN, cuBLAS), so a rerun or a resumed run on a GPU is "
+    "bit-identical whatever the model calls. Default: cuDNN's and cuBLAS's only, on CUDA; "
+    "--no-deterministic: neither. Kept on --resume.",
+)
 @click.option("--compile/--no-compile", "compile_", default=None, help="Compile the model with torch.compile.")
 @click.option("--seed", type=int, default=None, help="Seeds model init, data order and noise (default 0).")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="ZOO_DATA",
-              help="Folder with the data set files (default: $ZOO_DATA, else ~/.cache/zoo/data; downloads there).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="ZOO_DATA",
+    help="Folder with the data set files (default: $ZOO_DATA, else ~/.cache/zoo/data; downloads there).",
+)
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/MODEL-TIMESTAMP).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--resume", "resume", type=click.Path(), metavar="RUN", help="Continue the run in RUN where it stopped.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
-@click.option("--keep-every", type=int, default=None, metavar="N",
-              help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
-                   "only last.pt and best.pt).")
-@click.option("--max-steps", type=int, default=None, metavar="N",
-              help="A quick look: train N steps, evaluate on a few test batches and write the run directory.")
-def train_command(model, epochs, batch_size, lr, sets, device, precision, threads, cuda_graph, deterministic,
-                  compile_, seed, data_dir, out, overwrite, resume, progress, keep_every, max_steps) -> None:
+@click.option(
+    "--keep-every",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Also keep checkpoints/epoch-NNNN.pt every N epochs, for curves over training (default 0: "
+    "only last.pt and best.pt).",
+)
+@click.option(
+    "--max-steps",
+    type=int,
+    default=None,
+    metavar="N",
+    help="A quick look: train N steps, evaluate on a few test batches and write the run directory.",
+)
+def train_command(
+    model,
+    epochs,
+    batch_size,
+    lr,
+    sets,
+    device,
+    precision,
+    threads,
+    cuda_graph,
+    deterministic,
+    compile_,
+    seed,
+    data_dir,
+    out,
+    overwrite,
+    resume,
+    progress,
+    keep_every,
+    max_steps,
+) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
     \b
@@ -83,24 +135,43 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
         # The resume-option rule (docs/training.md#resuming): these may change, the rest is the run's.
         if model:
             raise ZooError("give either MODEL or --resume RUN, not both (a resumed run keeps its model)")
-        fixed = [name for name, given in (("--set", bool(sets)), ("--batch-size", batch_size is not None),
-                                          ("--lr", lr is not None), ("--seed", seed is not None),
-                                          ("--compile/--no-compile", compile_ is not None),
-                                          ("--overwrite", overwrite), ("--max-steps", max_steps is not None))
-                 if given]
+        fixed = [
+            name
+            for name, given in (
+                ("--set", bool(sets)),
+                ("--batch-size", batch_size is not None),
+                ("--lr", lr is not None),
+                ("--seed", seed is not None),
+                ("--compile/--no-compile", compile_ is not None),
+                ("--overwrite", overwrite),
+                ("--max-steps", max_steps is not None),
+            )
+            if given
+        ]
         if out is not None and not _same_path(out, resume):
             fixed.append("--out")
         if fixed:
-            raise ZooError(f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
-                           "given; only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, "
-                           "--data-dir and --keep-every may change")
+            raise ZooError(
+                f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
+                "given; only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, "
+                "--data-dir and --keep-every may change"
+            )
         if epochs is not None and epochs < 1:
             raise ZooError(f"--epochs must be at least 1 (got {epochs})")
         from zoo.trainer import Trainer
 
-        trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "auto" else None,
-                                 precision=precision, data_dir=data_dir, progress=progress, keep_every=keep_every,
-                                 cuda_graph=cuda_graph, threads=threads, deterministic=deterministic)
+        trainer = Trainer.resume(
+            resume,
+            epochs=epochs,
+            device=device if device != "auto" else None,
+            precision=precision,
+            data_dir=data_dir,
+            progress=progress,
+            keep_every=keep_every,
+            cuda_graph=cuda_graph,
+            threads=threads,
+            deterministic=deterministic,
+        )
     else:
         # Resolved and checked once, before the seconds it takes to import torch.
         from zoo.plan import plan_run
@@ -113,20 +184,36 @@ def train_command(model, epochs, batch_size, lr, sets, device, precision, thread
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
             if value is not None:
                 overrides[key] = value
-        plan = plan_run(model, overrides=overrides, out=out, overwrite=overwrite, device=device,
-                        precision=precision or "auto", compile=bool(compile_), seed=0 if seed is None else seed,
-                        data_dir=data_dir, progress=progress, keep_every=keep_every or 0,
-                        cuda_graph=cuda_graph is not False, threads=threads,
-                        deterministic="auto" if deterministic is None else deterministic, max_steps=max_steps)
+        plan = plan_run(
+            model,
+            overrides=overrides,
+            out=out,
+            overwrite=overwrite,
+            device=device,
+            precision=precision or "auto",
+            compile=bool(compile_),
+            seed=0 if seed is None else seed,
+            data_dir=data_dir,
+            progress=progress,
+            keep_every=keep_every or 0,
+            cuda_graph=cuda_graph is not False,
+            threads=threads,
+            deterministic="auto" if deterministic is None else deterministic,
+            max_steps=max_steps,
+        )
         from zoo.trainer import Trainer
 
         trainer = Trainer(plan)
     if trainer.dist.is_main:
-        click.echo(f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
-                   f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
-                   err=True)
+        click.echo(
+            f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
+            f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
+            err=True,
+        )
     history = trainer.fit()
     if trainer.dist.is_main and history:
         last = history[-1]
-        click.echo(f"done: test negative ELBO {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
-                   f"run directory {trainer.out}")
+        click.echo(
+            f"done: test negative ELBO {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
+            f"run directory {trainer.out}"
+        )

@@ -35,5 +35,12 @@ from zoo.conformance.harness import CHECKS, Check, parametrize_plugin_checks, pl
 from zoo.conformance.probes import support_values, synthetic_batch
 from zoo.conformance.subject import PARTNERS, Settings, Subject  # noqa: F401
 
-__all__ = ["Check", "PARTNERS", "Settings", "parametrize_plugin_checks", "plugin_checks", "support_values",
-           "synthetic_batch"]
+__all__ = [
+    "Check",
+    "PARTNERS",
+    "Settings",
+    "parametrize_plugin_checks",
+    "plugin_checks",
+    "support_values",
+    "synthetic_batch",
+]

@@ -46,11 +46,17 @@ def check_checkpoint_round_trip(s: Subject) -> None:
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
-        s.call("save_checkpoint", lambda: save_checkpoint(path, {"spec": model.spec, "model": model.state_dict()}),
-               "components-built-in-python-and-what-makes-them-rebuildable")
+        s.call(
+            "save_checkpoint",
+            lambda: save_checkpoint(path, {"spec": model.spec, "model": model.state_dict()}),
+            "components-built-in-python-and-what-makes-them-rebuildable",
+        )
         torch.manual_seed(12345)  # the rebuilt model starts from other random weights
-        loaded = s.call("zoo.load of its checkpoint", lambda: zoo.load(path),
-                        "components-built-in-python-and-what-makes-them-rebuildable")
+        loaded = s.call(
+            "zoo.load of its checkpoint",
+            lambda: zoo.load(path),
+            "components-built-in-python-and-what-makes-them-rebuildable",
+        )
     results = []
     for m in (model, loaded):
         torch.manual_seed(7)
@@ -58,9 +64,11 @@ def check_checkpoint_round_trip(s: Subject) -> None:
             results.append(s.call("running it", lambda: probe(s.kind, m, x)))
     for before, after in zip(*results):
         if before.shape != after.shape or not torch.allclose(before, after, rtol=1e-5, atol=1e-6):
-            s.fail("after a checkpoint round trip (save_checkpoint, zoo.load) it must give the same outputs with "
-                   "the same seed; keep everything its outputs depend on in parameters or persistent buffers",
-                   "components-built-in-python-and-what-makes-them-rebuildable")
+            s.fail(
+                "after a checkpoint round trip (save_checkpoint, zoo.load) it must give the same outputs with "
+                "the same seed; keep everything its outputs depend on in parameters or persistent buffers",
+                "components-built-in-python-and-what-makes-them-rebuildable",
+            )
 
 
 def _documented(factory: Any, name: str) -> bool:
@@ -86,11 +94,17 @@ def check_options(s: Subject) -> None:
         if not option["required"]:
             continue
         if not _documented(factory, option["name"]):
-            s.fail(f"option {option['name']!r} has no default and is not documented; give it a default or "
-                   "describe it in the factory's docstring", anchor)
+            s.fail(
+                f"option {option['name']!r} has no default and is not documented; give it a default or "
+                "describe it in the factory's docstring",
+                anchor,
+            )
         if option["name"] not in given:
-            s.fail(f"option {option['name']!r} has no default: give it in the options of the conformance checks "
-                   f"({{'{s.kind}:{s.target}': {{'{option['name']}': ...}}}})", anchor)
+            s.fail(
+                f"option {option['name']!r} has no default: give it in the options of the conformance checks "
+                f"({{'{s.kind}:{s.target}': {{'{option['name']}': ...}}}})",
+                anchor,
+            )
         required[option["name"]] = given[option["name"]]
 
     def build(opts):
@@ -106,19 +120,26 @@ def check_options(s: Subject) -> None:
     except Exception as exc:  # noqa: BLE001
         s.fail(f"an unknown option ({UNKNOWN_OPTION}=1) must be a ZooError (got {type(exc).__name__}: {exc})", anchor)
     else:
-        s.fail(f"an unknown option ({UNKNOWN_OPTION}=1) must be a ZooError, but it was accepted (a **kwargs "
-               "parameter swallows it?); name every option in the signature", anchor)
+        s.fail(
+            f"an unknown option ({UNKNOWN_OPTION}=1) must be a ZooError, but it was accepted (a **kwargs "
+            "parameter swallows it?); name every option in the signature",
+            anchor,
+        )
     if not inspect.isclass(factory):
         return  # objects returned by a function factory are rebuilt by id through the model's spec only
     obj = s.call(f"building it with {given}", lambda: build(given), anchor)
     record = identify(s.kind, obj)
     rebuild = "components-built-in-python-and-what-makes-them-rebuildable"
     if record.get("id") != s.target:
-        s.fail(f"an object built with {given} must be recorded by id ({record.get('problem', record.get('id'))})",
-               rebuild)
+        s.fail(
+            f"an object built with {given} must be recorded by id ({record.get('problem', record.get('id'))})", rebuild
+        )
     if record["options"] != given:
-        s.fail(f"its recorded constructor options must be the options it was built with, {given} "
-               f"(recorded {record['options']})", rebuild)
+        s.fail(
+            f"its recorded constructor options must be the options it was built with, {given} "
+            f"(recorded {record['options']})",
+            rebuild,
+        )
 
 
 def check_stored_once(s: Subject) -> None:
@@ -145,8 +166,13 @@ def check_stored_once(s: Subject) -> None:
             if not key.endswith("." + first):
                 continue
             prefix = key[: -len(first)]
-            copied = all(prefix + k in own and own[prefix + k].shape == v.shape and torch.equal(own[prefix + k], v)
-                         for k, v in theirs.items())
+            copied = all(
+                prefix + k in own and own[prefix + k].shape == v.shape and torch.equal(own[prefix + k], v)
+                for k, v in theirs.items()
+            )
             if copied:
-                s.fail(f"it stores its own copy of the model's {kind} (its state_dict repeats the {kind}'s keys "
-                       f"under '{s.kind}.{prefix}'); keep the {kind} zoo passes in, not a copy", anchor)
+                s.fail(
+                    f"it stores its own copy of the model's {kind} (its state_dict repeats the {kind}'s keys "
+                    f"under '{s.kind}.{prefix}'); keep the {kind} zoo passes in, not a copy",
+                    anchor,
+                )

@@ -39,12 +39,16 @@ def check_decoder_shapes(s: Subject) -> None:
     B, L = s.settings.batch_size, s.settings.latent_size
     wanted = tuple(model.likelihood.param_shape(model.data_shape))
     if tuple(model.decoder.output_shape) != wanted:
-        s.fail(f"output_shape must be the likelihood's param_shape {shape_text(wanted)} "
-               f"(got {shape_text(model.decoder.output_shape)})")
+        s.fail(
+            f"output_shape must be the likelihood's param_shape {shape_text(wanted)} "
+            f"(got {shape_text(model.decoder.output_shape)})"
+        )
     for lead in ((B,), (2, B)):
         out = s.call(f"decoder(z) for z {shape_text((*lead, L))}", lambda: model.decoder(torch.randn(*lead, L)))
         if tuple(out.shape) != (*lead, *wanted):
-            s.fail(f"decoder(z) for z {shape_text((*lead, L))} must be {shape_text((*lead, *wanted))} (got {shape_text(out.shape)})")
+            s.fail(
+                f"decoder(z) for z {shape_text((*lead, L))} must be {shape_text((*lead, *wanted))} (got {shape_text(out.shape)})"
+            )
 
 
 def check_prior_shapes(s: Subject) -> None:
@@ -73,8 +77,10 @@ def check_likelihood_shapes(s: Subject) -> None:
     lp = s.call("log_prob(x)", lambda: dist.log_prob(x))
     if tuple(lp.shape) != (B,):
         s.fail(f"log_prob(x) must sum over the data dims to [{B}] (got {shape_text(lp.shape)})")
-    lp2 = s.call("log_prob(x) for parameters [2, B, *P]",
-                 lambda: model.likelihood(torch.randn(2, B, *P)).log_prob(x.expand(2, *x.shape)))
+    lp2 = s.call(
+        "log_prob(x) for parameters [2, B, *P]",
+        lambda: model.likelihood(torch.randn(2, B, *P)).log_prob(x.expand(2, *x.shape)),
+    )
     if tuple(lp2.shape) != (2, B):
         s.fail(f"log_prob(x) for parameters {shape_text((2, B, *P))} must be [2, {B}] (got {shape_text(lp2.shape)})")
     for attribute in ("mean", "sample"):
@@ -134,8 +140,9 @@ def _log_prob_sums(s: Subject, dist, value, batch: int, name: str) -> None:
 
     lp = s.call(f"{name}.log_prob", lambda: dist.log_prob(value))
     if tuple(lp.shape) != (batch,):
-        s.fail(f"{name}.log_prob must sum over the event to one number per example, [{batch}] "
-               f"(got {shape_text(lp.shape)})")
+        s.fail(
+            f"{name}.log_prob must sum over the event to one number per example, [{batch}] (got {shape_text(lp.shape)})"
+        )
     if isinstance(dist, Independent):
         dims = tuple(range(-dist.reinterpreted_batch_ndims, 0))
         per_dim = dist.base_dist.log_prob(value)
@@ -161,8 +168,9 @@ def check_encoder_log_prob(s: Subject) -> None:
     q = s.call("encoder(x)", lambda: model.encoder(x))
     z = q.rsample().detach()
     _log_prob_sums(s, q, z, B, "q(z|x)")
-    _permutes_with_batch(s, "encoder(x)", lambda perm: model.encoder(x[perm]).log_prob(z[perm]), q.log_prob(z),
-                         "q(z|x)")
+    _permutes_with_batch(
+        s, "encoder(x)", lambda perm: model.encoder(x[perm]).log_prob(z[perm]), q.log_prob(z), "q(z|x)"
+    )
 
 
 def check_prior_log_prob(s: Subject) -> None:
@@ -189,8 +197,13 @@ def check_likelihood_log_prob(s: Subject) -> None:
     params = torch.randn(B, *model.likelihood.param_shape(D))
     dist = s.call("likelihood(params)", lambda: model.likelihood(params))
     _log_prob_sums(s, dist, x, B, "p(x|z)")
-    _permutes_with_batch(s, "likelihood(params)", lambda perm: model.likelihood(params[perm]).log_prob(x[perm]),
-                         dist.log_prob(x), "p(x|z)")
+    _permutes_with_batch(
+        s,
+        "likelihood(params)",
+        lambda perm: model.likelihood(params[perm]).log_prob(x[perm]),
+        dist.log_prob(x),
+        "p(x|z)",
+    )
 
 
 def check_likelihood_normalised(s: Subject) -> None:
@@ -204,8 +217,9 @@ def check_likelihood_normalised(s: Subject) -> None:
     one_pixel = (1,) * len(s.settings.data_shape)
     likelihood = s.call(
         "building it for one pixel",
-        lambda: call_factory(factory, s.options(), {"latent_size": s.settings.latent_size, "data_shape": one_pixel},
-                              s.what),
+        lambda: call_factory(
+            factory, s.options(), {"latent_size": s.settings.latent_size, "data_shape": one_pixel}, s.what
+        ),
     )
     torch.manual_seed(0)
     params = 1.5 * torch.randn(3, *likelihood.param_shape(one_pixel))
@@ -219,8 +233,11 @@ def check_likelihood_normalised(s: Subject) -> None:
     if declared is not None:
         total = s.call("log_prob over its support", lambda: mass(declared).exp().sum(0))
         if not torch.allclose(total, torch.ones_like(total), atol=1e-3):
-            s.fail(f"p(x|z) over the {len(declared)} values of one pixel must sum to 1 (got "
-                   f"{', '.join(f'{t:.4g}' for t in total.tolist())})", "likelihood")
+            s.fail(
+                f"p(x|z) over the {len(declared)} values of one pixel must sum to 1 (got "
+                f"{', '.join(f'{t:.4g}' for t in total.tolist())})",
+                "likelihood",
+            )
         return
     if likelihood.support is None:
         pytest.skip(f"{s.what} is a density on the real line: normalisation is not checked")
@@ -233,7 +250,10 @@ def check_likelihood_normalised(s: Subject) -> None:
     density = s.call("log_prob over its support", lambda: mass(grid).exp().double())
     integral = torch.trapezoid(density, grid, dim=0)
     if not torch.allclose(integral, torch.ones_like(integral), atol=1e-2):
-        s.fail(f"p(x|z) for one pixel must integrate to 1 over its support [{lo:g}, {hi:g}] (got "
-               f"{', '.join(f'{t:.4g}' for t in integral.tolist())}) or, for a discrete likelihood, sum to 1 over "
-               f"its levels (got {', '.join(f'{t:.4g}' for t in summed.tolist())} over {PROBE_LEVELS}; declare "
-               "`levels` on the likelihood if it has another number)", "likelihood")
+        s.fail(
+            f"p(x|z) for one pixel must integrate to 1 over its support [{lo:g}, {hi:g}] (got "
+            f"{', '.join(f'{t:.4g}' for t in integral.tolist())}) or, for a discrete likelihood, sum to 1 over "
+            f"its levels (got {', '.join(f'{t:.4g}' for t in summed.tolist())} over {PROBE_LEVELS}; declare "
+            "`levels` on the likelihood if it has another number)",
+            "likelihood",
+        )

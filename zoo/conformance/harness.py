@@ -55,25 +55,51 @@ class Check:
         return f"<zoo check {self.id}>"
 
 
-_COMMON = [("device_dtype", check_device_dtype), ("checkpoint_round_trip", check_checkpoint_round_trip),
-           ("options", check_options), ("stored_once", check_stored_once)]
+_COMMON = [
+    ("device_dtype", check_device_dtype),
+    ("checkpoint_round_trip", check_checkpoint_round_trip),
+    ("options", check_options),
+    ("stored_once", check_stored_once),
+]
 CHECKS: dict[str, list[tuple[str, Callable[[Subject], None]]]] = {
-    "encoder": [("shapes", check_encoder_shapes), ("rsample_gradients", check_encoder_gradients),
-                ("log_prob_sums_event", check_encoder_log_prob), *_COMMON],
+    "encoder": [
+        ("shapes", check_encoder_shapes),
+        ("rsample_gradients", check_encoder_gradients),
+        ("log_prob_sums_event", check_encoder_log_prob),
+        *_COMMON,
+    ],
     "decoder": [("shapes", check_decoder_shapes), *_COMMON],
-    "prior": [("shapes", check_prior_shapes), ("rsample_gradients", check_prior_gradients),
-              ("log_prob_sums_event", check_prior_log_prob), *_COMMON],
-    "likelihood": [("shapes", check_likelihood_shapes), ("log_prob_sums_event", check_likelihood_log_prob),
-                   ("normalised", check_likelihood_normalised), *_COMMON],
-    "objective": [("output", check_objective_output), ("eval_keeps_buffers", check_objective_eval_keeps_buffers),
-                  ("gradients", check_objective_gradients), ("state_dict_round_trip", check_objective_state_dict),
-                  ("options", check_options)],
+    "prior": [
+        ("shapes", check_prior_shapes),
+        ("rsample_gradients", check_prior_gradients),
+        ("log_prob_sums_event", check_prior_log_prob),
+        *_COMMON,
+    ],
+    "likelihood": [
+        ("shapes", check_likelihood_shapes),
+        ("log_prob_sums_event", check_likelihood_log_prob),
+        ("normalised", check_likelihood_normalised),
+        *_COMMON,
+    ],
+    "objective": [
+        ("output", check_objective_output),
+        ("eval_keeps_buffers", check_objective_eval_keeps_buffers),
+        ("gradients", check_objective_gradients),
+        ("state_dict_round_trip", check_objective_state_dict),
+        ("options", check_options),
+    ],
     "recipe": [("training_step", check_recipe_training_step)],
 }
 
 
-def plugin_checks(plugin: str, options: dict[str, dict[str, Any]] | None = None, *, latent_size: int = 4,
-                  data_shape: Sequence[int] = (1, 8, 8), batch_size: int = 4) -> list[Check]:
+def plugin_checks(
+    plugin: str,
+    options: dict[str, dict[str, Any]] | None = None,
+    *,
+    latent_size: int = 4,
+    data_shape: Sequence[int] = (1, 8, 8),
+    batch_size: int = 4,
+) -> list[Check]:
     """Every check of every component, objective and recipe the plugin ``plugin`` (its entry-point
     name) registers, in registration order.
 
@@ -92,17 +118,23 @@ def plugin_checks(plugin: str, options: dict[str, dict[str, Any]] | None = None,
     registry = get_registry()
     info = registry.plugins.get(plugin)
     if info is None or info.error:
-        problem = (f"failed to load: {info.error}" if info is not None else
-                   f"is not loaded (loaded: {', '.join(sorted(registry.plugins)) or 'none'}; check its entry point "
-                   "in the group 'zoo' and ZOO_PLUGINS)")
+        problem = (
+            f"failed to load: {info.error}"
+            if info is not None
+            else f"is not loaded (loaded: {', '.join(sorted(registry.plugins)) or 'none'}; check its entry point "
+            "in the group 'zoo' and ZOO_PLUGINS)"
+        )
 
         def broken(s: Subject) -> None:
             fail(f"plugin {plugin!r} {problem}; see docs/hooks.md")
 
         return [Check("plugin", plugin, "loads", broken, settings)]
-    return [Check(kind, id, name, function, settings)
-            for kind, id in info.registered if kind in CHECKS
-            for name, function in CHECKS[kind]]
+    return [
+        Check(kind, id, name, function, settings)
+        for kind, id in info.registered
+        if kind in CHECKS
+        for name, function in CHECKS[kind]
+    ]
 
 
 def parametrize_plugin_checks(plugin: str, options: dict[str, dict[str, Any]] | None = None, **sizes: Any):

@@ -55,8 +55,10 @@ def check_objective_eval_keeps_buffers(s: Subject) -> None:
         s.call("objective(model, x) in eval mode", lambda: objective(model, x))
     for name, value in objective.named_buffers():
         if name not in before or not torch.equal(before[name], value):
-            s.fail(f"in eval mode it must not change its buffers (buffer {name!r} changed); count steps only "
-                   "while self.training")
+            s.fail(
+                f"in eval mode it must not change its buffers (buffer {name!r} changed); count steps only "
+                "while self.training"
+            )
 
 
 def check_objective_gradients(s: Subject) -> None:
@@ -87,8 +89,10 @@ def check_objective_state_dict(s: Subject) -> None:
         with torch.no_grad():
             losses.append(obj(model, x).loss)
     if not torch.allclose(losses[0], losses[1]):
-        s.fail("after a state_dict round trip through a checkpoint it must give the same loss (keep its state "
-               "in persistent buffers)")
+        s.fail(
+            "after a state_dict round trip through a checkpoint it must give the same loss (keep its state "
+            "in persistent buffers)"
+        )
 
 
 # -- recipes ----------------------------------------------------------------------------------
@@ -106,8 +110,12 @@ def training_step(s: Subject, model, objective, x, anchor: str, doc: str = INTER
     s.call("loss.backward()", loss.backward, anchor)
     for name, p in [*model.named_parameters(), *(("objective." + n, q) for n, q in objective.named_parameters())]:
         if p.grad is None:
-            s.fail(f"a training step must give every parameter a gradient, but {name} got none (a KL warm-up "
-                   "starting at weight 0 still gives zeros, not none)", anchor, doc)
+            s.fail(
+                f"a training step must give every parameter a gradient, but {name} got none (a KL warm-up "
+                "starting at weight 0 still gives zeros, not none)",
+                anchor,
+                doc,
+            )
         if not bool(torch.isfinite(p.grad).all()):
             s.fail(f"a training step must give finite gradients, but {name}'s is not finite", anchor, doc)
 
@@ -123,14 +131,18 @@ def check_recipe_training_step(s: Subject) -> None:
     overrides = s.options()
     if overrides:
         recipe = s.call("applying the recipe overrides", lambda: recipe.with_overrides(overrides))
-    recipe = dataclasses.replace(recipe, **{
-        f"{kind}_options": {**getattr(recipe, f"{kind}_options"), **s.options(kind, getattr(recipe, kind))}
-        for kind in COMPONENT_KINDS
-    })
+    recipe = dataclasses.replace(
+        recipe,
+        **{
+            f"{kind}_options": {**getattr(recipe, f"{kind}_options"), **s.options(kind, getattr(recipe, kind))}
+            for kind in COMPONENT_KINDS
+        },
+    )
     torch.manual_seed(0)
     model = s.call("building its model", lambda: from_recipe(recipe), "how-factories-receive-their-arguments")
     objective_options = {**recipe.objective_options, **s.options("objective", recipe.objective)}
-    objective = s.call("building its objective", lambda: build_objective(recipe.objective, objective_options)[0],
-                       "objective")
+    objective = s.call(
+        "building its objective", lambda: build_objective(recipe.objective, objective_options)[0], "objective"
+    )
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
     training_step(s, model, objective, x, "10-checking-your-plugin", TUTORIAL_DOC)

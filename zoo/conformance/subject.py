@@ -82,8 +82,11 @@ class Subject:
     # -- building ----------------------------------------------------------------------------------
     def model(self, **component_options: Any):
         """A small model with this component in its place and :data:`PARTNERS` in the others."""
-        return self.call("building a model with it", lambda: self.build_model(component_options or None),
-                         "how-factories-receive-their-arguments")
+        return self.call(
+            "building a model with it",
+            lambda: self.build_model(component_options or None),
+            "how-factories-receive-their-arguments",
+        )
 
     def build_model(self, component_options: dict[str, Any] | None = None):
         """:meth:`model` with the component's own ``component_options`` (default: the author's), unwrapped."""
@@ -98,8 +101,12 @@ class Subject:
             else:
                 ids[kind], defaults = partner(kind)
                 options[kind] = {**defaults, **self.options(kind, ids[kind])}
-        return zoo.compose(**ids, latent_size=self.settings.latent_size, data_shape=self.settings.data_shape,
-                           **{f"{k}_options": options[k] for k in COMPONENT_KINDS})
+        return zoo.compose(
+            **ids,
+            latent_size=self.settings.latent_size,
+            data_shape=self.settings.data_shape,
+            **{f"{k}_options": options[k] for k in COMPONENT_KINDS},
+        )
 
     def component(self, model):
         return getattr(model, self.kind)

@@ -21,8 +21,9 @@ def _activation(name: str) -> nn.Module:
 class MLPEncoder(zoo.Encoder):
     """x -> one hidden layer -> mean and log-variance of a diagonal Gaussian q(z|x)."""
 
-    def __init__(self, latent_size: int, data_shape: tuple[int, ...], hidden: int = 500,
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self, latent_size: int, data_shape: tuple[int, ...], hidden: int = 500, activation: str = "tanh"
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.net = nn.Sequential(
@@ -40,8 +41,9 @@ class MLPEncoder(zoo.Encoder):
 class MLPDecoder(zoo.Decoder):
     """z -> one hidden layer -> the likelihood's parameters (Bernoulli: one logit per pixel)."""
 
-    def __init__(self, latent_size: int, output_shape: tuple[int, ...], hidden: int = 500,
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self, latent_size: int, output_shape: tuple[int, ...], hidden: int = 500, activation: str = "tanh"
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)

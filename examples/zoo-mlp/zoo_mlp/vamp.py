@@ -17,8 +17,9 @@ class VampPrior(zoo.Prior):
     model's ``encoder.*``, so the encoder trained on the data is the one the prior mixes.
     """
 
-    def __init__(self, encoder: zoo.Encoder, latent_size: int, data_shape: tuple[int, ...],
-                 pseudo_inputs: int = 500) -> None:
+    def __init__(
+        self, encoder: zoo.Encoder, latent_size: int, data_shape: tuple[int, ...], pseudo_inputs: int = 500
+    ) -> None:
         super().__init__()
         if pseudo_inputs < 1:
             raise zoo.ZooError(f"pseudo_inputs must be at least 1 (got {pseudo_inputs})")
