@@ -39,6 +39,7 @@ COMMAND_COVERAGE: dict[str, str] = {
     "zoo info": RUN,
     "zoo plugins": RUN,
     "zoo train": "tests/test_trainer.py",
+    "zoo train vae-conv-mnist --max-steps": "tests/test_quick_look.py",
     "zoo sample": "tests/test_trainer.py",
     "zoo eval": "tests/test_evaluate.py",
     "zoo compare": "tests/test_compare.py",
@@ -343,3 +344,21 @@ def test_product_text_files_are_found():
 def test_docs_bench_and_tests_describe_the_product_not_how_it_was_made():
     found = [hit for path in product_text_files() for hit in organisation_words_in(path)]
     assert not found, "words about how the work was organised, or paths of one machine:\n" + "\n".join(found)
+
+
+def test_architecture_lists_every_module_with_its_job():
+    """docs/architecture.md names every module of zoo/ (a package's modules may share one row) and
+    every first-party plugin, and names nothing that does not exist."""
+    text = (DOCS / "architecture.md").read_text()
+    rows = dict(re.findall(r"^\| `([^`]+)` \| (.+) \|$", text, re.M))
+    modules = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "zoo").rglob("*.py")
+        if p.name != "__init__.py" or p.parent.name == "zoo"
+    )
+    missing = [m for m in modules if m not in rows and str(Path(m).parent) + "/" not in rows]
+    assert not missing, f"docs/architecture.md does not list {missing}"
+    plugins_dirs = sorted(f"plugins/{p.name}/" for p in (ROOT / "plugins").iterdir() if (p / "plugin.py").is_file())
+    assert not [p for p in plugins_dirs if p not in rows], plugins_dirs
+    assert not [where for where in rows if not (ROOT / where).exists()], "architecture.md names missing files"
+    assert all(job.strip() for job in rows.values())
