@@ -1,0 +1,193 @@
+"""Reliability of the commands and the Python API: one rule per input for every command, every
+output checked before the work, clean stops, and one-line errors from the API too.
+
+Uses the tiny plugin and helpers of ``tests/test_reliability.py``; ``docs/reliability.md``
+(its last section) names each test here beside the promise it keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers_tiny import tiny_env, write_tiny_plugin, zoo_command
+from test_reliability import assert_user_error, cli, tiny_checkpoint, train_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return write_tiny_plugin(tmp_path_factory.mktemp("tinyplugin"))
+
+
+@pytest.fixture
+def tiny(tiny_dir, monkeypatch):
+    """The tiny plugin installed in this process, as in tests/test_reliability.py."""
+    import torch
+
+    from zoo import plugins
+
+    monkeypatch.syspath_prepend(str(tiny_dir))
+    monkeypatch.setenv("ZOO_PLUGINS", "aevb,tiny")
+    plugins.reset()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tiny_dir
+    torch.set_num_threads(threads)
+    plugins.reset()
+    for name in ("tiny_plugin", "broken_plugin"):
+        sys.modules.pop(name, None)
+
+
+def quick_run(capsys, out: Path, *extra: str) -> Path:
+    """A tiny-vae run of a few steps in ``out``."""
+    code, output = cli(capsys, *train_args(out, "--max-steps", "2", "--no-progress", *extra))
+    assert code == 0, output
+    return out
+
+
+# -- one seed rule for train, sample and eval ------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [str(2**70), "-1", str(2**32)])
+def test_one_seed_rule_for_train_sample_and_eval(tiny, tmp_path, capsys, seed):
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    for args in (
+        ["sample", ckpt, "--seed", seed, "--out", tmp_path / "s.png"],
+        ["eval", ckpt, "--seed", seed, "--no-fid", "--limit", "10", "--out", tmp_path / "ev"],
+        train_args(tmp_path / "run", "--seed", seed, "--max-steps", "1"),
+    ):
+        code, output = cli(capsys, *map(str, args))
+        assert_user_error(code, output, "--seed", "from 0 to 4294967295")
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "ev").exists() and not (tmp_path / "run").exists()
+
+
+def test_seed_check_is_shared_and_typed():
+    from zoo.errors import ZooError
+    from zoo.plan import MAX_SEED, RunSettings, check_seed
+
+    assert check_seed(MAX_SEED) == MAX_SEED and check_seed(0) == 0
+    with pytest.raises(ValueError) as raised:
+        check_seed(-1)
+    assert isinstance(raised.value, ZooError)
+    with pytest.raises(TypeError):
+        check_seed("3")
+    assert RunSettings(seed=-1).problems() and RunSettings(seed=2**70).problems()
+    assert not RunSettings(seed=MAX_SEED).problems()
+
+
+# -- threads bounded by the machine ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", ["100000", "20000"])
+def test_threads_beyond_the_machine_are_refused_by_train_and_eval(tiny, tmp_path, capsys, threads):
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    limit = str(4 * (os.cpu_count() or 1))
+    for args in (
+        ["eval", ckpt, "--threads", threads, "--no-fid", "--limit", "10", "--out", tmp_path / "ev"],
+        train_args(tmp_path / "run", "--threads", threads, "--max-steps", "1"),
+    ):
+        code, output = cli(capsys, *map(str, args))
+        assert_user_error(code, output, "--threads", f"from 1 to {limit}")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "ev").exists()
+
+
+def test_threads_rule_is_one_check(tiny):
+    from zoo.plan import RunSettings
+    from zoo.threads import check_thread_count, max_threads
+
+    assert max_threads() == 4 * (os.cpu_count() or 1)
+    check_thread_count(max_threads())
+    with pytest.raises(ValueError, match="--threads"):
+        check_thread_count(max_threads() + 1)
+    assert RunSettings(threads=max_threads() + 1).problems()
+    assert not RunSettings(threads=max_threads()).problems()
+
+
+def test_threads_100000_subprocess_is_one_line_and_leaves_no_lock(tiny_dir, tmp_path):
+    """The real process, as a user runs it: no segfault (exit 139), no .zoo.lock left behind."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        zoo_command(*train_args(out, "--threads", "100000", "--max-steps", "1")),
+        env=tiny_env(tiny_dir),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert_user_error(proc.returncode, proc.stdout + proc.stderr, "--threads")
+    assert proc.returncode == 1
+    assert not out.exists()
+
+
+# -- zoo eval: bounded K, outputs checked before the work ------------------------------------
+
+
+def test_eval_iw_samples_beyond_the_bound_is_refused_up_front(tiny, tmp_path, capsys, monkeypatch):
+    import zoo.evaluate
+
+    def never(*args, **kwargs):
+        raise AssertionError("the estimate started")
+
+    monkeypatch.setattr(zoo.evaluate, "importance_weighted", never)
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    code, output = cli(
+        capsys, "eval", str(ckpt), "--iw-samples", "10000000000", "--no-fid", "--out", str(tmp_path / "ev")
+    )
+    assert_user_error(code, output, "--iw-samples", str(zoo.evaluate.MAX_IW_SAMPLES))
+    with pytest.raises(ValueError, match="--iw-samples"):
+        zoo.evaluate.evaluate(ckpt, iw_samples=10**10, fid=False, out=tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "metrics-is-a-folder", "read-only"])
+def test_eval_out_that_cannot_be_written_fails_before_the_estimate(tiny, tmp_path, capsys, monkeypatch, where):
+    import zoo.evaluate
+    from zoo.errors import ZooError
+
+    calls = []
+    real = zoo.evaluate.importance_weighted
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.evaluate, "importance_weighted", counted)
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    if where == "under-a-file":
+        (tmp_path / "file").write_text("mine")
+        out = tmp_path / "file" / "ev"
+    elif where == "metrics-is-a-folder":
+        out = tmp_path / "ev"
+        (out / "metrics.json").mkdir(parents=True)
+    else:
+        out = tmp_path / "ev"
+        out.mkdir()
+        # root ignores permission bits: make the folder read-only with an immutable temporary instead
+        monkeypatch.setattr(
+            "tempfile.NamedTemporaryFile",
+            lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+        )
+    code, output = cli(capsys, "eval", str(ckpt), "--iw-samples", "2", "--no-fid", "--limit", "10", "--out", str(out))
+    assert_user_error(code, output, str(out))
+    assert calls == [], "the estimate ran before the output was checked"
+    assert not (tmp_path / "file").is_file() or (tmp_path / "file").read_text() == "mine"
+    monkeypatch.undo()
+    # a new folder is still made, and removed again when the evaluation fails after the check
+
+    def failing(*args, **kwargs):
+        raise ZooError("the estimate failed")
+
+    monkeypatch.setattr(zoo.evaluate, "importance_weighted", failing)
+    code, output = cli(capsys, "eval", str(ckpt), "--no-fid", "--limit", "10", "--out", str(tmp_path / "b"))
+    assert_user_error(code, output, "the estimate failed")
+    assert not (tmp_path / "b").exists()
+    monkeypatch.undo()
+    out = tmp_path / "a" / "ev"
+    code, output = cli(capsys, "eval", str(ckpt), "--iw-samples", "2", "--no-fid", "--limit", "10", "--out", str(out))
+    assert code == 0, output
+    assert json.loads((out / "metrics.json").read_text())["iw_samples"] == 2
