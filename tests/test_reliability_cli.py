@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,56 @@ def test_eval_out_that_cannot_be_written_fails_before_the_estimate(tiny, tmp_pat
     code, output = cli(capsys, "eval", str(ckpt), "--iw-samples", "2", "--no-fid", "--limit", "10", "--out", str(out))
     assert code == 0, output
     assert json.loads((out / "metrics.json").read_text())["iw_samples"] == 2
+
+
+# -- the Python API: the same one-line errors, typed -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, kind, needle",
+    [
+        ({"out": 123}, TypeError, "out must be a folder path"),
+        ({"data_dir": 123}, TypeError, "data_dir must be a folder path"),
+        ({"overrides": [1]}, TypeError, "overrides must be a dict"),
+        ({"out": ""}, ValueError, "--out is empty"),
+        ({"out": "  "}, ValueError, "--out is empty"),
+        ({"seed": -1}, ValueError, "--seed"),
+    ],
+)
+def test_api_arguments_are_typed_one_line_errors(tiny, tmp_path, monkeypatch, options, kind, needle):
+    import zoo
+    from zoo.errors import ZooError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(kind, match=re.escape(needle)) as raised:
+        zoo.Trainer("tiny-vae", device="cpu", **options)
+    assert isinstance(raised.value, ZooError)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == [], "a refused Trainer left files behind"
+
+
+@pytest.mark.parametrize("run, kind", [(None, TypeError), (123, TypeError), ("", ValueError)])
+def test_api_resume_of_no_path_is_a_typed_error(tiny, run, kind):
+    import zoo
+    from zoo.errors import ZooError
+
+    with pytest.raises(kind, match="run directory") as raised:
+        zoo.Trainer.resume(run)
+    assert isinstance(raised.value, ZooError)
+
+
+@pytest.mark.parametrize("spec, kind", [(None, TypeError), (123, TypeError), ("gpu9", ValueError)])
+def test_resolve_device_gives_typed_zoo_errors(spec, kind):
+    from zoo.devices import resolve_device
+    from zoo.errors import ZooError
+
+    with pytest.raises(kind) as raised:
+        resolve_device(spec)
+    assert isinstance(raised.value, ZooError) and "device" in str(raised.value)
+
+
+def test_out_empty_on_the_command_line_trains_nowhere(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, output = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--max-steps", "1", "--out", "")
+    assert_user_error(code, output, "--out is empty")
+    assert list(tmp_path.iterdir()) == []

@@ -145,7 +145,9 @@ def plan_run(
     if unknown:
         raise ZooError(f"unknown run setting(s) {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
     if overrides is not None and not isinstance(overrides, dict):
-        raise ZooError(f"overrides must be a dict of settings such as {{'epochs': 5}}, got {type(overrides).__name__}")
+        raise ZooTypeError(
+            f"overrides must be a dict of settings such as {{'epochs': 5}}, got {type(overrides).__name__}"
+        )
     overrides = dict(overrides or {})
     composed = None if isinstance(model, (str, Recipe)) else model
     if composed is not None:
@@ -190,16 +192,21 @@ def plan_run(
     run = RunSettings(**settings)
     problems = [*recipe.training.problems(), *run.problems()] if not overrides else run.problems()
     if problems:
-        raise ZooError("; ".join(problems))
+        raise ZooValueError("; ".join(problems))
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ZooTypeError(f"out must be a folder path, got {type(out).__name__}")
+    if out is not None and not os.fspath(out).strip():
+        # Path("") is the working directory: a run would be written (or --overwrite delete) there.
+        raise ZooValueError("--out is empty; give the folder for the run, or leave it out for runs/MODEL-TIME")
     if run.data_dir is not None:
+        if not isinstance(run.data_dir, (str, os.PathLike)):
+            raise ZooTypeError(f"data_dir must be a folder path, got {type(run.data_dir).__name__}")
         if not str(run.data_dir).strip():
             raise ZooError("--data-dir is empty; give the folder holding the data set files")
         # Stored absolute, so the run can be resumed from any working directory.
         run.data_dir = str(Path(run.data_dir).expanduser().absolute())
     run.device, run.seed = str(run.device), int(run.seed)
     run.cuda_graph = bool(run.cuda_graph)
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise ZooError(f"out must be a folder path, got {type(out).__name__}")
     data = get_registry().get("dataset", recipe.dataset).load()
     return RunPlan(
         recipe=recipe,
