@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers_tiny import tiny_env, write_tiny_plugin, zoo_command
-from test_reliability import assert_user_error, cli, tiny_checkpoint, train_args
+from test_reliability import assert_user_error, cli, kill_tree, tiny_checkpoint, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -245,3 +247,109 @@ def test_out_empty_on_the_command_line_trains_nowhere(tiny, tmp_path, capsys, mo
     code, output = cli(capsys, "train", "tiny-vae", "--device", "cpu", "--max-steps", "1", "--out", "")
     assert_user_error(code, output, "--out is empty")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- stops, kills and leftovers ----------------------------------------------------------------
+
+
+def test_fit_twice_is_refused_and_leaves_the_run_intact(tiny, tmp_path, capsys):
+    import zoo
+    from zoo.errors import ZooError
+
+    out = tmp_path / "run"
+    trainer = zoo.Trainer("tiny-vae", overrides={"epochs": 1}, device="cpu", out=out, progress=False)
+    trainer.fit()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ZooError, match="already run fit") as raised:
+        trainer.fit()
+    assert "\n" not in str(raised.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (out / ".zoo.lock").exists()
+    # the run is still whole: it resumes
+    zoo.Trainer.resume(out, epochs=2, progress=False).fit()
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_resume_removes_temporaries_left_by_a_kill_during_a_checkpoint_write(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, output = cli(capsys, *train_args(out, "--epochs", "1", "--no-progress"))
+    assert code == 0, output
+    left = [
+        out / "checkpoints" / ".best.pt.k1ll3d.tmp",
+        out / "checkpoints" / ".last.pt.ab_12.tmp",
+        out / ".metrics.jsonl.x.tmp",
+    ]
+    for path in left:
+        path.write_bytes(b"half a checkpoint")
+    mine = out / "checkpoints" / "notes.tmp"  # not a zoo temporary: kept
+    mine.write_text("mine")
+    code, output = cli(capsys, "train", "--resume", str(out), "--epochs", "2", "--no-progress")
+    assert code == 0, output
+    assert not [p for p in left if p.exists()], "temporaries survived a successful resume"
+    assert mine.read_text() == "mine"
+
+
+def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, log.read_text()):
+        assert proc.poll() is None, f"the run ended first:\n{log.read_text()}"
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_sigterm_stops_cleanly_releases_the_lock_and_the_run_resumes(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    env = tiny_env(tiny_dir, TINY_STEP_SECONDS="0.02")
+    log = tmp_path / "log.txt"
+    proc = subprocess.Popen(
+        zoo_command(*train_args(out, "--epochs", "8", "--no-progress")),
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_line(proc, log, r"epoch 1/8:")
+        assert (out / ".zoo.lock").exists()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        kill_tree(proc)
+    output = log.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output and "Terminated" in output, output
+    assert not (out / ".zoo.lock").exists(), "SIGTERM left the lock file"
+    assert not list(out.rglob(".*.tmp"))
+    resumed = subprocess.run(
+        zoo_command("train", "--resume", str(out), "--epochs", "3", "--no-progress"),
+        env=tiny_env(tiny_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_sigterm_before_anything_was_written_removes_the_folder_it_made(tiny, tmp_path):
+    """In-process: the handler is installed while the lock is held and restored after; a SIGTERM
+    while the run starts leaves no empty folder and no lock."""
+    import zoo
+    from zoo.rundir import RunTerminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "new" / "run"
+    trainer = zoo.Trainer("tiny-vae", device="cpu", max_steps=2, out=out, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is not before
+    real_build = trainer._build
+
+    def build_then_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_build()
+
+    trainer._build = build_then_sigterm
+    with pytest.raises(RunTerminated):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not out.exists()
