@@ -353,3 +353,36 @@ def test_sigterm_before_anything_was_written_removes_the_folder_it_made(tiny, tm
         trainer.fit()
     assert signal.getsignal(signal.SIGTERM) is before
     assert not out.exists()
+
+
+# -- TensorBoard: a convenience that never fails a run ---------------------------------------
+
+
+def test_tensorboard_write_failure_is_one_warning_and_the_run_goes_on(tiny, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("tensorboard")
+    import errno
+
+    from tensorboard.summary.writer import record_writer
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full_disk)
+    out = tmp_path / "run"
+    code, output = cli(capsys, *train_args(out, "--epochs", "2", "--no-progress"))
+    assert code == 0, output
+    assert "Traceback" not in output and "Exception in thread" not in output, output
+    warnings = [line for line in output.splitlines() if "TensorBoard" in line]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0], output
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+
+
+def test_non_utf8_out_trains_without_tensorboard_and_no_unicode_error(tiny, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / os.fsdecode(b"run-\xff")
+    code, output = cli(capsys, *train_args(out, "--max-steps", "2", "--no-progress"))
+    assert code == 0, output
+    assert "UnicodeEncodeError" not in output and "Traceback" not in output, output
+    assert "UTF-8" in output
+    assert (out / "checkpoints" / "last.pt").is_file() and not (out / ".zoo.lock").exists()
