@@ -386,3 +386,12 @@ def test_non_utf8_out_trains_without_tensorboard_and_no_unicode_error(tiny, tmp_
     assert "UnicodeEncodeError" not in output and "Traceback" not in output, output
     assert "UTF-8" in output
     assert (out / "checkpoints" / "last.pt").is_file() and not (out / ".zoo.lock").exists()
+
+
+def test_reliability_doc_names_every_test_here():
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"tests/test_reliability_cli\.py::(\w+)", doc))
+    defined = {name for name in globals() if name.startswith("test_")}
+    assert named <= defined, f"docs name missing tests: {sorted(named - defined)}"
+    missing = defined - named - {"test_reliability_doc_names_every_test_here"}
+    assert not missing, f"tests not described in docs/reliability.md: {sorted(missing)}"
