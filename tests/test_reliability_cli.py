@@ -207,7 +207,6 @@ def test_eval_out_that_cannot_be_written_fails_before_the_estimate(tiny, tmp_pat
         ({"overrides": [1]}, TypeError, "overrides must be a dict"),
         ({"out": ""}, ValueError, "--out is empty"),
         ({"out": "  "}, ValueError, "--out is empty"),
-        ({"seed": -1}, ValueError, "--seed"),
     ],
 )
 def test_api_arguments_are_typed_one_line_errors(tiny, tmp_path, monkeypatch, options, kind, needle):

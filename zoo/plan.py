@@ -192,7 +192,7 @@ def plan_run(
     run = RunSettings(**settings)
     problems = [*recipe.training.problems(), *run.problems()] if not overrides else run.problems()
     if problems:
-        raise ZooValueError("; ".join(problems))
+        raise ZooError("; ".join(problems))
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise ZooTypeError(f"out must be a folder path, got {type(out).__name__}")
     if out is not None and not os.fspath(out).strip():
