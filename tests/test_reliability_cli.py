@@ -112,6 +112,18 @@ def test_threads_rule_is_one_check(tiny):
     assert not RunSettings(threads=max_threads()).problems()
 
 
+def test_a_run_resumed_on_a_smaller_machine_chooses_its_threads_again(tiny, tmp_path, capsys, monkeypatch):
+    """The thread count a run chose is kept on resume, unless this machine is too small for it."""
+    import zoo.threads
+
+    out = tmp_path / "run"
+    code, output = cli(capsys, *train_args(out, "--epochs", "1", "--no-progress"))
+    assert code == 0, output
+    monkeypatch.setattr(zoo.threads, "max_threads", lambda: 0)  # every count is too many here
+    code, output = cli(capsys, "train", "--resume", str(out), "--epochs", "2", "--no-progress")
+    assert code == 0, output
+
+
 def test_threads_100000_subprocess_is_one_line_and_leaves_no_lock(tiny_dir, tmp_path):
     """The real process, as a user runs it: no segfault (exit 139), no .zoo.lock left behind."""
     out = tmp_path / "run"
