@@ -308,6 +308,7 @@ def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, timeout: flo
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # trains in a subprocess, then resumes it
 def test_sigterm_stops_cleanly_releases_the_lock_and_the_run_resumes(tiny_dir, tmp_path):
     out = tmp_path / "run"
     env = tiny_env(tiny_dir, TINY_STEP_SECONDS="0.02")
