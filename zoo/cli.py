@@ -90,12 +90,25 @@ def _one_line(exc: BaseException) -> str:
     return text[:300]
 
 
+def _terminated(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the SIGTERM a run turns into a clean stop (zoo.rundir.RunTerminated)."""
+    rundir = sys.modules.get("zoo.rundir")  # only a run's lock installs that handler
+    return rundir is not None and isinstance(exc, rundir.RunTerminated)
+
+
+def _say_terminated() -> None:
+    click.echo("Terminated (SIGTERM): the run stopped cleanly; continue it with 'zoo train --resume RUN'.", err=True)
+    sys.exit(128 + 15)  # what a shell reports for a process ended by SIGTERM
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turn user errors into one-line messages."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or _env_flag("ZOO_DEBUG")
     try:
         cli.main(args=argv, prog_name="zoo", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if _terminated(exc.__cause__ or exc.__context__):
+            _say_terminated()
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
@@ -115,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                 message += f" (note: {note})"
         click.echo(f"Error: {message}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if _terminated(exc):
+            _say_terminated()
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except RuntimeError as exc:

@@ -12,13 +12,17 @@ from typing import Any
 
 import torch
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooTypeError, ZooValueError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a usable device, or a clear error."""
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a usable device, or a clear error
+    (a :class:`zoo.errors.ZooTypeError` for what is not a name or a ``torch.device``, a
+    :class:`zoo.errors.ZooValueError` for a name that is not a device here)."""
+    if not isinstance(spec, (str, torch.device)):
+        raise ZooTypeError(f"device must be a name such as 'cpu' or 'cuda:0', or a torch.device (got {spec!r})")
     text = str(spec).strip().lower()
     if text == "auto":
         if torch.cuda.is_available():
@@ -29,7 +33,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise ZooError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise ZooValueError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ZooError(f"--device {spec} asked for CUDA, but no CUDA device is available here; use --device cpu")
@@ -42,7 +46,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
             raise ZooError(f"--device {spec} asked for Apple MPS, which is not available here; use --device cpu")
     elif device.type != "cpu":
-        raise ZooError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise ZooValueError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

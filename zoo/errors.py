@@ -49,3 +49,12 @@ def is_count(value: object) -> bool:
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``name`` among ``candidates``, best first."""
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+class ZooTypeError(ZooError, TypeError):
+    """An API argument of the wrong type (a number where a path belongs, say): a ZooError, so the
+    command line shows it as one line, and a TypeError, as Python code expects."""
+
+
+class ZooValueError(ZooError, ValueError):
+    """An API argument of the right type but an unusable value (an empty path, a seed out of range)."""

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooValueError, first_line, is_count
 from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference
 from zoo.fid import FID_FEATURES, _InceptionInput, feature_network, frechet_distance, inception_features
 from zoo.images import save_images
@@ -129,12 +129,28 @@ def evaluate(
     ``model``, ``checkpoint``, ``epoch``, ``dataset``, ``device``, ``seconds`` and more, and
     writes PNGs (and ``metrics.json``) into ``out`` (default :func:`default_out_dir`).
     """
-    from zoo.devices import resolve_device
-
-    _check_arguments(iw_samples, batch_size, limit, fid_features)
+    _check_arguments(iw_samples, batch_size, limit, fid_features, seed, threads)
     log = log or (lambda message: None)
     started = time.perf_counter()
     source = _load_source(path, dataset, data_dir)
+    out_dir = Path(out) if out is not None else default_out_dir(path)
+    made = _check_out_dir(out_dir)  # before the hours an estimate may take, not after
+    try:
+        result = _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_features, images, seed,
+                      decode_batch, progress, log, threads, started)  # fmt: skip
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only while nothing was written into it
+        raise
+    return result
+
+
+def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_features, images, seed,
+         decode_batch, progress, log, threads, started) -> dict[str, Any]:  # fmt: skip
+    """:func:`evaluate`'s steps, once its arguments and output folder are checked."""
+    from zoo.devices import resolve_device
+
     dev = resolve_device(device)
     inception = inception_features() if fid and fid_features == "inception" else None  # fail before the long part
 
@@ -151,20 +167,40 @@ def evaluate(
     result = _likelihood_results(model, x, iw, source, dev, used)
     if fid:
         result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
-    _write(result, Path(out) if out is not None else default_out_dir(path), model, x, images, seed, started)
+    _write(result, out_dir, model, x, images, seed, started)
     return result
 
 
 # -- its steps -------------------------------------------------------------------------------
 
 
-def _check_arguments(iw_samples: int, batch_size: int, limit: int | None, fid_features: str) -> None:
-    if iw_samples < 1:
-        raise ZooError(f"--iw-samples must be at least 1 (got {iw_samples})")
-    if batch_size < 1:
-        raise ZooError(f"--batch-size must be at least 1 (got {batch_size})")
-    if limit is not None and limit < 1:
-        raise ZooError(f"--limit must be at least 1 (got {limit})")
+#: The most importance samples per image ``zoo eval`` takes: 20 times the literature's 5000. A
+#: larger K takes days on a GPU for a whole test set, and its estimate is no longer any closer.
+MAX_IW_SAMPLES = 100_000
+
+
+def _check_arguments(
+    iw_samples: int,
+    batch_size: int,
+    limit: int | None,
+    fid_features: str,
+    seed: int = 0,
+    threads: int | None = None,
+) -> None:
+    from zoo.plan import check_seed
+    from zoo.threads import check_thread_count
+
+    if not is_count(iw_samples) or iw_samples > MAX_IW_SAMPLES:
+        raise ZooValueError(
+            f"--iw-samples must be a whole number from 1 to {MAX_IW_SAMPLES} (got {iw_samples!r}); "
+            "the literature's standard is 5000"
+        )
+    if not is_count(batch_size):
+        raise ZooValueError(f"--batch-size must be at least 1 (got {batch_size})")
+    if limit is not None and not is_count(limit):
+        raise ZooValueError(f"--limit must be at least 1 (got {limit})")
+    check_seed(seed)
+    check_thread_count(threads)
     if fid_features not in FID_FEATURES:
         raise ZooError(f"unknown --fid-features {fid_features!r}; use {' or '.join(FID_FEATURES)}")
 
@@ -298,6 +334,34 @@ def _fid_results(
     if fid_features == "classifier":
         result["fid_classifier"] = {k: made[k] for k in ("data_sha256", "test_accuracy", "epochs", "seed")}
     return result
+
+
+def _check_out_dir(out_dir: Path) -> bool:
+    """Make sure the results can be written into ``out_dir`` before any work is done: the folder
+    exists or can be made, files can be created in it, and ``metrics.json`` is not a folder, a
+    link or a device. Returns whether this call made the folder (it is removed if nothing lands in it)."""
+    import tempfile
+
+    from zoo.rundir import check_output_file
+
+    made = False
+    try:
+        if not out_dir.is_dir():
+            out_dir.mkdir(parents=True)
+            made = True
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".zoo-eval-", suffix=".tmp"):
+            pass
+    except (OSError, UnicodeError) as exc:
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        raise ZooError(
+            f"cannot write to --out {out_dir}: {detail}; choose a writable folder (nothing was evaluated)"
+        ) from None
+    for name in ("metrics.json", "reconstructions.png", "samples.png", "interpolation.png"):
+        check_output_file(out_dir / name)
+    return made
 
 
 def _write(result: dict[str, Any], out_dir: Path, model, x: Tensor, images: bool, seed: int, started: float) -> None:

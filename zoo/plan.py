@@ -15,11 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError, is_count
+from zoo.errors import ZooError, ZooTypeError, ZooValueError, is_count
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
+from zoo.threads import thread_count_problem
 
 #: Seeds are kept to 32 bits: the data order and binarization draw from ``seed * 1_000_003 + epoch``.
 MAX_SEED = 2**32 - 1
+
+
+def seed_problem(seed: object, option: str = "--seed") -> str | None:
+    """Why ``seed`` cannot seed a run or a draw (None when it can): the one rule of ``zoo train``,
+    ``zoo sample`` and ``zoo eval``, a whole number from 0 to :data:`MAX_SEED`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return f"{option} must be a whole number from 0 to {MAX_SEED} (got {seed!r})"
+    return None
+
+
+def check_seed(seed: object, option: str = "--seed") -> int:
+    """``seed`` when :func:`seed_problem` finds nothing wrong with it; a :class:`ZooValueError` otherwise."""
+    problem = seed_problem(seed, option)
+    if problem:
+        raise (ZooTypeError if isinstance(seed, bool) or not isinstance(seed, int) else ZooValueError)(problem)
+    return seed
 
 
 @dataclass
@@ -47,8 +64,8 @@ class RunSettings:
     def problems(self) -> list[str]:
         """Every setting a user gave that cannot be used, as one line each."""
         found = []
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            found.append(f"--seed must be a whole number from 0 to {MAX_SEED} (got {self.seed!r})")
+        if seed_problem(self.seed):
+            found.append(seed_problem(self.seed))
         if isinstance(self.keep_every, bool) or not (self.keep_every == 0 or is_count(self.keep_every)):
             found.append(
                 "--keep-every must be a whole number of epochs, 0 to keep only last.pt and best.pt "
@@ -58,8 +75,8 @@ class RunSettings:
             found.append(f"deterministic must be True, False or 'auto' (got {self.deterministic!r})")
         if self.max_steps is not None and not is_count(self.max_steps):
             found.append(f"--max-steps must be a whole number of steps, at least 1 (got {self.max_steps!r})")
-        if self.threads is not None and not is_count(self.threads):
-            found.append(f"--threads must be a whole number of CPU threads, at least 1 (got {self.threads!r})")
+        if thread_count_problem(self.threads):
+            found.append(thread_count_problem(self.threads))
         return found
 
 
@@ -128,7 +145,9 @@ def plan_run(
     if unknown:
         raise ZooError(f"unknown run setting(s) {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
     if overrides is not None and not isinstance(overrides, dict):
-        raise ZooError(f"overrides must be a dict of settings such as {{'epochs': 5}}, got {type(overrides).__name__}")
+        raise ZooTypeError(
+            f"overrides must be a dict of settings such as {{'epochs': 5}}, got {type(overrides).__name__}"
+        )
     overrides = dict(overrides or {})
     composed = None if isinstance(model, (str, Recipe)) else model
     if composed is not None:
@@ -174,15 +193,20 @@ def plan_run(
     problems = [*recipe.training.problems(), *run.problems()] if not overrides else run.problems()
     if problems:
         raise ZooError("; ".join(problems))
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ZooTypeError(f"out must be a folder path, got {type(out).__name__}")
+    if out is not None and not os.fspath(out).strip():
+        # Path("") is the working directory: a run would be written (or --overwrite delete) there.
+        raise ZooValueError("--out is empty; give the folder for the run, or leave it out for runs/MODEL-TIME")
     if run.data_dir is not None:
+        if not isinstance(run.data_dir, (str, os.PathLike)):
+            raise ZooTypeError(f"data_dir must be a folder path, got {type(run.data_dir).__name__}")
         if not str(run.data_dir).strip():
             raise ZooError("--data-dir is empty; give the folder holding the data set files")
         # Stored absolute, so the run can be resumed from any working directory.
         run.data_dir = str(Path(run.data_dir).expanduser().absolute())
     run.device, run.seed = str(run.device), int(run.seed)
     run.cuda_graph = bool(run.cuda_graph)
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise ZooError(f"out must be a folder path, got {type(out).__name__}")
     data = get_registry().get("dataset", recipe.dataset).load()
     return RunPlan(
         recipe=recipe,

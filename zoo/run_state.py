@@ -257,7 +257,10 @@ def plan_resume(
             )
     if threads is None and settings.get("threads") is None and kind == "cpu" and same_kind:
         kept = resolved.get("threads")
-        threads = kept if is_count(kept) else None
+        from zoo.threads import max_threads
+
+        # a count chosen on a larger machine is chosen again here rather than refused
+        threads = kept if is_count(kept) and kept <= max_threads() else None
     plan = plan_run(
         recipe,
         overrides=overrides,

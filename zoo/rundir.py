@@ -111,12 +111,22 @@ def unique_run_dir(model_id: str, parent: str | os.PathLike = "runs") -> Path:
     raise ZooError(f"too many runs named {base}-N; choose a folder with --out")
 
 
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived while this process held a run: it stops as on Ctrl-C, through every
+    ``finally`` (the lock is released, temporaries are removed, an empty folder it made goes)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise RunTerminated("terminated by SIGTERM")
+
+
 class RunDir:
     """A run directory this process writes: see the module docstring for the rules."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._previous_sigterm: Any = None  # the handler to restore on release (None: none was replaced)
         self._created = False  # this process created the folder (so a failed start may remove it)
         self._overwrite = False
         self._begun = False
@@ -172,7 +182,38 @@ class RunDir:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._lock_fd = fd
+            self._catch_sigterm()
             return
+
+    def _catch_sigterm(self) -> None:
+        """While the lock is held, SIGTERM (a scheduler's or ``kill``'s polite stop) raises
+        :class:`RunTerminated` instead of ending the process at once, so the run is left as by
+        Ctrl-C: unlocked, resumable. Only the main thread can set a handler; elsewhere nothing changes."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous is not _on_sigterm:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                self._previous_sigterm = previous
+        except (ValueError, OSError):  # no signals here (an embedded interpreter)
+            pass
+
+    def _restore_sigterm(self) -> None:
+        import signal
+        import threading
+
+        if self._previous_sigterm is None or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+        except (ValueError, OSError):
+            pass
+        self._previous_sigterm = None
 
     def release(self) -> None:
         """Drop the lock (and remove the lock file, and the folder if this process made it and it stayed empty)."""
@@ -186,6 +227,7 @@ class RunDir:
             pass
         os.close(self._lock_fd)
         self._lock_fd = None
+        self._restore_sigterm()
         if self._created and not self._begun:
             for sub in SUBDIRS:
                 try:
@@ -342,10 +384,16 @@ class RunDir:
         self.lock()
         self._begun = True
         try:
-            self._check_entries()
+            for path in self._check_entries():
+                if _TEMPORARY.fullmatch(path.name):
+                    # Left by a process killed mid-write (the lock says none is writing now): nothing reads them.
+                    path.unlink(missing_ok=True)
         except ZooError:
             self.release()
             raise
+        except OSError as exc:
+            self.release()
+            raise ZooError(f"cannot write to the run directory {self.path}: {exc.strerror or exc}") from None
 
     # -- writing ---------------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:

@@ -21,9 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 
-import torch
-
-from zoo.errors import ZooError, is_count
+from zoo.errors import ZooValueError, is_count
 
 #: Seconds over which the other processes' CPU use is read before a run starts.
 WINDOW = 0.15
@@ -66,10 +64,34 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: 4 per core of the machine. Far more than that (tens
+    of thousands) exhausts OpenMP's thread stacks and kills the process (a segfault)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def thread_count_problem(value: object) -> str | None:
+    """Why a ``--threads`` value cannot be used (None when it can): it must be None (choose) or a
+    whole number from 1 to :func:`max_threads`. The one rule of ``zoo train``, ``zoo eval`` and
+    :class:`zoo.plan.RunSettings`; this module imports torch only when a run starts, so the
+    command line checks it first."""
+    if value is None:
+        return None
+    if not is_count(value):
+        return f"--threads must be a whole number of CPU threads, at least 1 (got {value!r})"
+    if value > max_threads():
+        return (
+            f"--threads must be a whole number of CPU threads from 1 to {max_threads()}, "
+            f"4 per core of this machine (got {value!r})"
+        )
+    return None
+
+
 def check_thread_count(value: object) -> None:
-    """A ``--threads`` value must be None (choose) or a whole number of at least 1."""
-    if value is not None and not is_count(value):
-        raise ZooError(f"--threads must be a whole number of CPU threads, at least 1 (got {value!r})")
+    """:func:`thread_count_problem` as a :class:`zoo.errors.ZooValueError`."""
+    problem = thread_count_problem(value)
+    if problem:
+        raise ZooValueError(problem)
 
 
 def choose_threads(requested: int | None = None) -> tuple[int, str]:
@@ -78,6 +100,8 @@ def choose_threads(requested: int | None = None) -> tuple[int, str]:
     ``requested`` (``--threads``) wins; then ``OMP_NUM_THREADS``; otherwise torch's own count,
     lowered to the cores left idle by other processes (at least one).
     """
+    import torch
+
     if requested is not None:
         return requested, "--threads"
     if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
@@ -95,6 +119,8 @@ def choose_threads(requested: int | None = None) -> tuple[int, str]:
 @contextlib.contextmanager
 def cpu_threads(count: int) -> Iterator[None]:
     """Run the block with ``count`` intra-op threads, then restore the previous count."""
+    import torch
+
     previous = torch.get_num_threads()
     if count != previous:
         torch.set_num_threads(count)

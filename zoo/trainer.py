@@ -46,7 +46,7 @@ from zoo.devices import (
 )
 from zoo.distributed import Dist
 from zoo.epoch_sums import EpochSums
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooTypeError, ZooValueError
 from zoo.images import save_epoch_grids
 from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
@@ -434,8 +434,10 @@ class Trainer:
         (``epochs``, ``device``, ``precision``, ``data_dir``, ``progress``, ``keep_every``, ``cuda_graph``,
         ``threads``, ``deterministic``) is :func:`zoo.run_state.plan_resume`'s to say. Rank 0 holds
         the run's lock from before it reads ``last.pt``."""
-        if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
-            raise ZooError(f"resume takes a run directory's path, got {run_dir!r}")
+        if not isinstance(run_dir, (str, os.PathLike)):
+            raise ZooTypeError(f"resume takes a run directory's path, got {run_dir!r}")
+        if not os.fspath(run_dir).strip():
+            raise ZooValueError("resume takes a run directory's path, got an empty one")
         run = Path(run_dir)
         rundir = RunDir(run) if Dist.from_env().is_main else None
         try:

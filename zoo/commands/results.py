@@ -52,6 +52,9 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
     """Decode COUNT prior samples of a trained model (run directory or checkpoint) into a PNG grid."""
     if not 1 <= count <= MAX_SAMPLES:
         raise ZooError(f"--n must be from 1 to {MAX_SAMPLES} (got {count}): one PNG grid holds at most that many")
+    from zoo.plan import check_seed
+
+    check_seed(seed)  # one rule for zoo train, zoo sample and zoo eval
     from zoo.rundir import check_output_file
 
     check_output_file(out)  # before any work: never replace a device, a fifo or a symlink with a PNG
@@ -138,15 +141,22 @@ def eval_command(
       zoo eval runs/x --iw-samples 5000 --json
       zoo eval runs/x/checkpoints/best.pt --limit 1000 --no-fid
     """
+    from zoo.plan import check_seed
+    from zoo.threads import check_thread_count
+
     if iw_samples < 1:
         raise ZooError(f"--iw-samples must be at least 1 (got {iw_samples})")
     for name, value in (("--batch-size", batch_size), ("--limit", limit), ("--threads", threads)):
         if value is not None and value < 1:
             raise ZooError(f"{name} must be at least 1 (got {value})")
+    check_seed(seed)  # the rule of zoo train and zoo sample too
+    check_thread_count(threads)
     from zoo.checkpoint import resolve_checkpoint_path
 
     resolve_checkpoint_path(run)  # a missing checkpoint fails before torch is imported
-    from zoo.evaluate import evaluate, json_safe
+    from zoo.evaluate import _check_arguments, evaluate, json_safe
+
+    _check_arguments(iw_samples, batch_size, limit, fid_features, seed, threads)  # K is bounded there
 
     result = evaluate(
         run,

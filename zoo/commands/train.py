@@ -21,6 +21,11 @@ def _same_path(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _shown(path: str | os.PathLike) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 (kept by Python as surrogates) as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -207,7 +212,7 @@ def train_command(
     if trainer.dist.is_main:
         click.echo(
             f"training {trainer.recipe.id} on {trainer.device} ({trainer.precision}"
-            f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {trainer.out}",
+            f"{f', {trainer.dist.world_size} processes' if trainer.dist.enabled else ''}) -> {_shown(trainer.out)}",
             err=True,
         )
     history = trainer.fit()
@@ -215,5 +220,5 @@ def train_command(
         last = history[-1]
         click.echo(
             f"done: test negative ELBO {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
-            f"run directory {trainer.out}"
+            f"run directory {_shown(trainer.out)}"
         )
