@@ -71,7 +71,17 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plain data and tensors only) to ``path`` atomically."""
     import torch
 
+    from zoo.plain_data import first_unstorable
+
     payload = {"format": FORMAT, **payload}
+    # Verified before anything is written: a checkpoint that load_checkpoint (weights_only=True)
+    # would refuse never replaces a good one. Only the plain part is walked; tensors are leaves.
+    bad = first_unstorable(payload)
+    if bad is not None:
+        raise ZooError(
+            f"cannot write checkpoint {path}: it would hold {bad}, which zoo could not load back "
+            "(checkpoints hold tensors and plain data only); the previous checkpoint is intact"
+        )
     try:
         atomic_write(path, lambda f: torch.save(payload, f))
     except OSError as exc:

@@ -7,17 +7,20 @@ plugin compare, and nothing needs torch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, is_count
+from zoo.plain_data import MAX_JSON_BYTES, finite, loads_json, read_json_file
 
-MAX_METRICS_BYTES = 64 * 1024 * 1024
+MAX_METRICS_BYTES = MAX_JSON_BYTES
+#: More runs than this are drawn without a legend (it would not fit beside the plot).
+MAX_LEGEND_ENTRIES = 20
 
 
 @dataclass
@@ -33,6 +36,7 @@ class RunSummary:
     last_neg_elbo: float | None
     iw_nll: float | None
     iw_samples: int | None
+    iw_epoch: int | None
     seconds_per_epoch: float | None
     history: list[dict[str, Any]]
 
@@ -48,23 +52,76 @@ def _read_json(path: Path, what: str) -> Any:
             f"{path.parent} is not a zoo run: it has no {path.name} ({what}); give run directories "
             "written by 'zoo train'"
         )
-    if path.stat().st_size > MAX_METRICS_BYTES:
-        raise ZooError(f"{path} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"{path} is not valid JSON ({str(exc)[:80]}); was it written by zoo?") from None
+    return read_json_file(path, what, max_bytes=MAX_METRICS_BYTES)
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _objective_label(recipe: dict[str, Any]) -> str:
     objective = recipe.get("objective", "elbo")
-    options = dict(recipe.get("objective_options") or {})
-    beta = (recipe.get("training") or {}).get("beta")  # runs written before objectives were a kind
+    objective = objective if isinstance(objective, str) else "?"
+    options = recipe.get("objective_options")
+    options = dict(options) if isinstance(options, dict) else {}
+    training = recipe.get("training")
+    beta = training.get("beta") if isinstance(training, dict) else None  # runs written before objectives were a kind
     if beta not in (None, 1.0) and objective == "elbo":
         options.setdefault("beta", beta)
     if not options:
-        return objective
-    return f"{objective}(" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+        return _text(objective)
+    return _text(f"{objective}(" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")", 120)
+
+
+def _read_history(metrics: Path) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl``. A last line without its newline that is not JSON is what a
+    kill mid-write leaves: it is skipped, and the complete lines are read."""
+    if metrics.stat().st_size > MAX_METRICS_BYTES:
+        raise ZooError(f"{metrics} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
+    try:
+        text = metrics.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ZooError(f"cannot read {metrics}: {exc.strerror or exc}") from None
+    lines = text.split("\n")
+    history: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = loads_json(line, f"{metrics}, line {number},")
+        except ZooError:
+            if number == len(lines):  # no newline after it: cut short by a kill
+                break
+            raise ZooError(f"{metrics}, line {number}, is not JSON; was it written by zoo?") from None
+        if isinstance(row, dict) and is_count(row.get("epoch")):
+            history.append(row)
+    return history
+
+
+def _evaluation(path: Path, history: list[dict[str, Any]]) -> tuple[float | None, int | None, int | None]:
+    """The IW-NLL, K and epoch of ``eval/metrics.json`` when it scored this run's model: its epoch is
+    one the run's history has, and it was written after the run (re)started (``config.json`` is
+    written at a start, an ``--overwrite`` and a resume); otherwise (None, None, None)."""
+    evaluation = path / "eval" / "metrics.json"
+    if not evaluation.is_file():
+        return None, None, None
+    scored = _read_json(evaluation, "written by zoo eval")
+    if not isinstance(scored, dict):
+        return None, None, None
+    epoch = scored.get("epoch")
+    if not is_count(epoch) or epoch not in {r["epoch"] for r in history}:
+        return None, None, None  # an older run's model, or a checkpoint the history does not reach
+    try:
+        if evaluation.stat().st_mtime_ns < (path / "config.json").stat().st_mtime_ns:
+            return None, None, None  # evaluated before this run was started, overwritten or resumed
+    except OSError:
+        return None, None, None
+    samples = scored.get("iw_samples")
+    nll = finite(scored.get("test_nll_iw"))
+    if nll is None:
+        return None, None, None
+    return nll, samples if is_count(samples) else None, epoch
 
 
 def summarize(run: str | os.PathLike) -> RunSummary:
@@ -75,44 +132,25 @@ def summarize(run: str | os.PathLike) -> RunSummary:
     config = _read_json(path / "config.json", "written when the run starts")
     if not isinstance(config, dict) or not isinstance(config.get("recipe"), dict):
         raise ZooError(f"{path / 'config.json'} does not describe a zoo run (no recipe)")
-    history: list[dict[str, Any]] = []
     metrics = path / "metrics.jsonl"
-    if metrics.is_file():
-        if metrics.stat().st_size > MAX_METRICS_BYTES:
-            raise ZooError(f"{metrics} is larger than {MAX_METRICS_BYTES // 2**20} MB; it is not a zoo run file")
-        for number, line in enumerate(metrics.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise ZooError(f"{metrics}, line {number}, is not JSON; was it written by zoo?") from None
-            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
-                history.append(row)
-    losses = [
-        (r["test_loss"], r["epoch"])
-        for r in history
-        if isinstance(r.get("test_loss"), (int, float)) and math.isfinite(r["test_loss"])
-    ]
+    history = _read_history(metrics) if metrics.is_file() else []
+    losses = [(finite(r.get("test_loss")), r["epoch"]) for r in history]
+    losses = [(loss, epoch) for loss, epoch in losses if loss is not None]
     best = min(losses) if losses else None
-    seconds = [r["epoch_seconds"] for r in history if isinstance(r.get("epoch_seconds"), (int, float))]
-    iw_nll = iw_samples = None
-    evaluation = path / "eval" / "metrics.json"
-    if evaluation.is_file():
-        scored = _read_json(evaluation, "written by zoo eval")
-        if isinstance(scored, dict):
-            iw_nll, iw_samples = scored.get("test_nll_iw"), scored.get("iw_samples")
+    seconds = [s for s in (finite(r.get("epoch_seconds")) for r in history) if s is not None]
+    iw_nll, iw_samples, iw_epoch = _evaluation(path, history)
     recipe = config["recipe"]
     return RunSummary(
         run=str(path),
-        model=str(config.get("model", recipe.get("id", "?"))),
+        model=_text(config.get("model", recipe.get("id", "?"))),
         objective=_objective_label(recipe),
         epochs=len(history),
         best_neg_elbo=best[0] if best else None,
         best_epoch=best[1] if best else None,
-        last_neg_elbo=history[-1].get("test_loss") if history else None,
+        last_neg_elbo=finite(history[-1].get("test_loss")) if history else None,
         iw_nll=iw_nll,
         iw_samples=iw_samples,
+        iw_epoch=iw_epoch,
         # the median is robust to the first epoch's start-up and to a busy machine
         seconds_per_epoch=statistics.median(seconds) if seconds else None,
         history=history,
@@ -129,7 +167,19 @@ def _cell(value: Any, digits: int = 2) -> str:
 
 def format_table(summaries: list[RunSummary]) -> str:
     """A plain-text table, one row per run (the negative ELBO and IW-NLL in nats per example)."""
-    header = ["run", "model", "objective", "epochs", "best -ELBO", "(epoch)", "last -ELBO", "IW-NLL", "(K)", "s/epoch"]
+    header = [
+        "run",
+        "model",
+        "objective",
+        "epochs",
+        "best -ELBO",
+        "(epoch)",
+        "last -ELBO",
+        "IW-NLL",
+        "(K)",
+        "(epoch)",
+        "s/epoch",
+    ]
     rows = [
         [
             s.run,
@@ -141,6 +191,7 @@ def format_table(summaries: list[RunSummary]) -> str:
             _cell(s.last_neg_elbo),
             _cell(s.iw_nll),
             _cell(s.iw_samples),
+            _cell(s.iw_epoch),
             _cell(s.seconds_per_epoch, 1),
         ]
         for s in summaries
@@ -183,7 +234,8 @@ def plot_curves(summaries: list[RunSummary], out: str | os.PathLike, metric: str
                 values,
                 marker="o" if len(points) < 30 else None,
                 markersize=3,
-                label=f"{Path(s.run).name} ({s.model}, {s.objective})",
+                # a $ would start matplotlib's math text
+                label=f"{Path(s.run).name} ({s.model}, {s.objective})".replace("$", r"\$"),
             )
             drawn += 1
     if not drawn:
@@ -192,10 +244,15 @@ def plot_curves(summaries: list[RunSummary], out: str | os.PathLike, metric: str
     labels = {"test_loss": "test negative ELBO (nats per example)", "train_loss": "training loss (nats per example)"}
     ax.set_xlabel("epoch")
     ax.set_ylabel(labels.get(metric, metric))
-    ax.set_title("zoo compare: learning curves")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if drawn <= MAX_LEGEND_ENTRIES:
+        ax.set_title("zoo compare: learning curves")
+        ax.legend(fontsize=8)
+    else:  # a legend of that many runs covers the plot and cannot be laid out
+        ax.set_title(f"zoo compare: learning curves of {drawn} runs (legend left out; see the table)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Tight layout not applied": the plot is still drawn
+        fig.tight_layout()
     try:
         atomic_write(out, lambda f: fig.savefig(f, format="png"))
     except OSError as exc:

@@ -5,15 +5,46 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import ZooError, is_count
+from zoo.plain_data import MAX_INT, to_plain
 
 COMPONENT_KINDS = ("encoder", "decoder", "prior", "likelihood")
 #: What a recipe names by id and configures with ``<kind>_options``.
 OPTION_KINDS = (*COMPONENT_KINDS, "objective")
+#: The largest latent size a recipe may ask for (the next layers allocate latent_size x hidden weights).
+MAX_LATENT_SIZE = 2**20
+#: The kebab-case ids plugins must use (zoo.registry.ID_PATTERN, matched in full).
+ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def check_id(value: Any, where: str = "id") -> str:
+    """``value`` if it is a kebab-case id (what plugins must register, and what names a run's folder)."""
+    if not isinstance(value, str) or not ID_RE.fullmatch(value) or len(value) > 200:
+        raise ZooError(
+            f"{where} must be kebab-case, at most 200 characters (lower-case letters and digits separated by "
+            f"single hyphens, e.g. 'my-vae'), got {_short(value)}"
+        )
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _path_safe(value: Any) -> bool:
+    """Whether a recipe id can name a folder under runs/ without leaving it."""
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and not any(c in value for c in "/\\")
+        and all(c.isprintable() for c in value)
+    )
 
 
 @dataclass(frozen=True)
@@ -27,6 +58,12 @@ class Training:
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
     lr_schedule: str = "constant"  # see LR_SCHEDULES
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # numpy scalars (an np.linspace sweep) become plain numbers
+            value = getattr(self, f.name)
+            if type(value).__module__ == "numpy":
+                object.__setattr__(self, f.name, to_plain(value, f"training.{f.name}"))
 
     def lr_factor(self, epoch: int) -> float:
         """The learning rate of 1-based ``epoch`` is ``lr * lr_factor(epoch)``."""
@@ -100,18 +137,64 @@ class Recipe:
     training: Training = field(default_factory=Training)
     reference: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # What a run stores (config.json, every checkpoint) is plain data, normalised here, when the
+        # run starts: numpy scalars become numbers, dates ISO strings; anything else is refused.
+        if not _path_safe(self.id):
+            raise ZooError(f"recipe id {_short(self.id)} cannot name a run folder; use kebab-case (e.g. 'my-vae')")
+        for name in (*(f"{k}_options" for k in OPTION_KINDS), "reference"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise ZooError(f"recipe {self.id}: {name} must be a table (a dict), got {_short(value)}")
+            object.__setattr__(self, name, to_plain(value, f"{name.replace('_options', '')}"))
+        if not isinstance(self.training, Training):
+            raise ZooError(f"recipe {self.id}: training must be a zoo.Training, got {type(self.training).__name__}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> Recipe:
+        """The recipe ``to_dict`` wrote (a run's ``config.json``); a damaged one is a ZooError naming ``source``."""
+        if not isinstance(data, dict):
+            raise ZooError(f"{source}: the recipe is not a table (got {type(data).__name__})")
         data = dict(data)
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        problems = [f"unknown key {k!r}" for k in data if k not in names]
+        required = [
+            n for n, f in names.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        problems += [f"{k} is missing" for k in required if k not in data]
+        for key in (*OPTION_KINDS, "id", "dataset", "description"):
+            if key in data and not isinstance(data[key], str):
+                problems.append(f"{key} must be a string, got {type(data[key]).__name__}")
+        for key in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "training"):
+            if key in data and not isinstance(data[key], dict):
+                problems.append(f"{key} must be a table, got {type(data[key]).__name__}")
+        if "latent_size" in data and not (is_count(data["latent_size"]) and data["latent_size"] <= MAX_LATENT_SIZE):
+            problems.append(
+                f"latent_size must be an integer from 1 to {MAX_LATENT_SIZE}, got {_short(data['latent_size'])}"
+            )
+        if problems:
+            raise ZooError(f"{source}: " + "; ".join(problems))
         training = dict(data.get("training", {}))
         # Runs written before objectives were a kind kept beta among the training settings.
         beta = training.pop("beta", None)
         if beta is not None and beta != 1.0 and data.get("objective", "elbo") == "elbo":
             data["objective_options"] = {"beta": beta, **data.get("objective_options", {})}
-        data["training"] = Training(**training)
+        hints = typing.get_type_hints(Training)
+        settings = {}
+        for key, value in training.items():
+            if key not in hints:
+                problems.append(f"unknown training setting {key!r}")
+                continue
+            try:
+                settings[key] = _convert(value, hints[key], f"training.{key}")
+            except ZooError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ZooError(f"{source}: " + "; ".join(problems))
+        data["training"] = Training(**settings)
         return cls(**data)
 
     def components(self) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -171,18 +254,32 @@ class Recipe:
             if not getattr(new, kind):
                 problems.append(f"{kind} must be a registered id (got an empty value)")
         problems += new.training.problems()
-        if new.latent_size < 1:
-            problems.append(f"latent_size must be at least 1 (got {new.latent_size})")
+        if not 1 <= new.latent_size <= MAX_LATENT_SIZE:
+            problems.append(f"latent_size must be from 1 to {MAX_LATENT_SIZE} (got {_short(new.latent_size)})")
         if problems:
             raise ZooError("; ".join(problems))
         return new
 
 
 def _convert(value: Any, kind: Any, key: str) -> Any:
-    """Convert a ``--set`` string to ``kind``; non-strings are type-checked."""
+    """Convert a ``--set`` string to ``kind``; non-strings are type-checked and made plain data
+    (numpy scalars become numbers); integers must fit in int64 (what torch takes)."""
+    value = _convert_any(value, kind, key)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ZooError(
+            f"{key} must be an integer from -(2**63 - 1) to 2**63 - 1 (got one with {len(str(abs(value)))} digits)"
+        )
+    return to_plain(value, key)
+
+
+def _convert_any(value: Any, kind: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        value = to_plain(value, key)
     if isinstance(value, str) and (kind in (list, tuple, dict) or (kind is None and value.strip()[:1] in ("[", "{"))):
         try:
             parsed = json.loads(value)
+        except RecursionError:
+            raise ZooError(f"{key}: the value nests lists or objects too deeply") from None
         except ValueError:
             raise ZooError(
                 f"{key} expects a JSON {'object' if kind is dict else 'list'} such as [100, 50], got {value!r}"
@@ -192,6 +289,8 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         return parsed
     if kind is None:
         if isinstance(value, str):
+            if len(value.strip().lstrip("+-")) > 19 and value.strip().lstrip("+-").isdigit():
+                raise ZooError(f"{key} must be an integer from -(2**63 - 1) to 2**63 - 1 (got {_short(value)})")
             for parse in (int, float):
                 try:
                     return parse(value)
@@ -207,6 +306,8 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
                     raise ValueError
                 return value.lower() in ("true", "1", "yes")
             if kind is int:
+                if len(value.strip().lstrip("+-")) > 19:
+                    raise ZooError(f"{key} must be an integer from -(2**63 - 1) to 2**63 - 1 (got {_short(value)})")
                 return int(value)
             return kind(value)
         except ValueError:
@@ -247,6 +348,10 @@ def recipe_from_file(path: str | Any) -> Recipe:
         raise ZooError(f"{p}: not a text file; a recipe is TOML (see 'zoo info MODEL --toml')") from None
     except tomllib.TOMLDecodeError as exc:
         raise ZooError(f"{p}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ZooError(f"{p}: invalid TOML: arrays or tables nest too deeply for a recipe") from None
+    except ValueError as exc:  # an integer over 4,300 digits, a date out of range
+        raise ZooError(f"{p}: invalid TOML: {' '.join(str(exc).split())[:120]}") from None
     except OSError as exc:
         raise ZooError(f"cannot read recipe file {p}: {exc.strerror or exc}") from None
     return recipe_from_mapping(data, source=str(p), default_id=_kebab(p.stem) or "recipe")
@@ -267,7 +372,13 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     fields: dict[str, Any] = {"id": data.get("id", default_id), "description": data.get("description", "")}
     for key, kind in (("id", str), ("description", str), ("dataset", str)):
         if key in data and not isinstance(data[key], kind):
-            problems.append(f"{key} must be a string (got {data[key]!r})")
+            problems.append(f"{key} must be a string (got {_short(data[key])})")
+    if isinstance(fields["id"], str):
+        try:
+            check_id(fields["id"])  # ids from files are checked like ids from plugins: they name run folders
+        except ZooError as exc:
+            problems.append(str(exc))
+            fields["id"] = default_id
     if "dataset" not in data:
         problems.append("dataset is missing (a data set id, see 'zoo list --kind dataset')")
     else:
@@ -275,8 +386,8 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     latent = data.get("latent_size")
     if latent is None:
         problems.append("latent_size is missing")
-    elif not is_count(latent):
-        problems.append(f"latent_size must be a positive integer (got {latent!r})")
+    elif not is_count(latent) or latent > MAX_LATENT_SIZE:
+        problems.append(f"latent_size must be a positive integer, at most {MAX_LATENT_SIZE} (got {_short(latent)})")
     else:
         fields["latent_size"] = latent
     for kind in OPTION_KINDS:
@@ -293,7 +404,10 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
             problems.append(f"[{kind}] needs id = \"<registered id>\" (see 'zoo list --kind {kind}')")
             continue
         fields[kind] = component_id
-        fields[f"{kind}_options"] = {k: v for k, v in table.items() if k != "id"}
+        try:
+            fields[f"{kind}_options"] = to_plain({k: v for k, v in table.items() if k != "id"}, kind)
+        except ZooError as exc:
+            problems.append(str(exc))
     fields.setdefault("prior", "standard-normal")
     fields.setdefault("likelihood", "bernoulli")
     training = data.get("training", {})
@@ -316,7 +430,10 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     if not isinstance(reference, dict):
         problems.append(f"reference must be a table ([reference]), got {reference!r}")
     else:
-        fields["reference"] = dict(reference)
+        try:
+            fields["reference"] = to_plain(dict(reference), "reference")
+        except ZooError as exc:
+            problems.append(str(exc))
     if problems:
         raise ZooError(f"{source}: " + "; ".join(problems))
     return Recipe(**fields)
