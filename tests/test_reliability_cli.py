@@ -407,3 +407,18 @@ def test_reliability_doc_names_every_test_here():
     assert named <= defined, f"docs name missing tests: {sorted(named - defined)}"
     missing = defined - named - {"test_reliability_doc_names_every_test_here"}
     assert not missing, f"tests not described in docs/reliability.md: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    "path, device, kind",
+    [(None, "cpu", TypeError), (123, "cpu", TypeError), ("", "cpu", TypeError), ("RUN", "gpu9", ValueError)],
+)
+def test_load_gives_typed_one_line_errors(tmp_path, path, device, kind):
+    import zoo
+    from zoo.errors import ZooError
+
+    if path == "RUN":
+        path = tmp_path  # never read: the device is refused first
+    with pytest.raises(kind) as raised:
+        zoo.load(path, device=device)
+    assert isinstance(raised.value, ZooError) and "\n" not in str(raised.value)

@@ -196,7 +196,14 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
     """Rebuild a trained model from a checkpoint file or a run directory, in eval mode.
 
     The checkpoint alone is enough: it names the components and the plugins that provide them.
+    A ``path`` that is not a path or an unusable ``device`` is a one-line error, as on the command line.
     """
+    from zoo.devices import resolve_device
+    from zoo.errors import ZooTypeError
+
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ZooTypeError(f"zoo.load takes a run directory or a checkpoint file's path, got {path!r}")
+    device = resolve_device(device)
     return model_from_payload(load_checkpoint(path), source=resolve_checkpoint_path(path)).to(device).eval()
 
 
