@@ -473,3 +473,18 @@ def test_recipe_files_give_a_plain_recipe_or_one_zoo_error(tmp_path_factory, tex
     check_id(recipe.id)
     assert first_unstorable(recipe.to_dict()) is None
     json.dumps(recipe.to_dict())
+
+
+def test_resume_of_a_run_whose_config_zoo_did_not_write_says_what_to_do(tmp_path):
+    """A damaged config.json is one line on --resume, and the advice is not to choose another --out."""
+    from zoo.errors import ZooError
+    from zoo.rundir import RunDir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("[" * 5000 + "]" * 5000)  # deeper than any reader follows
+    with pytest.raises(ZooError) as raised:
+        RunDir(run).claim_for_resume()
+    message = str(raised.value)
+    assert "was not written by zoo" in message and "--out" not in message and "\n" not in message
+    assert (run / "config.json").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, ZooTypeError, ZooValueError, is_count
+from zoo.plain_data import to_plain
 from zoo.recipe import COMPONENT_KINDS, Recipe, Training
 from zoo.threads import thread_count_problem
 
@@ -212,7 +213,7 @@ def plan_run(
         recipe=recipe,
         settings=run,
         dataset=data,
-        overrides=overrides,
+        overrides=to_plain(overrides, "overrides"),
         out=Path(out) if out is not None else None,
         overwrite=bool(overwrite),
         model=composed,

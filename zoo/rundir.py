@@ -388,8 +388,13 @@ class RunDir:
                 if _TEMPORARY.fullmatch(path.name):
                     # Left by a process killed mid-write (the lock says none is writing now): nothing reads them.
                     path.unlink(missing_ok=True)
-        except ZooError:
+        except ZooError as exc:
             self.release()
+            text = str(exc)
+            if "choose another --out" in text:  # the advice for a new run; a resume keeps its folder
+                raise ZooError(
+                    text.replace("choose another --out", "restore the run's own files before resuming")
+                ) from None
             raise
         except OSError as exc:
             self.release()
@@ -435,10 +440,10 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _is_zoo_config(path: Path) -> bool:
+    from zoo.plain_data import read_json_file
+
     try:
-        if path.stat().st_size > 10_000_000:
-            return False
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json_file(path, "config.json", max_bytes=10_000_000)
+    except ZooError:  # unreadable, damaged, too large or too deep: not a config zoo wrote
         return False
     return isinstance(data, dict) and "recipe" in data and "versions" in data
