@@ -47,6 +47,7 @@ from zoo.devices import (
 from zoo.distributed import Dist
 from zoo.epoch_sums import EpochSums
 from zoo.errors import ZooError, ZooTypeError, ZooValueError
+from zoo.estimators import test_elbo
 from zoo.images import save_epoch_grids
 from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
@@ -295,7 +296,8 @@ class Trainer:
         # epoch, so the host never waits on the device mid-epoch (the first bad step is still named,
         # and nothing is saved from a non-finite state).
         check_every = 1 if self.device.type == "cpu" else steps
-        bar = self._progress(epoch, steps)
+        show = self.settings.progress if self.dist.is_main else False  # None: only on a terminal
+        bar = progress_bar(show, epoch, self.recipe.training.epochs, steps * self.recipe.training.batch_size)
         start = time.perf_counter()
         for step, x in enumerate(batches, 1):
             x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
@@ -306,7 +308,7 @@ class Trainer:
             if step % check_every == 0 or step == steps:
                 bad = self.sums.first_bad_step()
                 if bad is not None:
-                    self._non_finite(epoch, bad)
+                    non_finite(self.out, epoch, bad)
             if bar is not None:
                 bar.update(x.shape[0] * self.dist.world_size)
                 if step % 50 == 0 or step == steps:
@@ -353,57 +355,16 @@ class Trainer:
             loss, logs = (module or self.forward_step)(x)
         return loss.float(), logs
 
-    def _non_finite(self, epoch: int, step: int) -> None:
-        last = self.out / "checkpoints" / "last.pt"
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-        raise ZooError(
-            f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; {kept}. "
-            "Try a lower --lr, --set grad_clip=1.0, or --precision fp32"
-        )
-
-    def _progress(self, epoch: int, steps: int):
-        show = self.settings.progress
-        if show is None:
-            show = sys.stderr.isatty()
-        if not self.dist.is_main or not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=steps * self.recipe.training.batch_size,
-            desc=f"epoch {epoch}/{self.recipe.training.epochs}",
-            unit="img",
-            unit_scale=True,
-            leave=False,
-            file=sys.stderr,
-        )
-
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Test-set negative ELBO, reconstruction and KL terms, nats per image (exact under DDP).
-
-        Sums and the image count are kept on the device and, under torchrun, summed over the
-        processes before dividing (shards may differ by an image). Not torchmetrics' MeanMetric:
-        importing torchmetrics costs 3-4 s of start-up, a third of a GPU run's first epoch. A quick
-        look (``max_steps``) reads only the first few batches.
-        """
+        """Test-set negative ELBO, reconstruction and KL terms, nats per image (exact under DDP,
+        :func:`zoo.estimators.test_elbo`). A quick look (``max_steps``) reads the first few batches."""
         self.model.eval()
-        sums, count = torch.zeros(3, device=self.device), 0  # -ELBO, -recon, KL; images
         batches = self.test_data.eval_batches(self.settings.eval_batch_size)
         if self.settings.max_steps:
             size = max(1, self.recipe.training.batch_size // self.dist.world_size)
             batches = itertools.islice(self.test_data.eval_batches(size), QUICK_EVAL_BATCHES)
-        for x in batches:
-            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-            with self._autocast():
-                terms = self.model(x)
-            sums += torch.stack([-terms.elbo.float().sum(), -terms.recon.float().sum(), terms.kl.float().sum()])
-            count += x.shape[0]
-        totals = torch.cat([sums, sums.new_tensor([count])])
-        if self.dist.enabled:
-            torch.distributed.all_reduce(totals)
-        loss, recon, kl, count = totals.tolist()
-        return {"test_loss": loss / count, "test_recon": recon / count, "test_kl": kl / count}
+        return test_elbo(self.model, batches, self._autocast, self.dist)
 
     # -- checkpoints and artefacts -------------------------------------------------------------
     def _end_of_epoch(self, epoch: int, row: dict[str, Any]) -> None:
@@ -447,3 +408,25 @@ class Trainer:
             if rundir is not None:
                 rundir.release()
             raise
+
+
+def non_finite(out: Path, epoch: int, step: int) -> None:
+    """Stop the run: the loss became NaN or infinite at ``step`` of ``epoch`` (nothing is saved from that state)."""
+    last = out / "checkpoints" / "last.pt"
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+    raise ZooError(
+        f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; {kept}. "
+        "Try a lower --lr, --set grad_clip=1.0, or --precision fp32"
+    )
+
+
+def progress_bar(show: bool | None, epoch: int, epochs: int, images: int):
+    """The epoch's tqdm bar on stderr (None when not shown): ``show`` True or False, or None for
+    a bar only on a terminal."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=images, desc=f"epoch {epoch}/{epochs}", unit="img", unit_scale=True, leave=False, file=sys.stderr)
