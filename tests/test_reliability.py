@@ -515,11 +515,13 @@ def console(tmp_path_factory, tiny_dir):
     return results, folder
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_misspelt_model_suggests_close_ids_subprocess(console):
     code, err = console[0]["misspelt"]
     assert_user_error(code, err, "unknown model 'tiny-vea'", "did you mean", "tiny-vae", "zoo list")
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_debug_shows_the_traceback_subprocess(console):
     code, err = console[0]["debug"]
     assert code != 0
@@ -533,12 +535,14 @@ def _has_cuda() -> bool:
 
 
 @pytest.mark.skipif(_has_cuda(), reason="checks the error on a machine without CUDA")
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_device_cuda_without_cuda_subprocess(console):
     code, err = console[0]["cuda"]
     assert_user_error(code, err, "--device cuda", "use --device cpu")
     assert not (console[1] / "cuda-run").exists(), "nothing is created for a run that cannot start"
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_unwritable_out_is_a_clear_error_subprocess(console):
     cases = {name: result for name, result in console[0].items() if name.startswith("unwritable out")}
     assert cases
@@ -546,12 +550,14 @@ def test_unwritable_out_is_a_clear_error_subprocess(console):
         assert_user_error(code, err, "cannot write to --out", "choose a writable folder")
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_truncated_checkpoint_subprocess(console):
     code, err = console[0]["truncated checkpoint"]
     assert_user_error(code, err, "not a readable checkpoint", "truncated")
     assert not (console[1] / "never.png").exists()
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_checkpoint_of_a_model_whose_plugin_is_not_installed_subprocess(console):
     code, err = console[0]["plugin not installed"]
     assert_user_error(
@@ -815,6 +821,7 @@ def test_crafted_checkpoint_is_live(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow  # the console fixture starts a subprocess per case (torch imported in each)
 def test_crafted_checkpoint_is_refused_and_runs_nothing(console, tiny, tmp_path, capsys):
     import zoo
 
