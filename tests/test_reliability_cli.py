@@ -12,39 +12,22 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers_tiny import tiny_env, write_tiny_plugin, zoo_command
-from test_reliability import assert_user_error, cli, kill_tree, tiny_checkpoint, train_args
+from helpers_tiny import tiny_env, zoo_command
+from test_reliability import (  # noqa: F401 - tiny_dir and tiny are the fixtures of that file
+    assert_user_error,
+    cli,
+    kill_tree,
+    tiny,
+    tiny_checkpoint,
+    tiny_dir,
+    train_args,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    return write_tiny_plugin(tmp_path_factory.mktemp("tinyplugin"))
-
-
-@pytest.fixture
-def tiny(tiny_dir, monkeypatch):
-    """The tiny plugin installed in this process, as in tests/test_reliability.py."""
-    import torch
-
-    from zoo import plugins
-
-    monkeypatch.syspath_prepend(str(tiny_dir))
-    monkeypatch.setenv("ZOO_PLUGINS", "aevb,tiny")
-    plugins.reset()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tiny_dir
-    torch.set_num_threads(threads)
-    plugins.reset()
-    for name in ("tiny_plugin", "broken_plugin"):
-        sys.modules.pop(name, None)
 
 
 def quick_run(capsys, out: Path, *extra: str) -> Path:

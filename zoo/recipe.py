@@ -182,16 +182,7 @@ class Recipe:
         beta = training.pop("beta", None)
         if beta is not None and beta != 1.0 and data.get("objective", "elbo") == "elbo":
             data["objective_options"] = {"beta": beta, **data.get("objective_options", {})}
-        hints = typing.get_type_hints(Training)
-        settings = {}
-        for key, value in training.items():
-            if key not in hints:
-                problems.append(f"unknown training setting {key!r}")
-                continue
-            try:
-                settings[key] = _convert(value, hints[key], f"training.{key}")
-            except ZooError as exc:
-                problems.append(str(exc))
+        settings = _training_settings(training, problems)
         if problems:
             raise ZooError(f"{source}: " + "; ".join(problems))
         data["training"] = Training(**settings)
@@ -259,6 +250,22 @@ class Recipe:
         if problems:
             raise ZooError("; ".join(problems))
         return new
+
+
+def _training_settings(table: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """A ``[training]`` table's values converted to :class:`Training`'s field types; an unknown key or
+    a value that does not convert is added to ``problems``."""
+    hints = typing.get_type_hints(Training)
+    settings = {}
+    for key, value in table.items():
+        if key not in hints:
+            problems.append(f"unknown training setting {key!r} (valid: {', '.join(hints)})")
+            continue
+        try:
+            settings[key] = _convert(value, hints[key], f"training.{key}")
+        except ZooError as exc:
+            problems.append(str(exc))
+    return settings
 
 
 def _convert(value: Any, kind: Any, key: str) -> Any:
@@ -414,16 +421,7 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     if not isinstance(training, dict):
         problems.append(f"training must be a table ([training]), got {training!r}")
         training = {}
-    hints = typing.get_type_hints(Training)
-    settings = {}
-    for key, value in training.items():
-        if key not in hints:
-            problems.append(f"unknown training setting {key!r} (valid: {', '.join(hints)})")
-            continue
-        try:
-            settings[key] = _convert(value, hints[key], f"training.{key}")
-        except ZooError as exc:
-            problems.append(str(exc))
+    settings = _training_settings(training, problems)
     fields["training"] = Training(**settings)
     problems += [f"training.{p}" for p in fields["training"].problems()]
     reference = data.get("reference", {})
