@@ -54,6 +54,9 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     binarized: bool = False
     num_classes: int = 10
+    #: For a data set built from a user's files rather than registered by id: the settings that
+    #: rebuild it (path, image size, split), recorded in a run's config.json for resume and eval.
+    source: dict[str, Any] | None = None
 
     def load(
         self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
