@@ -351,6 +351,8 @@ def test_resume_with_a_different_number_of_processes_is_refused(tiny, tmp_path, 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")  # a non-main rank: it neither claims nor writes the run directory
     monkeypatch.setattr("zoo.distributed.Dist.init", lambda self, device: None)
+    monkeypatch.setattr("zoo.distributed.Dist.barrier", lambda self: None)
+    monkeypatch.setattr("zoo.distributed.Dist.broadcast_object", lambda self, obj: obj)
     monkeypatch.setattr("torch.nn.parallel.DistributedDataParallel", lambda model, **kwargs: model)
     code, out = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert_user_error(code, out, "1 process", "same number")
@@ -624,7 +626,7 @@ def test_resume_rejects_model_and_new_settings(tiny, tmp_path, capsys):
     assert_user_error(
         code,
         out,
-        "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change",
+        "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir, --data-placement, --data-workers and --keep-every may change",
     )
     code, out = cli(capsys, "train", "--resume", str(tmp_path / "nowhere"))
     assert_user_error(code, out, "no checkpoints/last.pt", "zoo train")
@@ -1207,7 +1209,7 @@ def test_resume_option_rule(tiny, tmp_path, capsys, monkeypatch):
             code,
             out,
             extra[0],
-            "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir and --keep-every may change",
+            "only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, --data-dir, --data-placement, --data-workers and --keep-every may change",
         )
     code, out = cli(capsys, "train", "--resume", str(run))
     assert_user_error(code, out, "already finished its 1 epochs", "--epochs")

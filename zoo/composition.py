@@ -232,11 +232,13 @@ def create(model_id: str, **overrides: Any) -> VAE:
     return from_recipe(recipe)
 
 
-def from_recipe(recipe: Recipe) -> VAE:
-    """Build the model a :class:`Recipe` describes."""
-    from zoo.plugins import get_registry
+def from_recipe(recipe: Recipe, dataset: Any = None) -> VAE:
+    """Build the model a :class:`Recipe` describes, for ``dataset`` (a :class:`zoo.DatasetInfo`;
+    default: the one the recipe names, :func:`zoo.plan.dataset_of`)."""
+    from zoo.plan import dataset_of
 
-    dataset = get_registry().get("dataset", recipe.dataset).load()
+    if dataset is None:
+        dataset = dataset_of(recipe)
     model = compose(
         recipe.encoder,
         recipe.decoder,

@@ -233,7 +233,12 @@ def _load_source(path: str | os.PathLike, dataset: str | None, data_dir: str | o
         run_dir = (payload.get("config") or {}).get("settings", {}).get("data_dir")
         if run_dir and Path(run_dir).is_dir():
             data_dir = run_dir
-    info = get_registry().get("dataset", dataset_id).load()
+    if dataset is None and recipe.get("data"):
+        from zoo.plan import dataset_of
+
+        info = dataset_of(recipe)  # the run's own images, split as when it trained
+    else:
+        info = get_registry().get("dataset", dataset_id).load()
     return _Source(checkpoint, payload, recipe, dataset_id, info, data_dir)
 
 

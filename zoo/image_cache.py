@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ def entry_key(key: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+#: The files behind the memory-mapped arrays handed out, by the address of their data.
+_MAPPED: dict[int, tuple[str, int, tuple[int, ...]]] = {}
+
+
+def mapped_file(tensor) -> tuple[str, int] | None:
+    """``(path, byte offset)`` of the cached file a tensor of :func:`decoded` maps, whole and
+    unchanged in shape; None for any other tensor (held in memory, sliced, or another array)."""
+    try:
+        found = _MAPPED.get(tensor.data_ptr())
+    except (AttributeError, RuntimeError):
+        return None
+    if found is None or tuple(tensor.shape) != found[2] or not tensor.is_contiguous():
+        return None
+    return found[0], found[1]
+
+
 def _open(path: Path, shape: tuple[int, ...] | None):
     import numpy as np
 
@@ -40,6 +57,10 @@ def _open(path: Path, shape: tuple[int, ...] | None):
     array = np.load(path, mmap_mode="c", allow_pickle=False)
     if array.dtype != np.uint8 or (shape is not None and tuple(array.shape) != tuple(shape)):
         raise ValueError("stale entry")
+    if array.size:
+        address = array.ctypes.data
+        _MAPPED[address] = (str(path), int(array.offset), tuple(array.shape))
+        weakref.finalize(array, _MAPPED.pop, address, None)
     return array
 
 

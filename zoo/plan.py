@@ -61,6 +61,10 @@ class RunSettings:
     deterministic: bool | str = "auto"
     # A quick look: train this many steps, evaluate on a few test batches, write the run (None: off).
     max_steps: int | None = None
+    # Where the data is kept while training: "device" (both splits on it), "stream" (kept on the host
+    # and copied batch by batch) or "auto" (on the device when it fits: zoo.streaming.choose_placement).
+    data_placement: str = "auto"
+    data_workers: int | None = None  # loader processes when streaming; None: zoo.streaming.default_workers
 
     def problems(self) -> list[str]:
         """Every setting a user gave that cannot be used, as one line each."""
@@ -78,6 +82,14 @@ class RunSettings:
             found.append(f"--max-steps must be a whole number of steps, at least 1 (got {self.max_steps!r})")
         if thread_count_problem(self.threads):
             found.append(thread_count_problem(self.threads))
+        if self.data_placement not in ("auto", "device", "stream"):
+            found.append(f"--data-placement must be auto, device or stream (got {self.data_placement!r})")
+        if self.data_workers is not None and (
+            isinstance(self.data_workers, bool)
+            or not isinstance(self.data_workers, int)
+            or not 0 <= self.data_workers <= 64
+        ):
+            found.append(f"--data-workers must be a whole number from 0 to 64 (got {self.data_workers!r})")
         return found
 
 
@@ -108,7 +120,7 @@ class RunPlan:
             model = self.model
             model.spec["recipe"] = self.recipe.to_dict()
         else:
-            model = from_recipe(self.recipe)
+            model = from_recipe(self.recipe, self.dataset)
         if self.objective is not None and not resumed:
             objective, record = build_objective(self.objective)
         else:
@@ -133,12 +145,16 @@ def plan_run(
     name: str | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    data: str | os.PathLike | None = None,
+    data_options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> RunPlan:
     """Resolve a run: ``model`` is a registered id, a :class:`Recipe` or a model composed in Python
     (``dataset``, ``training``, ``objective_options`` and ``name`` describe that one); ``overrides``
-    take the keys of ``zoo train --set``; ``settings`` are :class:`RunSettings` fields. Every
-    problem is a :class:`ZooError`, raised before anything is built."""
+    take the keys of ``zoo train --set``; ``settings`` are :class:`RunSettings` fields. ``data``
+    trains on a user's own images instead of the recipe's data set (a folder or an .npy/.npz file,
+    read by :func:`zoo.dataset_from_path` with ``data_options``). Every problem is a
+    :class:`ZooError`, raised before anything is built."""
     from zoo.plugins import get_registry
 
     known = {f.name for f in dataclasses.fields(RunSettings)}
@@ -151,6 +167,9 @@ def plan_run(
         )
     overrides = dict(overrides or {})
     composed = None if isinstance(model, (str, Recipe)) else model
+    own_data = _own_data(data, data_options)
+    if own_data is not None and dataset is None and composed is not None:
+        dataset = own_data.id
     if composed is not None:
         from zoo.model import VAE
 
@@ -190,6 +209,10 @@ def plan_run(
                 )
             overrides.setdefault("objective", objective)
     recipe = base.with_overrides(overrides) if overrides else base
+    if own_data is not None:
+        if "dataset" in overrides:
+            raise ZooError("give either --data PATH (your own images) or --set dataset=ID, not both")
+        recipe = dataclasses.replace(recipe, dataset=own_data.id, data=dict(own_data.source))
     run = RunSettings(**settings)
     problems = [*recipe.training.problems(), *run.problems()] if not overrides else run.problems()
     if problems:
@@ -208,7 +231,7 @@ def plan_run(
         run.data_dir = str(Path(run.data_dir).expanduser().absolute())
     run.device, run.seed = str(run.device), int(run.seed)
     run.cuda_graph = bool(run.cuda_graph)
-    data = get_registry().get("dataset", recipe.dataset).load()
+    data = own_data if own_data is not None else dataset_of(recipe)
     return RunPlan(
         recipe=recipe,
         settings=run,
@@ -219,6 +242,39 @@ def plan_run(
         model=composed,
         objective=None if objective is None or isinstance(objective, str) else objective,
     )
+
+
+def _own_data(data: Any, options: dict[str, Any] | None) -> Any:
+    """The DatasetInfo of a user's own images at ``data`` (None when not given)."""
+    if data is None:
+        if options:
+            raise ZooError("data_options go with data=PATH (your own images); give data or leave them out")
+        return None
+    if not isinstance(data, (str, os.PathLike)) or not os.fspath(data).strip():
+        raise ZooTypeError(f"data must be the path of a folder of images or an .npy/.npz file (got {data!r})")
+    if options is not None and not isinstance(options, dict):
+        raise ZooTypeError(f"data_options must be a dict such as {{'image_size': 64}} (got {type(options).__name__})")
+    from zoo.user_data import dataset_from_path
+
+    return dataset_from_path(data, **(options or {}))
+
+
+def dataset_of(recipe: Recipe | dict[str, Any]) -> Any:
+    """The DatasetInfo a recipe trains on: the user's own images its ``data`` names, else the data
+    set registered as its ``dataset``."""
+    from zoo.plugins import get_registry
+
+    if isinstance(recipe, dict):
+        source, dataset = recipe.get("data") or None, recipe.get("dataset")
+    else:
+        source, dataset = recipe.data or None, recipe.dataset
+    if source:
+        from zoo.user_data import dataset_from_path
+
+        if not isinstance(source, dict):
+            raise ZooError(f"the recipe's data must be a table of zoo.dataset_from_path settings (got {source!r})")
+        return dataset_from_path(**source)
+    return get_registry().get("dataset", dataset).load()
 
 
 def _recipe_of(
@@ -236,7 +292,9 @@ def _recipe_of(
     from zoo.spec import check_rebuildable
 
     if not dataset:
-        raise ZooError("a model composed in Python needs dataset=<id> (see 'zoo list --kind dataset')")
+        raise ZooError(
+            "a model composed in Python needs dataset=<id> (see 'zoo list --kind dataset') or data=PATH (your images)"
+        )
     check_rebuildable(model)
     if training is None:
         training = Training()

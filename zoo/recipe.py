@@ -136,13 +136,16 @@ class Recipe:
     objective_options: dict[str, Any] = field(default_factory=dict)
     training: Training = field(default_factory=Training)
     reference: dict[str, Any] = field(default_factory=dict)
+    #: A user's own images (``zoo train --data``): the settings of :func:`zoo.dataset_from_path`
+    #: that rebuild the data set; empty for a registered ``dataset``.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # What a run stores (config.json, every checkpoint) is plain data, normalised here, when the
         # run starts: numpy scalars become numbers, dates ISO strings; anything else is refused.
         if not _path_safe(self.id):
             raise ZooError(f"recipe id {_short(self.id)} cannot name a run folder; use kebab-case (e.g. 'my-vae')")
-        for name in (*(f"{k}_options" for k in OPTION_KINDS), "reference"):
+        for name in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "data"):
             value = getattr(self, name)
             if not isinstance(value, dict):
                 raise ZooError(f"recipe {self.id}: {name} must be a table (a dict), got {_short(value)}")
@@ -168,7 +171,7 @@ class Recipe:
         for key in (*OPTION_KINDS, "id", "dataset", "description"):
             if key in data and not isinstance(data[key], str):
                 problems.append(f"{key} must be a string, got {type(data[key]).__name__}")
-        for key in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "training"):
+        for key in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "training", "data"):
             if key in data and not isinstance(data[key], dict):
                 problems.append(f"{key} must be a table, got {type(data[key]).__name__}")
         if "latent_size" in data and not (is_count(data["latent_size"]) and data["latent_size"] <= MAX_LATENT_SIZE):

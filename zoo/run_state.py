@@ -60,6 +60,7 @@ def run_config(trainer) -> dict[str, Any]:
             "cuda_graph": trainer._graph_on,
             "precision_trial": trainer.precision_trial,
             "threads": trainer.threads,
+            "data_placement": trainer.data_placement,
         },
         "versions": versions(),
         "command": sys.argv,
@@ -184,12 +185,15 @@ def plan_resume(
     cuda_graph: bool | None = None,
     threads: int | None = None,
     deterministic: bool | str | None = None,
+    data_placement: str | None = None,
+    data_workers: int | None = None,
 ) -> tuple[RunPlan, dict]:
     """The plan that continues ``run`` from its ``last.pt``, and that checkpoint.
 
     What may change on a resume (the rest comes from the run): ``epochs`` (a new total, more than
     the epochs done), ``device``, ``precision``, ``data_dir``, ``keep_every``, ``cuda_graph``,
-    ``threads`` and ``deterministic``. Given as ``None`` they keep the run's own; a run that chose
+    ``threads``, ``deterministic``, ``data_placement`` and ``data_workers`` (neither changes a number).
+    Given as ``None`` they keep the run's own; a run that chose
     its precision or CPU thread count when it started keeps that choice, unless it moves to another
     kind of device.
     """
@@ -275,6 +279,8 @@ def plan_resume(
         cuda_graph=settings.get("cuda_graph", True) if cuda_graph is None else cuda_graph,
         threads=settings.get("threads") if threads is None else threads,
         deterministic=settings.get("deterministic", "auto") if deterministic is None else deterministic,
+        data_placement=settings.get("data_placement", "auto") if data_placement is None else data_placement,
+        data_workers=settings.get("data_workers") if data_workers is None else data_workers,
     )
     return plan, payload
 

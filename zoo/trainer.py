@@ -34,7 +34,6 @@ import torch
 from torch import Tensor, nn
 
 from zoo import run_state
-from zoo.batches import DeviceData
 from zoo.cuda_graphs import GraphedStep, graph_problem
 from zoo.devices import (
     deterministic_algorithms,
@@ -53,6 +52,7 @@ from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
 from zoo.plan import RunPlan, default_run_dir, plan_run
 from zoo.rundir import RunDir, unique_run_dir
+from zoo.streaming import choose_placement, split_data
 from zoo.tracking import TensorBoardLog
 
 #: A quick look (``max_steps``) evaluates on this many test batches of the training batch size.
@@ -150,9 +150,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         t = self.recipe.training
         self.step_module = TrainingStep(self.model, self.objective)
-        binarized, data_dir = self.dataset.binarized, self.settings.data_dir
-        self.train_data = DeviceData(self.dataset.load("train", data_dir)[0], self.device, binarized, self.dist)
-        self.test_data = DeviceData(self.dataset.load("test", data_dir)[0], self.device, binarized, self.dist)
+        self._load_data()
         # Check the data against the likelihood once, then keep the hot loop free of that check.
         self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
         self.model.check_inputs = False
@@ -192,6 +190,24 @@ class Trainer:
         self.start_epoch = 1
         self.history: list[dict[str, Any]] = []
         self.best = math.inf
+
+    def _load_data(self) -> None:
+        """Both splits, held on the device or streamed to it (:func:`zoo.streaming.choose_placement`).
+        Under ``torchrun`` rank 0 reads (and decodes, the first time) before the others."""
+        binarized, data_dir, settings = self.dataset.binarized, self.settings.data_dir, self.settings
+        if not self.dist.is_main:
+            self.dist.barrier()
+        train, test = self.dataset.load("train", data_dir)[0], self.dataset.load("test", data_dir)[0]
+        if self.dist.is_main:
+            self.dist.barrier()
+        nbytes = train.numel() * train.element_size() + test.numel() * test.element_size()
+        placement, why = choose_placement(settings.data_placement, nbytes, self.device)
+        placement = self.dist.broadcast_object(placement)
+        self.data_placement = placement
+        if placement == "stream" and self.dist.is_main:
+            print(f"data: streamed to {self.device.type} ({why})", file=sys.stderr)
+        self.train_data = split_data(train, self.device, binarized, self.dist, placement, workers=settings.data_workers)
+        self.test_data = split_data(test, self.device, binarized, self.dist, placement, workers=settings.data_workers)
 
     def _measure_precision(self) -> str:
         """``auto`` on a CUDA device with bf16: :func:`zoo.devices.measure_precision` on a training
@@ -393,7 +409,7 @@ class Trainer:
     def resume(cls, run_dir: str | os.PathLike, **changes: Any) -> Trainer:
         """Continue the run in ``run_dir`` exactly where its last checkpoint left it. What may change
         (``epochs``, ``device``, ``precision``, ``data_dir``, ``progress``, ``keep_every``, ``cuda_graph``,
-        ``threads``, ``deterministic``) is :func:`zoo.run_state.plan_resume`'s to say. Rank 0 holds
+        ``threads``, ``deterministic``, ``data_placement``, ``data_workers``) is :func:`zoo.run_state.plan_resume`'s to say. Rank 0 holds
         the run's lock from before it reads ``last.pt``."""
         if not isinstance(run_dir, (str, os.PathLike)):
             raise ZooTypeError(f"resume takes a run directory's path, got {run_dir!r}")

@@ -104,6 +104,37 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="N",
     help="A quick look: train N steps, evaluate on a few test batches and write the run directory.",
 )
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(),
+    metavar="PATH",
+    help="Train on your own images: a folder of images, or an .npy/.npz array of uint8 images (docs/data.md).",
+)
+@click.option(
+    "--image-size",
+    metavar="SIZE",
+    help="With --data: resize and centre-crop every image to SIZE (64, or HxW such as 64x48).",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=None,
+    help="With --data and no train/ and test/ folders: the share of images held out for testing (default 0.1).",
+)
+@click.option(
+    "--on-bad",
+    type=click.Choice(["skip", "stop"]),
+    default=None,
+    help="With --data: skip unreadable images with a count (default), or stop at the first.",
+)
+@click.option(
+    "--data-placement",
+    type=click.Choice(["auto", "device", "stream"]),
+    default=None,
+    help="Hold the data on the device, or stream it batch by batch (default auto: on the device when it fits).",
+)
+@click.option("--data-workers", type=int, default=None, metavar="N", help="Loader processes when streaming.")
 def train_command(
     model,
     epochs,
@@ -124,6 +155,12 @@ def train_command(
     progress,
     keep_every,
     max_steps,
+    data,
+    image_size,
+    test_fraction,
+    on_bad,
+    data_placement,
+    data_workers,
 ) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
@@ -131,6 +168,7 @@ def train_command(
     Examples:
       zoo train vae-conv-mnist --epochs 10
       zoo train vae-conv-mnist --max-steps 20 --out runs/look
+      zoo train vae-conv --data ./my-images --image-size 64
       zoo info vae-conv-mnist --toml > my-model.toml; zoo train my-model.toml
       zoo train vae-conv-mnist --set latent_size=32 --set beta=2.0 --out runs/beta2
       zoo train --resume runs/beta2 --epochs 20
@@ -150,6 +188,10 @@ def train_command(
                 ("--compile/--no-compile", compile_ is not None),
                 ("--overwrite", overwrite),
                 ("--max-steps", max_steps is not None),
+                ("--data", data is not None),
+                ("--image-size", image_size is not None),
+                ("--test-fraction", test_fraction is not None),
+                ("--on-bad", on_bad is not None),
             )
             if given
         ]
@@ -159,7 +201,7 @@ def train_command(
             raise ZooError(
                 f"--resume continues the run with its own settings, so {', '.join(fixed)} cannot be "
                 "given; only --epochs, --device, --precision, --threads, --cuda-graph, --deterministic, "
-                "--data-dir and --keep-every may change"
+                "--data-dir, --data-placement, --data-workers and --keep-every may change"
             )
         if epochs is not None and epochs < 1:
             raise ZooError(f"--epochs must be at least 1 (got {epochs})")
@@ -176,6 +218,8 @@ def train_command(
             cuda_graph=cuda_graph,
             threads=threads,
             deterministic=deterministic,
+            data_placement=data_placement,
+            data_workers=data_workers,
         )
     else:
         # Resolved and checked once, before the seconds it takes to import torch.
@@ -205,6 +249,10 @@ def train_command(
             threads=threads,
             deterministic="auto" if deterministic is None else deterministic,
             max_steps=max_steps,
+            data_placement=data_placement or "auto",
+            data_workers=data_workers,
+            data=data,
+            data_options=_data_options(data, image_size, test_fraction, on_bad),
         )
         from zoo.trainer import Trainer
 
@@ -222,3 +270,31 @@ def train_command(
             f"done: test negative ELBO {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
             f"run directory {_shown(trainer.out)}"
         )
+
+
+def _data_options(data, image_size, test_fraction, on_bad) -> dict:
+    """The ``--data`` reading options given (``--image-size`` as an int or a (height, width) pair)."""
+    given = [
+        name
+        for name, value in (("--image-size", image_size), ("--test-fraction", test_fraction), ("--on-bad", on_bad))
+        if value is not None
+    ]
+    if data is None:
+        if given:
+            raise ZooError(f"{', '.join(given)} go with --data PATH (your own images); give --data or leave them out")
+        return {}
+    options: dict = {}
+    if image_size is not None:
+        text = image_size.strip().lower()
+        parts = text.split("x")
+        if not all(p.strip().isdigit() for p in parts) or len(parts) > 2:
+            raise ZooError(
+                f"--image-size must be a size in pixels such as 64, or HEIGHTxWIDTH such as 64x48 (got {image_size!r})"
+            )
+        sizes = [int(p) for p in parts]
+        options["image_size"] = sizes[0] if len(sizes) == 1 else tuple(sizes)
+    if test_fraction is not None:
+        options["test_fraction"] = test_fraction
+    if on_bad is not None:
+        options["on_bad"] = on_bad
+    return options
