@@ -44,7 +44,14 @@ from torch import Tensor, nn
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
 from zoo.errors import ZooError, ZooValueError, first_line, is_count
 from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference
-from zoo.fid import FID_FEATURES, _InceptionInput, feature_network, frechet_distance, inception_features
+from zoo.fid import (
+    FID_FEATURES,
+    _InceptionInput,
+    feature_network,
+    frechet_distance,
+    inception_features,
+    resolve_fid_features,
+)
 from zoo.images import save_images
 from zoo.metrics import active_units, bits_per_dim, likelihood_is_discrete, standard_error
 
@@ -110,7 +117,7 @@ def evaluate(
     batch_size: int = 100,
     limit: int | None = None,
     fid: bool = True,
-    fid_features: str = "classifier",
+    fid_features: str = "auto",
     out: str | os.PathLike | None = None,
     images: bool = True,
     dataset: str | None = None,
@@ -152,6 +159,9 @@ def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_featur
     from zoo.devices import resolve_device
 
     dev = resolve_device(device)
+    if fid:
+        fid_features, why = resolve_fid_features(fid_features)
+        log(f"FID features: {fid_features} ({why})")
     inception = inception_features() if fid and fid_features == "inception" else None  # fail before the long part
 
     model = prepare_for_inference(model_from_payload(source.payload, source=source.checkpoint).to(dev))
@@ -337,7 +347,7 @@ def _fid_results(
         )
         log(f"warning: {result['fid_warning']}")
     if fid_features == "classifier":
-        result["fid_classifier"] = {k: made[k] for k in ("data_sha256", "test_accuracy", "epochs", "seed")}
+        result["fid_classifier"] = {k: made.get(k) for k in ("data_sha256", "test_accuracy", "epochs", "seed", "task")}
     return result
 
 

@@ -1,6 +1,7 @@
 """FID: the Frechet distance between generated and test images, computed by torchmetrics in the
 feature space of a small classifier trained on the data set's training images and cached
-(:func:`feature_network`), or of Inception-v3 (:func:`inception_features`)."""
+(:func:`feature_network`), or of Inception-v3 (:func:`inception_features`); ``auto`` takes
+Inception's where its weights are on this machine (:func:`resolve_fid_features`)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from zoo.checkpoint import atomic_write
 from zoo.errors import ZooError
 
 #: Bump when the feature classifier's architecture or training changes: old caches are retrained.
-FEATURE_NET_VERSION = 1
-FID_FEATURES = ("classifier", "inception")
+FEATURE_NET_VERSION = 2
+FID_FEATURES = ("auto", "classifier", "inception")
 
 
 class FeatureClassifier(nn.Module):
@@ -61,6 +62,45 @@ class _Features(nn.Module):
         return self.classifier.features(x.float())
 
 
+def inception_unavailable() -> str | None:
+    """Why Inception-v3 features cannot be had offline here (None when torch-fidelity and its
+    weights, in torch's hub cache, are present)."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return "torch-fidelity is not installed"
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    if any(folder.glob("*inception-2015-12-05*.pth")):
+        return None
+    return f"its weights are not in torch's hub cache ({folder})"
+
+
+def resolve_fid_features(requested: str) -> tuple[str, str]:
+    """The feature space ``requested`` (``auto``, ``classifier`` or ``inception``) means here, and why."""
+    if requested not in FID_FEATURES:
+        raise ZooError(f"unknown --fid-features {requested!r}; use {', '.join(FID_FEATURES)}")
+    if requested != "auto":
+        return requested, "as asked"
+    missing = inception_unavailable()
+    if missing is None:
+        return "inception", "Inception-v3's weights are present"
+    return "classifier", f"Inception-v3 unavailable: {missing}"
+
+
+def pretext_labels(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, int]:
+    """For data without classes: each image turned by a random multiple of 90 degrees (180 for
+    non-square images) and the turn as its label, so the classifier learns the images' structure."""
+    square = images.shape[-1] == images.shape[-2]
+    turns = 4 if square else 2
+    labels = torch.randint(0, turns, (len(images),), generator=generator)
+    out = images.clone()
+    for k in range(1, turns):
+        chosen = labels == k
+        if chosen.any():
+            out[chosen] = torch.rot90(images[chosen], k if square else 2, dims=(-2, -1))
+    return out, labels, turns
+
+
 def _data_hash(images: Tensor, labels: Tensor) -> str:
     digest = hashlib.sha256()
     digest.update(str(tuple(images.shape)).encode())
@@ -79,9 +119,16 @@ def train_feature_classifier(
     batch_size: int = 128,
     lr: float = 2e-3,
 ) -> tuple[FeatureClassifier, dict[str, Any]]:
-    """Train :class:`FeatureClassifier` on uint8 ``train`` images; returns it and how it was made."""
+    """Train :class:`FeatureClassifier` on uint8 ``train`` images; returns it and how it was made.
+
+    A data set with fewer than 2 classes is given :func:`pretext_labels` (rotation prediction)."""
     images, labels = train
     start = time.perf_counter()
+    pretext = num_classes < 2
+    if pretext:
+        turn_gen = torch.Generator().manual_seed(seed)
+        images, labels, num_classes = pretext_labels(images, turn_gen)
+        test = pretext_labels(test[0], turn_gen)[:2]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = FeatureClassifier(images.shape[1], num_classes)
@@ -111,6 +158,7 @@ def train_feature_classifier(
         "train_images": len(images),
         "test_images": len(test[0]),
         "test_accuracy": correct / max(1, len(test[0])),
+        "task": "rotation prediction (the data set has no classes)" if pretext else "classification",
         "train_seconds": round(time.perf_counter() - start, 2),
         "torch": torch.__version__,
     }
@@ -137,7 +185,7 @@ def feature_network(
     if weights.is_file() and info_path.is_file():
         try:
             record = json.loads(info_path.read_text())
-            net = FeatureClassifier(train[0].shape[1], record["num_classes"], num_features=record["num_features"])
+            net = FeatureClassifier(train[0].shape[1], record["head_classes"], num_features=record["num_features"])
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             if record.get("data_sha256") == key:
                 return _Features(net.eval()), record
@@ -154,6 +202,7 @@ def feature_network(
     record.update(
         dataset=dataset.id,
         num_classes=dataset.num_classes,
+        head_classes=net.head.out_features,
         data_sha256=key,
         version=FEATURE_NET_VERSION,
         made_by="zoo.fid.train_feature_classifier",

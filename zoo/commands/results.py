@@ -94,11 +94,11 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
 @click.option("--fid/--no-fid", default=True, show_default=True, help="Compute the FID of generated samples.")
 @click.option(
     "--fid-features",
-    type=click.Choice(["classifier", "inception"]),
-    default="classifier",
+    type=click.Choice(["auto", "classifier", "inception"]),
+    default="auto",
     show_default=True,
-    help="FID feature space: a small classifier trained on the training set and cached (offline), "
-    "or Inception-v3 (needs torch-fidelity and its weights).",
+    help="FID feature space: Inception-v3 (needs torch-fidelity and its weights), or a small classifier "
+    "trained on the training set and cached (offline); auto takes Inception where its weights are present.",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Folder for the PNGs and metrics.json (default: RUN/eval)."
