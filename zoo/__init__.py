@@ -44,6 +44,7 @@ _LAZY = {
     "DatasetInfo": "zoo.data",
     "Trainer": "zoo.trainer",
     "load": "zoo.checkpoint",
+    "register": "zoo.in_process",
 }
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain, diagonal_gaussian
     from zoo.factories import factory_options
+    from zoo.in_process import register
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
     from zoo.model import VAE
     from zoo.nets import mlp

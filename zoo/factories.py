@@ -16,7 +16,15 @@ CONTEXT_NAMES = ("latent_size", "data_shape", "output_shape")
 
 
 def factory_parameters(factory: Any) -> dict[str, inspect.Parameter]:
-    """The named parameters of a factory (a class's ``__init__`` without ``self``)."""
+    """The named parameters of a factory (a class's ``__init__`` without ``self``).
+
+    A class whose ``__init__`` is inherited from ``torch.nn.Module`` or ``object`` takes nothing: the
+    ``*args, **kwargs`` of ``nn.Module.__init__`` are not a factory's options or context."""
+    if isinstance(factory, type) and getattr(factory.__init__, "__qualname__", "") in (
+        "Module.__init__",
+        "object.__init__",
+    ):
+        return {}
     try:
         params = dict(inspect.signature(factory).parameters)
     except (TypeError, ValueError):

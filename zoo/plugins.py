@@ -227,7 +227,10 @@ def get_registry() -> Registry:
     """The process-wide registry, built on first use."""
     global _registry, _manager
     if _registry is None:
+        from zoo.in_process import replay
+
         _registry, _manager = build()
+        replay(_registry)  # what zoo.register added in this process
     return _registry
 
 

@@ -63,7 +63,7 @@ def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
         return {
             "id": None,
             "class": name,
-            "problem": f"its class {name} is not registered as a {kind} by any installed plugin",
+            "problem": f"its class {name} is not registered as a {kind} (zoo.register({kind!r}, ID, CLASS) or a plugin)",
         }
     entry = matches[0]
     recorded = constructor_options(obj)
@@ -94,7 +94,7 @@ def check_rebuildable(model: VAE) -> None:
         raise ZooError(
             "this model cannot be written down by id, so its checkpoints could not be loaded: "
             + "; ".join(problems)
-            + ". Register each class in a plugin (a register_<kind>s hook) or compose the model from ids"
+            + ". Register each class with zoo.register(KIND, ID, CLASS) (or in a plugin) or compose the model from ids"
         )
 
 
@@ -118,6 +118,8 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
         provider = (
             f"package {where!r}{version}: pip install {where}"
             if where
+            else f"registered in the training process: call zoo.register({kind!r}, {c['id']!r}, ...) before loading"
+            if c.get("plugin") == "in-process"
             else "no package recorded: install the plugin that registers it"
         )
         lines.append(f"{kind} {c['id']!r} (plugin {c.get('plugin')!r}, {provider})")
