@@ -253,6 +253,7 @@ def test_config_json(runs):
         "world_size": 1,
         "cuda_graph": False,
         "precision_trial": None,
+        "data_placement": "device",
     }
     versions = config["versions"]
     assert versions["zoo"] == zoo.__version__ and versions["torch"] == torch.__version__

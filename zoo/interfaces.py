@@ -35,6 +35,7 @@ import functools
 import inspect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -57,6 +58,15 @@ class _RecordsOptions(nn.Module):
     """
 
     cuda_graph_safe: bool = True
+
+    def add_loss(self, name: str, value: Tensor) -> None:
+        """Add an auxiliary loss term from this training forward pass: a scalar (nats per example,
+        averaged over the batch) that every objective's loss gets added and that is logged as
+        ``train_aux_<name>`` (a VQ codebook and commitment loss, a regulariser). Ignored outside
+        training (``self.training`` false). A distribution a component returns may carry the same
+        as an ``aux_losses`` dict attribute instead. Several passes in one step are averaged."""
+        if self.training:
+            self.__dict__.setdefault("_zoo_aux_losses", []).append((name, value))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -196,6 +206,28 @@ class Likelihood(_RecordsOptions):
             )
 
 
+@dataclass
+class TrainingContext:
+    """What an objective may know of the run training it, as ``objective.context`` (``None``
+    outside a :class:`zoo.Trainer`).
+
+    ``dataset_size`` (training images), ``batch_size`` (the global batch), ``steps_per_epoch``,
+    ``epochs`` and ``world_size`` are fixed for the run. ``epoch`` (1-based, the one being trained)
+    and ``step`` (optimisation steps done before this one, over the whole run) are Python numbers
+    updated by the trainer: an objective that reads them inside its forward pass must set
+    ``cuda_graph_safe = False`` (a CUDA graph replays the values seen when it was captured), or
+    count in a buffer instead, as the KL warm-up does.
+    """
+
+    dataset_size: int
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    world_size: int = 1
+    epoch: int = 1
+    step: int = 0
+
+
 class ObjectiveOutput(NamedTuple):
     """What an objective returns: the scalar loss to minimise and scalars to log (means over the batch)."""
 
@@ -214,7 +246,14 @@ class Objective(_RecordsOptions):
 
     Objectives never change how a model is *evaluated*: the trainer's test metrics are always
     the negative ELBO and its two terms, so runs trained differently compare.
+
+    ``context`` is the :class:`TrainingContext` of the run (the data set's size, the step, the
+    epoch) while a :class:`zoo.Trainer` trains with it, ``None`` otherwise. The auxiliary losses
+    of the model's components (:meth:`add_loss`) are added to ``loss`` by the trainer's step
+    (:class:`zoo.objectives.TrainingStep`), so an objective need not know of them.
     """
+
+    context: TrainingContext | None = None
 
     def forward(self, model: nn.Module, x: Tensor) -> ObjectiveOutput:  # pragma: no cover - interface
         raise NotImplementedError

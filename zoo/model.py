@@ -21,6 +21,14 @@ from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
 from zoo.objectives import ELBOTerms, kl_term
 
 
+def _losses_of_distribution(module: nn.Module, args: Any, output: Any) -> None:
+    """A component's returned distribution may carry auxiliary losses (``aux_losses``): add them."""
+    losses = getattr(output, "aux_losses", None)
+    if isinstance(losses, dict) and hasattr(module, "add_loss"):
+        for name, value in losses.items():
+            module.add_loss(name, value)
+
+
 class VAE(nn.Module):
     """A variational autoencoder composed of the four components.
 
@@ -49,6 +57,8 @@ class VAE(nn.Module):
         #: Check every input against the likelihood's support. The trainer checks its data set
         #: once and switches this off, so the hot loop does not synchronise on it.
         self.check_inputs = True
+        for component in (encoder, decoder, prior, likelihood):
+            component.register_forward_hook(_losses_of_distribution)
 
     @property
     def latent_size(self) -> int:

@@ -285,4 +285,26 @@ class TrainingStep(nn.Module):
         self.objective = objective
 
     def forward(self, x: Tensor) -> ObjectiveOutput:
-        return self.objective(self.model, x)
+        """The objective's loss plus the auxiliary losses the model's components added in this pass
+        (each logged as ``aux_<name>``)."""
+        take_aux_losses(self.model)  # none left over from a pass outside a training step
+        loss, logs = self.objective(self.model, x)
+        aux = take_aux_losses(self.model)
+        if not aux:
+            return ObjectiveOutput(loss, logs)
+        logs = dict(logs)
+        for name, value in aux.items():
+            loss = loss + value
+            logs[f"aux_{name}"] = value.detach()
+        return ObjectiveOutput(loss, logs)
+
+
+def take_aux_losses(model: nn.Module) -> dict[str, Tensor]:
+    """The auxiliary losses the components of ``model`` added since the last call (each the mean of
+    its values, one per forward pass), forgetting them."""
+    found: dict[str, list[Tensor]] = {}
+    for module in model.modules():
+        pending = module.__dict__.pop("_zoo_aux_losses", None)
+        for name, value in pending or ():
+            found.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else torch.stack(values).mean() for name, values in found.items()}

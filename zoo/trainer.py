@@ -48,6 +48,7 @@ from zoo.epoch_sums import EpochSums
 from zoo.errors import ZooError, ZooTypeError, ZooValueError
 from zoo.estimators import test_elbo
 from zoo.images import save_epoch_grids
+from zoo.interfaces import TrainingContext
 from zoo.objectives import TrainingStep
 from zoo.optimizers import build_optimizer, build_schedule
 from zoo.plan import RunPlan, default_run_dir, plan_run
@@ -151,6 +152,14 @@ class Trainer:
         t = self.recipe.training
         self.step_module = TrainingStep(self.model, self.objective)
         self._load_data()
+        self.context = TrainingContext(
+            dataset_size=len(self.train_data),
+            batch_size=t.batch_size,
+            steps_per_epoch=len(self.train_data) // t.batch_size,
+            epochs=t.epochs,
+            world_size=self.dist.world_size,
+        )
+        self.objective.context = self.context
         # Check the data against the likelihood once, then keep the hot loop free of that check.
         self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
         self.model.check_inputs = False
@@ -315,12 +324,14 @@ class Trainer:
         show = self.settings.progress if self.dist.is_main else False  # None: only on a terminal
         bar = progress_bar(show, epoch, self.recipe.training.epochs, steps * self.recipe.training.batch_size)
         start = time.perf_counter()
+        self.context.epoch, self.context.step = epoch, (epoch - 1) * self.context.steps_per_epoch
         for step, x in enumerate(batches, 1):
             x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
             if self._graph_on:
                 self.graphed(x)
             else:
                 self._step(x)
+            self.context.step += 1
             if step % check_every == 0 or step == steps:
                 bad = self.sums.first_bad_step()
                 if bad is not None:
