@@ -123,15 +123,85 @@ BUILTIN_DATASETS = (
         {"folder": "FashionMNIST", "torchvision_class": "FashionMNIST"},
         {"train": 60000, "test": 10000},
     ),
+    DatasetInfo(
+        "kmnist",
+        "Kuzushiji-MNIST cursive Japanese characters, grey levels scaled to [0, 1]",
+        (1, 28, 28),
+        "zoo.idx:load_idx",
+        {"folder": "KMNIST", "torchvision_class": "KMNIST"},
+        {"train": 60000, "test": 10000},
+    ),
+    DatasetInfo(
+        "cifar10",
+        "CIFAR-10 colour photographs of 10 classes, 32x32, levels scaled to [0, 1]",
+        (3, 32, 32),
+        "zoo.datasets_torchvision:load_torchvision",
+        {
+            "torchvision_class": "CIFAR10",
+            "folder": "cifar-10-batches-py",
+            "what": "CIFAR-10",
+            "source": "extracted from cifar-10-python.tar.gz",
+        },
+        {"train": 50000, "test": 10000},
+    ),
+    DatasetInfo(
+        "svhn",
+        "SVHN house-number digits (cropped, train and test sets), 32x32 colour, levels scaled to [0, 1]",
+        (3, 32, 32),
+        "zoo.datasets_torchvision:load_torchvision",
+        {"torchvision_class": "SVHN", "folder": "SVHN", "what": "SVHN", "source": "from the SVHN site, format 2"},
+        {"train": 73257, "test": 26032},
+    ),
+    DatasetInfo(
+        "celeba64",
+        "CelebA aligned faces, centre crop 148 resized to 64x64, decoded once into the cache",
+        (3, 64, 64),
+        "zoo.celeba:load_celeba",
+        {},
+        {"train": 162770, "test": 19962},
+        num_classes=1,
+    ),
+    DatasetInfo(
+        "omniglot",
+        "Omniglot characters of 50 alphabets, 28x28, Burda et al.'s split, grey levels scaled to [0, 1]",
+        (1, 28, 28),
+        "zoo.datasets_papers:load_omniglot",
+        {},
+        {"train": 24345, "test": 8070},
+        num_classes=50,
+    ),
+    DatasetInfo(
+        "binarized-omniglot",
+        "Omniglot as in the IWAE paper, dynamically binarized: pixels redrawn as Bernoulli(grey level) at every use",
+        (1, 28, 28),
+        "zoo.datasets_papers:load_omniglot",
+        {},
+        {"train": 24345, "test": 8070},
+        binarized=True,
+        num_classes=50,
+    ),
+    DatasetInfo(
+        "frey-faces",
+        "Frey Face: 1,965 photographs of one face, 28x20 grey levels; a fixed 1,765 / 200 split",
+        (1, 28, 20),
+        "zoo.datasets_papers:load_frey_faces",
+        {},
+        {"train": 1765, "test": 200},
+        num_classes=1,
+    ),
 )
 
 
 def __getattr__(name: str) -> Any:
     """The IDX reader's public names, which lived here before :mod:`zoo.idx` (``"zoo.data:load_idx"``)."""
-    if name in ("load_idx", "MAX_IDX_BYTES", "DOWNLOAD_TIMEOUT"):
+    if name in ("load_idx", "MAX_IDX_BYTES"):
         from zoo import idx
 
         return getattr(idx, name)
+    if name == "DOWNLOAD_TIMEOUT":
+        from zoo import downloads
+
+        return downloads.DOWNLOAD_TIMEOUT
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

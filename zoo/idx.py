@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import importlib
 import math
 import os
 import struct
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.data import cache_dir
+from zoo.downloads import attempt, files_not_found
 from zoo.errors import ZooError
 
 if TYPE_CHECKING:
@@ -183,7 +185,8 @@ def _load_idx_tensor(path: Path) -> Tensor:
     return _tensor(dims, data)
 
 
-def _read_idx(path: Path, ndim: int) -> Tensor:
+def read_idx(path: Path, ndim: int) -> Tensor:
+    """The uint8 array of the IDX file ``path`` (gzip'd or not), which must have ``ndim`` dimensions."""
     try:
         tensor = _load_idx_tensor(path)
     except MemoryError:
@@ -204,37 +207,19 @@ def load_idx(root: Path, split: str, download: bool, *, folder: str, torchvision
     paths = [_find(raw, stem) for stem in stems]
     if any(p is None for p in paths):
         if download:
-            _download(root, folder, torchvision_class)
+            attempt(lambda: _download(root, torchvision_class))
             paths = [_find(raw, stem) for stem in stems]
         if any(p is None for p in paths):
-            missing = ", ".join(f"{stem}.gz" for stem, p in zip(stems, paths) if p is None)
-            raise ZooError(
-                f"{folder} files not found: put {missing} in {raw} (or pass --data-dir / set ZOO_DATA "
-                "to a folder holding them, or connect to the network so torchvision can download them)"
-            )
-    images = _read_idx(paths[0], 3)
-    labels = _read_idx(paths[1], 1)
+            raise files_not_found(folder, [f"{stem}.gz" for stem, p in zip(stems, paths) if p is None], raw)
+    images = read_idx(paths[0], 3)
+    labels = read_idx(paths[1], 1)
     if len(images) != len(labels):
         raise ZooError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels; replace them")
     return images.unsqueeze(1).contiguous(), labels.to(torch.int64)
 
 
-#: Seconds a download waits on a silent connection: torchvision's urlopen has no timeout of its
-#: own, so behind a firewall that drops packets it would hang instead of reaching the clear error.
-DOWNLOAD_TIMEOUT = 30.0
-
-
-def _download(root: Path, folder: str, torchvision_class: str) -> None:
-    import socket
-
-    import torchvision.datasets as tvd
-
-    saved = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
-    try:
-        getattr(tvd, torchvision_class)(str(root), train=True, download=True)
-        getattr(tvd, torchvision_class)(str(root), train=False, download=True)
-    except Exception:  # noqa: BLE001 - offline, read-only root, server down: the caller explains
-        return
-    finally:
-        socket.setdefaulttimeout(saved)
+def _download(root: Path, torchvision_class: str) -> None:
+    """Both splits, by the torchvision class of that name (it knows the URLs and checksums)."""
+    tv_class = getattr(importlib.import_module("torchvision.datasets"), torchvision_class)
+    for train in (True, False):
+        tv_class(str(root), train=train, download=True)
