@@ -620,3 +620,34 @@ def test_kmnist_damaged_file_is_named(tmp_path):
     path = root / "KMNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:40])
     one_line_error(lambda: sized(DATASETS["kmnist"]).load("test", root, download=False), str(path), "gzip")
+
+
+# -- a plugin's own data set in MNIST's format -----------------------------------------------------
+
+
+def test_idx_data_set_without_a_torchvision_class_is_never_downloaded(tmp_path, offline):
+    """``zoo.idx:load_idx`` without ``torchvision_class`` (docs/data.md's example): files must be there."""
+    mine = DatasetInfo("my-digits", "", (1, 28, 28), "zoo.idx:load_idx", {"folder": "MyDigits"}, {"train": TRAIN})
+    message = one_line_error(
+        lambda: mine.load("train", tmp_path / "data", download=True),
+        "MyDigits files not found",
+        "train-images-idx3-ubyte.gz",
+        str(tmp_path / "data" / "MyDigits" / "raw"),
+    )
+    assert "network" not in message and offline == []
+    expected = write_idx_set("MyDigits")(tmp_path / "data")
+    images, labels = mine.load("train", tmp_path / "data", download=True)
+    assert np.array_equal(images.numpy(), expected["train"][0]) and np.array_equal(labels.numpy(), expected["train"][1])
+
+
+def test_the_readers_former_names_still_answer():
+    """Plugins name ``"zoo.data:load_idx"``, as zoo's own data sets did before the reader had its module."""
+    import zoo.data
+    import zoo.downloads
+    import zoo.idx
+
+    assert zoo.data.load_idx is zoo.idx.load_idx and zoo.data.MAX_IDX_BYTES == zoo.idx.MAX_IDX_BYTES
+    assert zoo.data.DOWNLOAD_TIMEOUT == zoo.downloads.DOWNLOAD_TIMEOUT == 30.0
+    old = DatasetInfo("old", "", (1, 28, 28), "zoo.data:load_idx", {"folder": "Old"})
+    with pytest.raises(ZooError, match="Old files not found"):
+        old.load("test", "nowhere", download=False)

@@ -42,9 +42,11 @@ def attempt(download: Callable[[], object]) -> bool:
     return True
 
 
-def files_not_found(what: str, names: Iterable[str], folder: Path, how: str = BY_TORCHVISION) -> ZooError:
-    """The one-line error naming the missing files and the folder to put them in."""
+def files_not_found(what: str, names: Iterable[str], folder: Path, how: str | None = BY_TORCHVISION) -> ZooError:
+    """The one-line error naming the missing files and the folder to put them in; ``how`` says how else
+    they can be had (None: there is no other way)."""
+    other = f", or {how}" if how else ""
     return ZooError(
         f"{what} files not found: put {', '.join(names)} in {folder} (or pass --data-dir / set ZOO_DATA "
-        f"to a folder holding them, or {how})"
+        f"to a folder holding them{other})"
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.data import cache_dir
-from zoo.downloads import attempt, files_not_found
+from zoo.downloads import BY_TORCHVISION, attempt, files_not_found
 from zoo.errors import ZooError
 
 if TYPE_CHECKING:
@@ -198,19 +198,23 @@ def read_idx(path: Path, ndim: int) -> Tensor:
     return tensor
 
 
-def load_idx(root: Path, split: str, download: bool, *, folder: str, torchvision_class: str) -> tuple[Tensor, Tensor]:
-    """Read an MNIST-format data set from ``root/<folder>/raw``, downloading it if allowed and missing."""
+def load_idx(
+    root: Path, split: str, download: bool, *, folder: str, torchvision_class: str | None = None
+) -> tuple[Tensor, Tensor]:
+    """Read an MNIST-format data set from ``root/<folder>/raw``; missing files are downloaded, if allowed,
+    by the torchvision class named ``torchvision_class`` (none: the files must be there)."""
     import torch
 
     raw = root / folder / "raw"
     stems = _IDX_FILES[split]
     paths = [_find(raw, stem) for stem in stems]
     if any(p is None for p in paths):
-        if download:
+        if download and torchvision_class:
             attempt(lambda: _download(root, torchvision_class))
             paths = [_find(raw, stem) for stem in stems]
         if any(p is None for p in paths):
-            raise files_not_found(folder, [f"{stem}.gz" for stem, p in zip(stems, paths) if p is None], raw)
+            missing = [f"{stem}.gz" for stem, p in zip(stems, paths) if p is None]
+            raise files_not_found(folder, missing, raw, BY_TORCHVISION if torchvision_class else None)
     images = read_idx(paths[0], 3)
     labels = read_idx(paths[1], 1)
     if len(images) != len(labels):
