@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import hashlib
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -651,3 +652,27 @@ def test_the_readers_former_names_still_answer():
     old = DatasetInfo("old", "", (1, 28, 28), "zoo.data:load_idx", {"folder": "Old"})
     with pytest.raises(ZooError, match="Old files not found"):
         old.load("test", "nowhere", download=False)
+
+
+def test_celeba_decode_benchmark_runs(tmp_path):
+    """bench/celeba_decode.py, whose figures docs/data.md shows, on a few images (timings are not tested)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "celeba_decode.py"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, str(script), "--images", "12", "--workers", "1", "2", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if re.match(r"\| \d", line)]
+    assert [row[0].strip() for row in rows] == ["1", "2"], proc.stdout
+    assert all(float(row[1].split()[0]) > 0 and row[3].strip().endswith(" ms") for row in rows), proc.stdout
+    bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "at least 1" in bad.stderr
