@@ -555,6 +555,10 @@ def test_frey_idx_and_mat_give_the_same_images(tmp_path):
         assert labels.unique().tolist() == [0]
 
 
+def truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.mark.parametrize(
     "write,needles",
     [
@@ -568,13 +572,22 @@ def test_frey_idx_and_mat_give_the_same_images(tmp_path):
             lambda d: (d / "frey_rawface.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200)),
             ["not a readable MATLAB"],
         ),
+        (lambda d: truncated(write_frey_mat(d.parent) and d / "frey_rawface.mat"), ["not a readable MATLAB"]),
         (
             lambda d: write_idx(d / "frey-faces-idx3-ubyte.gz", np.zeros((100, 28, 20))),
             ["expected 1965 faces of 28x20"],
         ),
         (lambda d: (d / "frey-faces-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(50)), ["not a readable gzip file"]),
     ],
-    ids=["ff of another shape", "no ff", "not bytes", "damaged mat", "idx of 100 faces", "damaged idx"],
+    ids=[
+        "ff of another shape",
+        "no ff",
+        "not bytes",
+        "damaged mat",
+        "truncated mat",
+        "idx of 100 faces",
+        "damaged idx",
+    ],
 )
 def test_foreign_frey_files_are_one_line_errors(write, needles, tmp_path):
     folder = tmp_path / "data" / "FreyFaces"
