@@ -2,8 +2,10 @@
 
 The built-in data sets are registered by this module acting as a plugin (it is listed in
 :data:`zoo.plugins.DEFAULT_PLUGINS`), exactly as a third-party package registers its own; their
-loaders live in other modules (:mod:`zoo.idx` for the MNIST-format ones) and are imported on
-first use.
+loaders live in other modules, imported on first use: :mod:`zoo.idx` (MNIST, Fashion-MNIST,
+KMNIST), :mod:`zoo.datasets_torchvision` (CIFAR-10, SVHN), :mod:`zoo.celeba` (CelebA at 64x64)
+and :mod:`zoo.datasets_papers` (Omniglot, Frey Face); :mod:`zoo.downloads` is their shared
+download attempt and missing-files error.
 
 Where files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), the
 ``ZOO_DATA`` environment variable, then a per-user cache (``$XDG_CACHE_HOME/zoo/data``, by
