@@ -548,3 +548,32 @@ def test_celeba_decode_benchmark_runs(tmp_path):
     assert all(float(row[1].split()[0]) > 0 and row[3].strip().endswith(" ms") for row in rows), proc.stdout
     bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "at least 1" in bad.stderr
+
+
+def test_processes_loading_celeba_at_once_wait_for_the_first_to_decode(tmp_path, monkeypatch):
+    """A torchrun job's processes load the same split together: a second one waits on the lock the
+    first holds, then reads the cache instead of decoding again."""
+    import fcntl
+    import threading
+
+    from zoo.celeba import decoding_lock
+
+    root = tmp_path / "data"
+    write_celeba(root)
+    info = sized(DATASETS["celeba64"], 10, 3)
+    first, _ = info.load("train", root, download=False)
+    locks = list((tmp_path / "cache" / "zoo" / "decoded").glob(".*.lock"))
+    assert len(locks) == 1
+    results = []
+    with open(locks[0], "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process decoding
+        waiting = threading.Thread(target=lambda: results.append(info.load("train", root, download=False)[0]))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not results, "the load did not wait for the lock"
+    waiting.join(timeout=60)
+    assert len(results) == 1 and torch.equal(results[0], first)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # nowhere to keep a lock: no lock, no error
+    with decoding_lock({"split": "train"}):
+        results.append("ran")
+    assert results[-1] == "ran"

@@ -14,6 +14,7 @@ validation images) is used by neither, as with torchvision's ``split="train"`` /
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -70,8 +71,37 @@ def load_celeba(root: Path, split: str, download: bool, *, workers: int | None =
         "size": SIZE,
     }
     shape = (len(paths), 3, SIZE, SIZE)
-    images, _ = decoded(key, shape, lambda out: _decode_all(paths, out, workers, split), f"CelebA {split} images")
+    with decoding_lock(key):
+        images, _ = decoded(key, shape, lambda out: _decode_all(paths, out, workers, split), f"CelebA {split} images")
     return images, torch.zeros(len(paths), dtype=torch.int64)
+
+
+@contextlib.contextmanager
+def decoding_lock(key: dict):
+    """Held while a split is looked up in the cache or decoded into it: the processes of a torchrun
+    job load the same split at once, and all but the first then wait and read what it decoded.
+
+    Best effort: where the cache folder cannot be written, or there is no ``fcntl`` (Windows), there
+    is no lock, and the cache reports its own errors.
+    """
+    from zoo.image_cache import entry_dir, entry_key
+
+    handle = None
+    try:
+        import fcntl
+
+        entry_dir().mkdir(parents=True, exist_ok=True)
+        handle = open(entry_dir() / f".{entry_key(key)}.lock", "a")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        pass
+    if handle is None:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def _download(root: Path) -> None:
