@@ -1572,7 +1572,7 @@ def test_zoo_checkpoints_that_do_not_fit(tiny, tmp_path, capsys, damage):
 
 
 def test_unwritable_cache_or_low_memory_is_not_blamed_on_the_data(mnist_copy, tmp_path, capsys, monkeypatch):
-    from zoo import data
+    from zoo import data, idx
 
     root = str(mnist_copy.parent.parent)
     monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # as with HOME=/dev/null: nothing can be cached
@@ -1582,7 +1582,7 @@ def test_unwritable_cache_or_low_memory_is_not_blamed_on_the_data(mnist_copy, tm
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(data, "_read_exactly", no_memory)
+    monkeypatch.setattr(idx, "_read_exactly", no_memory)
     code, out = cli(
         capsys,
         "train",
@@ -1604,7 +1604,7 @@ def test_sizes_beyond_memory_are_refused_before_reading(mnist_copy, tmp_path, ca
     import gzip
     import resource
 
-    from zoo import data
+    from zoo import idx
 
     root = str(mnist_copy.parent.parent)
     images = mnist_copy / "t10k-images-idx3-ubyte.gz"
@@ -1642,17 +1642,17 @@ def test_sizes_beyond_memory_are_refused_before_reading(mnist_copy, tmp_path, ca
             f.write(bytes(10_000_000))
     code, out = cli(capsys, *train)
     assert_user_error(code, out, "more data than its header announces")
-    entry = data._cache_entry(images)
+    entry = idx._cache_entry(images)
     assert not entry.exists() and not (entry.parent.exists() and any(entry.parent.iterdir())), "nothing cached"
 
 
 def test_cache_entries_damaged_or_left_half_written(mnist_copy, tmp_path, monkeypatch):
-    from zoo import data
+    from zoo import data, idx
 
     root = str(mnist_copy.parent.parent)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     gz = mnist_copy / "t10k-images-idx3-ubyte.gz"
-    entry = data._cache_entry(gz)
+    entry = idx._cache_entry(gz)
     entry.parent.mkdir(parents=True)
     stale = entry.parent / f".{entry.name}.999999999.tmp"  # an extraction killed half-way
     stale.write_bytes(b"\0" * 1000)
@@ -1670,7 +1670,7 @@ def test_cache_entries_damaged_or_left_half_written(mnist_copy, tmp_path, monkey
         raise KeyboardInterrupt
 
     entry.unlink()
-    monkeypatch.setattr(data.os, "replace", interrupted)
+    monkeypatch.setattr(idx.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         data.BUILTIN_DATASETS[0].load("test", root, download=False)
     assert [p.name for p in entry.parent.iterdir()] == [], "an interrupted extraction leaves no temporary"
