@@ -13,13 +13,15 @@ of the memory-mapped array being filled, and returns only the failures.
 
 from __future__ import annotations
 
-from pathlib import Path
+import warnings
 from typing import Any, NamedTuple
 
 #: File name endings read as images (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 #: Those that torchvision.io decodes; the others go through Pillow.
 TORCHVISION_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 
 #: Pillow modes holding one grey channel (possibly with alpha); every other mode is colour
 #: (RGB, RGBA, CMYK, YCbCr, and palette images, which are converted to RGB).
@@ -39,7 +41,7 @@ def read_header(path: str) -> Header | str:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=PILLOW_FORMATS) as image:
             width, height = image.size
             alpha = image.mode in ALPHA_MODES or "transparency" in image.info
             return Header(height, width, image.mode not in GREY_MODES, alpha)
@@ -82,14 +84,34 @@ def _composite_on_white(image):
     return ((colour * alpha + 255 * (255 - alpha) + 127) // 255).to(torch.uint8)
 
 
+_TORCHVISION: list[Any] = []  # [decode_image, modes by (channels, alpha)], or [None] without torchvision.io
+
+
+def _torchvision_decoder():
+    """torchvision.io's decoder (deprecated there in favour of TorchCodec, so looked up once and
+    optional: without it every file goes through Pillow)."""
+    if not _TORCHVISION:
+        try:
+            from torchvision.io import ImageReadMode, decode_image
+
+            modes = {(1, False): ImageReadMode.GRAY, (3, False): ImageReadMode.RGB}
+            modes.update({(1, True): ImageReadMode.GRAY_ALPHA, (3, True): ImageReadMode.RGB_ALPHA})
+            _TORCHVISION.extend([decode_image, modes])
+        except ImportError:
+            _TORCHVISION.extend([None, None])
+    return _TORCHVISION
+
+
 def _with_torchvision(path: str, channels: int, alpha: bool):
     import torch
     import torchvision.transforms.v2.functional as F
-    from torchvision.io import ImageReadMode, decode_image, read_file
 
-    modes = {(1, False): ImageReadMode.GRAY, (3, False): ImageReadMode.RGB}
-    modes.update({(1, True): ImageReadMode.GRAY_ALPHA, (3, True): ImageReadMode.RGB_ALPHA})
-    image = decode_image(read_file(path), mode=modes[channels, alpha], apply_exif_orientation=True)
+    decode_image, modes = _torchvision_decoder()
+    if decode_image is None:
+        raise ValueError("torchvision.io cannot decode images here")
+    with open(path, "rb") as f:
+        data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    image = decode_image(data, mode=modes[channels, alpha], apply_exif_orientation=True)
     if image.dtype != torch.uint8:  # a 16-bit PNG: scaled, not clipped
         image = F.to_dtype(image, torch.uint8, scale=True)
     return image
@@ -100,7 +122,7 @@ def _with_pillow(path: str, channels: int, alpha: bool):
     import torch
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
+    with Image.open(path, formats=PILLOW_FORMATS) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey: keep the top 8 bits
             grey = np.asarray(image).astype(np.int64)
@@ -139,11 +161,13 @@ def decode_rows(task: dict[str, Any]) -> list[tuple[int, str]]:
     if out is None:
         out = np.lib.format.open_memmap(task["array"], mode="r+")
     failures = []
-    for row, path, alpha in task["files"]:
-        try:
-            out[row] = decode(path, task["channels"], tuple(task["size"]), alpha).numpy()
-        except Exception as exc:  # noqa: BLE001 - a bad file is reported (or skipped) by its name
-            failures.append((row, _reason(exc)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision.io's, once per image otherwise
+        for row, path, alpha in task["files"]:
+            try:
+                out[row] = decode(path, task["channels"], tuple(task["size"]), alpha).numpy()
+            except Exception as exc:  # noqa: BLE001 - a bad file is reported (or skipped) by its name
+                failures.append((row, _reason(exc)))
     if task.get("out") is None:
         out.flush()
     return failures
@@ -154,11 +178,3 @@ def worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def relative(path: str, root: Path) -> str:
-    """``path`` as shown in messages: relative to ``root`` when it is under it."""
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return path

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.image_decode import IMAGE_SUFFIXES, Header, decode_rows, read_headers, relative, worker_init
+from zoo.image_decode import IMAGE_SUFFIXES, Header, decode_rows, read_headers, worker_init
 from zoo.user_data import UserImages, check_room, check_splits, test_mask, warn
 
 #: Changes whenever the decoding itself changes, so that older cache entries are not reused.
@@ -47,12 +47,13 @@ class Listing:
     outside: int = 0  # images beside train/ and test/, not read
 
 
-def _walk(root: Path) -> tuple[list[str], list[str]]:
-    """Image files and other files under ``root``, following links, each folder visited once (so a
-    link loop ends), hidden entries (``.name``) left out."""
-    images, others, seen, stack = [], [], set(), [str(root)]
+def _walk(root: Path) -> tuple[list[tuple[str, str, tuple[int, int]]], list[str]]:
+    """Image files (relative name, path, (size, modification time)) and the names of other files
+    under ``root``, following links, each folder visited once (so a link loop ends), hidden entries
+    (``.name``) left out."""
+    images, others, seen, stack = [], [], set(), [(str(root), "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
             info = os.stat(folder)
             if (info.st_dev, info.st_ino) in seen:
@@ -65,18 +66,23 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                stack.append(entry.path)
+                stack.append((entry.path, prefix + entry.name + "/"))
             elif entry.name.lower().endswith(IMAGE_SUFFIXES):
-                images.append(entry.path)  # a broken link too: reported as unreadable
+                try:
+                    stat = entry.stat()
+                    stats = (stat.st_size, stat.st_mtime_ns)
+                except OSError:  # a broken link: reported as unreadable
+                    stats = (-1, -1)
+                images.append((prefix + entry.name, entry.path, stats))
             else:
-                others.append(entry.path)
+                others.append(prefix + entry.name)
     return images, others
 
 
 def list_folder(root: Path) -> Listing:
     images, others = _walk(root)
     if not images:
-        found = f"; it holds {len(others)} other files, e.g. {relative(others[0], root)}" if others else ""
+        found = f"; it holds {len(others)} other files, e.g. {others[0]}" if others else ""
         raise ZooError(
             f"{root} holds no images (PNG, JPEG, BMP, WebP){found}; give a folder with image files in it "
             "(or in class folders)"
@@ -90,36 +96,31 @@ def list_folder(root: Path) -> Listing:
             f"or rename {present[0]}/"
         )
     listing.split_by_folder = bool(present)
-    rows = []  # (test, name, path, class)
-    for path in images:
-        parts = relative(path, root).split("/")
+    rows = []  # (test, name, path, stats)
+    for name, path, stats in images:
         test = False
         if listing.split_by_folder:
-            if parts[0] not in SPLIT_FOLDERS or len(parts) == 1:
+            top, _, rest = name.partition("/")
+            if top not in SPLIT_FOLDERS or not rest:
                 listing.outside += 1
                 continue
-            test = parts[0] == "test"
-        rows.append((test, relative(path, root), path))
+            test = top == "test"
+        rows.append((test, name, path, stats))
     rows.sort()
-    class_of = [_class_of(name, listing.split_by_folder) for _, name, _ in rows]
+    class_of = [_class_of(name, listing.split_by_folder) for _, name, _, _ in rows]
     named = sorted({c for c in class_of if c})
     if named and "" in class_of:
-        loose = next(name for (_, name, _), c in zip(rows, class_of) if not c)
+        loose = next(row[1] for row, c in zip(rows, class_of) if not c)
         raise ZooError(
             f"{root} holds images both in class folders ({', '.join(named[:5])}) and outside them (e.g. {loose}); "
             "move those into a class folder or remove them"
         )
     listing.classes = tuple(named)
     index = {name: i for i, name in enumerate(named)}
-    for (test, name, path), cls in zip(rows, class_of):
-        try:
-            info = os.stat(path)
-            stat = (info.st_size, info.st_mtime_ns)
-        except OSError:
-            stat = (-1, -1)
+    for (test, name, path, stats), cls in zip(rows, class_of):
         listing.files.append(path)
         listing.names.append(name)
-        listing.stats.append(stat)
+        listing.stats.append(stats)
         listing.labels.append(index.get(cls, 0))
         listing.test.append(test)
     return listing
@@ -132,7 +133,7 @@ def _class_of(name: str, split_by_folder: bool) -> str:
 
 def _in_workers(function: Callable[[Any], Any], tasks: list[Any], files: int) -> Iterator[Any]:
     """``function`` of each task, in order: in this process for small folders, else in worker
-    processes (``concurrent.futures``; a fresh interpreter each, never a fork of this one)."""
+    processes (``concurrent.futures``)."""
     if files < POOL_MIN_FILES or len(tasks) < 2:
         yield from map(function, tasks)
         return
@@ -140,8 +141,13 @@ def _in_workers(function: Callable[[Any], Any], tasks: list[Any], files: int) ->
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    # As torch's DataLoader on Linux: forked workers, which do not import the caller's script again
+    # (so one without `if __name__ == "__main__":` works); elsewhere a fresh interpreter each.
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "fork" in methods and sys.platform.startswith("linux"):
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     pool = ProcessPoolExecutor(min(MAX_WORKERS, cpus, len(tasks)), mp_context=context, initializer=worker_init)
     try:
@@ -208,7 +214,10 @@ def plan(listing: Listing, image_size: list[int] | None, on_bad: str) -> _Plan:
     converted = len(good) - colour if channels == 3 else colour
     if converted:
         kinds = ("grey", "colour") if channels == 3 else ("colour", "grey")
-        notes.append(f"converted {converted} {kinds[0]} images of {len(good)} to {kinds[1]}, as most of them are")
+        notes.append(
+            f"converted {converted} of the {len(good)} images from {kinds[0]} to {kinds[1]} "
+            "(the mode of most images; a tie goes to colour)"
+        )
     sizes = Counter((h.height, h.width) for h in good)
     if image_size is not None:
         size = (image_size[0], image_size[1])
