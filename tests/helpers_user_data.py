@@ -37,9 +37,7 @@ def folder(root: Path, count: int, *, size=(40, 40), channels=3, suffix=".png", 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every entry under ``root`` with its size and modification time (links not followed)."""
-    return {
-        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(root.rglob("*"))
-    }
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
 def chw(array: np.ndarray) -> np.ndarray:

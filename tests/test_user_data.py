@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,7 +182,11 @@ def test_class_folders_give_labels(tmp_path, cache):
 
 def test_train_and_test_folders_give_the_split(tmp_path, cache):
     root = tmp_path / "split"
-    train = {f"train-{c}{i}": write(root / "train" / c / f"{i}.png", pixels(i + 10 * ord(c), 8, 8)) for c in "ab" for i in range(3)}
+    train = {
+        f"train-{c}{i}": write(root / "train" / c / f"{i}.png", pixels(i + 10 * ord(c), 8, 8))
+        for c in "ab"
+        for i in range(3)
+    }
     test = {f"test-b{i}": write(root / "test" / "b" / f"{i}.bmp", pixels(500 + i, 8, 8)) for i in range(2)}  # fmt: skip
     write(root / "test" / "c" / "0.png", test.setdefault("test-c0", pixels(900, 8, 8)))
     info = dataset_from_path(root, test_fraction=0.5)  # the folders decide, not the fraction
@@ -197,7 +202,10 @@ def test_images_beside_train_and_test_are_left_out_with_a_warning(tmp_path, cach
     folder(tmp_path / "r" / "test", 2, size=(8, 8))
     folder(tmp_path / "r" / "val", 2, size=(8, 8))
     assert dataset_from_path(tmp_path / "r").split_sizes == {"train": 3, "test": 2}
-    assert f"warning: left out 2 images outside {tmp_path / 'r'}/train and {tmp_path / 'r'}/test" in capsys.readouterr().err
+    assert (
+        f"warning: left out 2 images outside {tmp_path / 'r'}/train and {tmp_path / 'r'}/test"
+        in capsys.readouterr().err
+    )
 
 
 def test_the_split_is_seeded_and_the_same_in_every_call_and_process(tmp_path, cache):
@@ -280,7 +288,7 @@ def test_decoded_images_are_memory_mapped_from_the_cache(tmp_path, cache):
     entry = next(p for p in (cache / "zoo" / "decoded").glob("*.npy") if not p.name.endswith(".extra.npy"))
     assert np.load(entry, mmap_mode="r").shape == (10, 3, 8, 8)
     mapped = []
-    for line in open("/proc/self/maps").read().splitlines():
+    for line in Path("/proc/self/maps").read_text().splitlines():
         if line.endswith(str(entry)):
             start, end = (int(x, 16) for x in line.split()[0].split("-"))
             mapped.append((start, end))
