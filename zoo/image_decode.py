@@ -55,8 +55,12 @@ def read_headers(paths: list[str]) -> list[Header | str]:
 
 
 def _reason(exc: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
     from zoo.errors import first_line
 
+    if isinstance(exc, UnidentifiedImageError):  # its message repeats the file's path
+        return "not a PNG, JPEG, BMP or WebP image"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return first_line(exc)

@@ -65,7 +65,11 @@ def _walk(root: Path) -> tuple[list[tuple[str, str, tuple[int, int]]], list[str]
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link to itself, or in a loop of links: not a folder to read
+                is_dir = False
+            if is_dir:
                 stack.append((entry.path, prefix + entry.name + "/"))
             elif entry.name.lower().endswith(IMAGE_SUFFIXES):
                 try:
@@ -203,6 +207,7 @@ def plan(listing: Listing, image_size: list[int] | None, on_bad: str) -> _Plan:
         else:
             rows.append(i)
     if not rows:
+        bad.sort()
         raise ZooError(
             f"none of the {len(headers)} image files in {listing.root} could be read (e.g. {bad[0][0]}: {bad[0][1]}); "
             "replace them with PNG, JPEG, BMP or WebP images"
@@ -299,7 +304,7 @@ def _write_manifest(key: dict[str, Any], manifest: dict[str, Any]) -> None:
 
 
 def _skipped_note(bad: Iterable[tuple[str, str]], total: int) -> list[str]:
-    bad = list(bad)
+    bad = sorted(bad)
     if not bad:
         return []
     name, reason = bad[0]
