@@ -156,14 +156,19 @@ def test_a_train_folder_without_a_test_folder(tmp_path, cache):
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads any folder")
-def test_an_unreadable_folder(tmp_path, cache):
+def test_an_unreadable_folder(tmp_path, cache, monkeypatch):
     folder(tmp_path / "p" / "locked", 2, size=(8, 8))
-    (tmp_path / "p" / "locked").chmod(0)
-    try:
-        assert "cannot read the folder" in error(tmp_path / "p")
-    finally:
-        (tmp_path / "p" / "locked").chmod(0o755)
+    scandir = os.scandir
+
+    def refuse(path):  # as for a folder without read permission (which root could read anyway)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    assert error(tmp_path / "p") == (
+        f"cannot read the folder {tmp_path / 'p' / 'locked'}: Permission denied; check its permissions"
+    )
 
 
 # -- settings ------------------------------------------------------------------------------------
