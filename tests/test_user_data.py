@@ -384,3 +384,17 @@ def test_npz_with_keras_names_and_with_one_images_array(tmp_path, cache):
 def test_arrays_can_be_resized(tmp_path, cache):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (4, 20, 10), dtype=np.uint8))
     assert dataset_from_path(tmp_path / "x.npy", image_size=8, test_fraction=0.25).shape == (1, 8, 8)
+
+
+def test_the_benchmark_script_reads_a_folder_twice(tmp_path, cache, monkeypatch, capsys):
+    """bench/user_images.py (the figures of docs/data.md), on a few files."""
+    import runpy
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the script points it at its own folder
+    monkeypatch.setattr(sys, "argv", ["user_images.py", "--count", "30", "--size", "4", "--classes", "3"])
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    runpy.run_path(os.path.join(ROOT, "bench", "user_images.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "files:images: 30 images (1, 4, 4), splits {'train': 27, 'test': 3}" in out
+    for line in ("first read (decode)", "second read (cached)", "load train and sum"):
+        assert line in out
