@@ -163,6 +163,33 @@ def test_alpha_is_composited_on_white_and_palettes_become_rgb(tmp_path, cache):
     assert la.shape == (2, 1, 1, 2) and la[0].flatten().tolist() == [50, 255]
 
 
+def test_a_transparent_colour_is_composited_on_white(tmp_path, cache):
+    keyed = pixels(3, 4, 4)
+    keyed[0, 0] = (1, 2, 3)
+    for i in range(2):
+        Image.fromarray(keyed).save(tmp_path / f"{i}.png", transparency=(1, 2, 3))
+    images, _ = everything(dataset_from_path(tmp_path, test_fraction=0.5))
+    assert images[0, :, 0, 0].tolist() == [255, 255, 255]
+    assert images[0, :, 1:, 1:].tolist() == chw(keyed)[:, 1:, 1:].tolist()
+
+
+def test_without_torchvision_io_pillow_decodes_the_same_pixels(tmp_path, cache, monkeypatch):
+    from zoo import image_decode
+
+    for suffix in (".png", ".webp", ".bmp"):
+        folder(tmp_path / "f", 3, size=(12, 10), suffix=suffix, seed=len(suffix) * 10)
+    sixteen = np.arange(120, dtype=np.uint16).reshape(12, 10) * 500
+    Image.fromarray(sixteen).save(tmp_path / "f" / "sixteen.png")
+    with_torchvision = everything(dataset_from_path(tmp_path / "f", test_fraction=0.2))
+    monkeypatch.setattr(image_decode, "_TORCHVISION", [None, None])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-2"))
+    forget()
+    with_pillow = everything(dataset_from_path(tmp_path / "f", test_fraction=0.2))
+    assert torch.equal(with_torchvision[0], with_pillow[0])
+    grey = np.repeat((sixteen >> 8).astype(np.uint8)[None], 3, axis=0)
+    assert any(np.array_equal(image, grey) for image in with_pillow[0].numpy())
+
+
 def test_class_folders_give_labels(tmp_path, cache):
     root = tmp_path / "animals"
     sources = {}

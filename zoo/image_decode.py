@@ -2,7 +2,8 @@
 
 Headers are read with Pillow (size and mode, without decoding the pixels). PNG, JPEG and WebP
 files are decoded by ``torchvision.io`` (faster than Pillow for them; 16-bit PNGs come back as
-uint16 and are scaled to 8 bits), BMP files and anything torchvision refuses by Pillow. An alpha
+uint16 and are scaled to 8 bits); BMP files, images with transparency and anything torchvision
+refuses, by Pillow. An alpha
 channel is composited on white; palette images become RGB. A file whose size differs from the
 target is resized (shorter side to the target, antialiased) and centre-cropped with
 ``torchvision.transforms.v2.functional``.
@@ -129,8 +130,7 @@ def _with_pillow(path: str, channels: int, alpha: bool):
     with Image.open(path, formats=PILLOW_FORMATS) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey: keep the top 8 bits
-            grey = np.asarray(image).astype(np.int64)
-            image = Image.fromarray((grey >> 8 if grey.max(initial=0) > 255 else grey).clip(0, 255).astype(np.uint8))
+            image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8))
         mode = ("LA" if channels == 1 else "RGBA") if alpha else ("L" if channels == 1 else "RGB")
         if alpha and image.mode == "P":
             image = image.convert("RGBA")
@@ -145,8 +145,9 @@ def decode(path: str, channels: int, size: tuple[int, int], alpha: bool):
     ``alpha``: the file has an alpha channel (or a transparent colour), composited on white.
     """
     try:
-        if not path.lower().endswith(TORCHVISION_SUFFIXES):
-            raise ValueError("not a torchvision format")
+        if alpha or not path.lower().endswith(TORCHVISION_SUFFIXES):
+            # Pillow reads a transparent colour (tRNS) as alpha too, which torchvision.io ignores.
+            raise ValueError("a file for Pillow")
         image = _with_torchvision(path, channels, alpha)
     except Exception:  # noqa: BLE001 - Pillow gets a second try and explains its own failure
         image = _with_pillow(path, channels, alpha)
