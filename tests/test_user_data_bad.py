@@ -156,6 +156,16 @@ def test_a_train_folder_without_a_test_folder(tmp_path, cache):
     )
 
 
+def test_empty_train_and_test_folders(tmp_path, cache):
+    (tmp_path / "e" / "train").mkdir(parents=True)
+    (tmp_path / "e" / "test").mkdir()
+    write(tmp_path / "e" / "elsewhere.png", pixels(0, 4, 4))
+    assert error(tmp_path / "e") == (
+        f"{tmp_path / 'e'}/train and {tmp_path / 'e'}/test hold no images; put the images in them "
+        "(in class folders or directly)"
+    )
+
+
 def test_an_unreadable_folder(tmp_path, cache, monkeypatch):
     folder(tmp_path / "p" / "locked", 2, size=(8, 8))
     scandir = os.scandir

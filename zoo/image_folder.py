@@ -110,6 +110,10 @@ def list_folder(root: Path) -> Listing:
                 continue
             test = top == "test"
         rows.append((test, name, path, stats))
+    if not rows:
+        raise ZooError(
+            f"{root}/train and {root}/test hold no images; put the images in them (in class folders or directly)"
+        )
     rows.sort()
     class_of = [_class_of(name, listing.split_by_folder) for _, name, _, _ in rows]
     named = sorted({c for c in class_of if c})
