@@ -106,6 +106,20 @@ def test_a_stopped_decode_leaves_no_cache_entry(tmp_path, cache):
     assert not [p for p in (cache / "zoo" / "decoded").iterdir() if ".tmp" in p.name]
 
 
+def test_worker_processes_skip_and_stop_alike(tmp_path, cache, monkeypatch, capsys):
+    from zoo import image_folder
+
+    monkeypatch.setattr(image_folder, "POOL_MIN_FILES", 2)
+    monkeypatch.setattr(image_folder, "CHUNK", 3)
+    folder(tmp_path / "w", 11, size=(16, 16))
+    whole = (tmp_path / "w" / "img-007.png").read_bytes()
+    (tmp_path / "w" / "img-007.png").write_bytes(whole[: len(whole) // 2])
+    assert error(tmp_path / "w", on_bad="stop", test_fraction=0.2).startswith("img-007.png is not a readable image (")
+    assert no_entries_left(cache)
+    assert sum(dataset_from_path(tmp_path / "w", test_fraction=0.2).split_sizes.values()) == 10
+    assert "warning: skipped 1 of 11 image files that could not be read (e.g. img-007.png: " in capsys.readouterr().err
+
+
 def test_only_unreadable_files(tmp_path, cache):
     for i in range(3):
         (tmp_path / "bad").mkdir(exist_ok=True)
