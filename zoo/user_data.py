@@ -64,8 +64,8 @@ def normalise_image_size(image_size: Any) -> list[int] | None:
     """``None``, or ``[height, width]`` from an int (a square) or a pair."""
     if image_size is None:
         return None
-    sizes = [image_size] * 2 if not isinstance(image_size, (tuple, list)) else list(image_size) * (3 - len(image_size))
-    return [int(s) for s in sizes[:2]]
+    sizes = list(image_size) if isinstance(image_size, (tuple, list)) else [image_size]
+    return [int(sizes[0]), int(sizes[-1])]  # a one-element list is a square too
 
 
 def _check_settings(path: Any, image_size: Any, test_fraction: Any, split_seed: Any, on_bad: Any) -> None:
