@@ -42,6 +42,7 @@ _LAZY = {
     "from_recipe": "zoo.composition",
     "ELBOTerms": "zoo.objectives",
     "DatasetInfo": "zoo.data",
+    "dataset_from_path": "zoo.user_data",
     "Trainer": "zoo.trainer",
     "load": "zoo.checkpoint",
     "register": "zoo.in_process",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from zoo.model import VAE
     from zoo.nets import mlp
     from zoo.objectives import ELBOTerms
+    from zoo.user_data import dataset_from_path
 
 
 def __getattr__(name: str) -> Any:

@@ -50,6 +50,8 @@ class DatasetInfo:
     #: For a data set built from a user's files rather than registered by id: the settings that
     #: rebuild it (path, image size, split), recorded in a run's config.json for resume and eval.
     source: dict[str, Any] | None = None
+    #: The class names of labels 0..K-1 when they have names (a user's class folders); empty otherwise.
+    classes: tuple[str, ...] = ()
 
     def load(
         self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
