@@ -169,7 +169,7 @@ class GraphedStep:
         ):
             for i in range(2):
                 with host_syncs_refused(self.syncs_refused_in_pass(i)):
-                    loss, logs = self.loss(x)
+                    loss, logs = self.loss(x)[:2]
                     loss.backward()
                 self.optimizer.zero_grad(set_to_none=True)
                 for key, value in logs.items():  # the sums the graph adds into must exist before capture

@@ -229,10 +229,33 @@ class TrainingContext:
 
 
 class ObjectiveOutput(NamedTuple):
-    """What an objective returns: the scalar loss to minimise and scalars to log (means over the batch)."""
+    """What an objective returns: the scalar loss to minimise and scalars to log (means over the batch).
+
+    ``losses``: for an objective that declares :meth:`Objective.updates`, the loss of each update
+    by its name (a discriminator's), minimised by that update's optimizer alone.
+    """
 
     loss: Tensor
     logs: dict[str, Tensor]
+    losses: dict[str, Tensor] | None = None
+
+
+@dataclass
+class Update:
+    """An optimisation step an objective runs each training step on parameters of its own (a
+    discriminator's), besides the model's, minimising ``ObjectiveOutput.losses[name]``.
+
+    ``parameters``: the objective's own (they are then left out of the model's optimizer).
+    ``optimizer``: a ``torch.optim`` class name in lower case (``adam``, ``adamw``, ``sgd``,
+    ``rmsprop``, ``adagrad``); ``lr`` (default: the recipe's) and ``options`` (its other keyword
+    arguments, e.g. ``{"betas": [0.5, 0.9]}``) configure it.
+    """
+
+    name: str
+    parameters: Any
+    optimizer: str = "adam"
+    lr: float | None = None
+    options: dict[str, Any] | None = None
 
 
 class Objective(_RecordsOptions):
@@ -254,6 +277,11 @@ class Objective(_RecordsOptions):
     """
 
     context: TrainingContext | None = None
+
+    def updates(self) -> list[Update]:
+        """Optimisation steps on the objective's own parameters, run after the model's step in
+        this order (none by default): see :class:`Update`."""
+        return []
 
     def forward(self, model: nn.Module, x: Tensor) -> ObjectiveOutput:  # pragma: no cover - interface
         raise NotImplementedError

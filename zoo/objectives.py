@@ -288,15 +288,15 @@ class TrainingStep(nn.Module):
         """The objective's loss plus the auxiliary losses the model's components added in this pass
         (each logged as ``aux_<name>``)."""
         take_aux_losses(self.model)  # none left over from a pass outside a training step
-        loss, logs = self.objective(self.model, x)
+        out = self.objective(self.model, x)
         aux = take_aux_losses(self.model)
         if not aux:
-            return ObjectiveOutput(loss, logs)
-        logs = dict(logs)
+            return out
+        loss, logs = out.loss, dict(out.logs)
         for name, value in aux.items():
             loss = loss + value
             logs[f"aux_{name}"] = value.detach()
-        return ObjectiveOutput(loss, logs)
+        return ObjectiveOutput(loss, logs, getattr(out, "losses", None))
 
 
 def take_aux_losses(model: nn.Module) -> dict[str, Tensor]:

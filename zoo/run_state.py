@@ -78,6 +78,7 @@ def checkpoint_payload(trainer, epoch: int, rng: list[dict[str, Any]]) -> dict[s
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "updates": trainer.updates.state_dict(),
         "epoch": epoch,
         "rng": rng,
         "history": trainer.history,
@@ -316,6 +317,7 @@ def resume_into(trainer, payload: dict[str, Any]) -> None:
         scaler=trainer.scaler,
         capturable=trainer._graph_on,
     )
+    trainer.updates.load_state_dict(payload.get("updates"), f"the checkpoint {last}")
     trainer.start_epoch, trainer.history = restored.start_epoch, restored.history
     trainer.best, trainer.best_epoch = restored.best, restored.best_epoch
     try:

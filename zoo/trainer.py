@@ -55,6 +55,7 @@ from zoo.plan import RunPlan, default_run_dir, plan_run
 from zoo.rundir import RunDir, unique_run_dir
 from zoo.streaming import choose_placement, split_data
 from zoo.tracking import TensorBoardLog
+from zoo.updates import Updates
 
 #: A quick look (``max_steps``) evaluates on this many test batches of the training batch size.
 QUICK_EVAL_BATCHES = 4
@@ -135,6 +136,8 @@ class Trainer:
         return self.graphed.on if self.graphed is not None else self._graph_wanted
 
     def _graph_problem(self) -> str | None:
+        if self.updates:
+            return f"{type(self.objective).__name__} runs optimizers of its own (Objective.updates)"
         return graph_problem(
             self.device,
             enabled=self.settings.cuda_graph,
@@ -162,12 +165,17 @@ class Trainer:
         self.objective.context = self.context
         # Check the data against the likelihood once, then keep the hot loop free of that check.
         self.model.likelihood.check_data(next(self.test_data.eval_batches(self.settings.eval_batch_size)))
+        self.updates = Updates(self.objective, self.step_module, t.lr)  # a discriminator's, say
+        if self.updates and self.dist.enabled:
+            raise ZooError(
+                f"{type(self.objective).__name__} runs optimizers of its own (Objective.updates), which "
+                "torchrun does not support yet; train it in one process"
+            )
         self.model.check_inputs = False
         self._graph_wanted = self._graph_problem() is None
         if self.precision == "auto":
             self.precision = self._measure_precision()
-        params = [p for p in self.step_module.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(t, params, self.device, capturable=self._graph_wanted)
+        self.optimizer = build_optimizer(t, self.updates.model_params, self.device, capturable=self._graph_wanted)
         self.scheduler = build_schedule(t, self.optimizer)
         self.forward_step: Any = self.step_module
         if self.dist.enabled:
@@ -228,7 +236,7 @@ class Trainer:
 
             def one_pass(precision: str) -> None:
                 self.precision = precision
-                loss, _ = self._loss(x, module=self.step_module)
+                loss = self._loss(x, module=self.step_module)[0]
                 loss.backward()
                 self.step_module.zero_grad(set_to_none=True)
 
@@ -358,7 +366,9 @@ class Trainer:
         begins, so backward allocates them in the graph's memory and each replay overwrites them.
         """
         optimizer = self.optimizer
-        loss, logs = self._loss_fn(x)
+        loss, logs, losses = self._loss_fn(x)
+        if self.updates:
+            return self._step_with_updates(loss, logs, losses)
         self.sums.add(loss.detach(), logs)
         if not captured:
             optimizer.zero_grad(set_to_none=True)
@@ -376,11 +386,36 @@ class Trainer:
         else:
             self._optimizer_step()
 
-    def _loss(self, x: Tensor, module: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """The objective's loss of one batch (and what it logs), in fp32."""
+    def _step_with_updates(self, loss: Tensor, logs: dict[str, Tensor], losses: dict[str, Tensor] | None) -> None:
+        """The step of an objective with optimizers of its own: each loss's gradient goes to its own
+        parameters, then the model's optimizer steps, then each update's in order."""
+        extra = self.updates.losses(losses, type(self.objective).__name__)
+        logs = {**logs, **{f"loss_{name}": value.detach() for name, value in zip(self.updates.names, extra)}}
+        self.sums.add(loss.detach(), logs)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates.zero_grad()
+        scaler = self.scaler
+        self.updates.backward(loss, extra, scaler.scale if scaler is not None else None)
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+        clip = self.recipe.training.grad_clip
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.updates.model_params, clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+        else:
+            self._optimizer_step()
+        self.updates.step(scaler)
+        if scaler is not None:
+            scaler.update()
+
+    def _loss(
+        self, x: Tensor, module: nn.Module | None = None
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor] | None]:
+        """The objective's loss of one batch, what it logs and its updates' losses, in fp32."""
         with self._autocast():
-            loss, logs = (module or self.forward_step)(x)
-        return loss.float(), logs
+            out = (module or self.forward_step)(x)
+        return out.loss.float(), out.logs, getattr(out, "losses", None)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
