@@ -2,8 +2,9 @@
 Networks", ECCV 2016: pre-activation blocks) and the discretized logistic likelihoods of
 PixelCNN++ (Salimans et al. 2017) for 8-bit grey levels in [0, 1].
 
-The networks work at three resolutions, H x W, H/2 x W/2 and H/4 x W/4 (28 -> 14 -> 7 for
-MNIST), doubling the channels at each step down. The decoder mirrors the encoder and produces
+The networks work at full resolution and after each of ``downsamplings`` halvings (two by default:
+28 -> 14 -> 7 for MNIST, 32 -> 16 -> 8 for CIFAR-10), doubling the channels at each step down, on
+images of any channels, height and width. The decoder mirrors the encoder and produces exactly
 ``output_shape``, whatever number of channels the likelihood asks for.
 """
 
@@ -32,37 +33,62 @@ class ResidualBlock(nn.Module):
         return x + self.branch(x)
 
 
-def _check_sizes(what: str, shape: tuple[int, ...], channels: int, blocks: int) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise zoo.ZooError(f"the resnet {what} needs [channels, height, width] images, got shape {tuple(shape)}")
-    c, h, w = shape
-    if h % 4 or w % 4:
-        raise zoo.ZooError(f"the resnet {what} needs height and width divisible by 4, got {h}x{w}")
-    if channels < 1 or blocks < 0:
-        raise zoo.ZooError(f"the resnet {what} needs channels >= 1 and blocks >= 0 (got {channels}, {blocks})")
-    return c, h, w
+def _check_sizes(what: str, shape: tuple[int, ...], channels: int, blocks: int, downsamplings: int) -> list[tuple]:
+    """The (height, width) of each stage, the image's first: a 4x4, stride-2, padding-1 conv takes a
+    side s to s // 2, so every side must be at least ``2 ** downsamplings``."""
+    if len(shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise zoo.ZooError(
+            f"the resnet {what} takes images shaped [channels, height, width] (e.g. (1, 28, 28) or (3, 32, 32)), "
+            f"got {tuple(shape)}; use an MLP network for other data"
+        )
+    if channels < 1 or blocks < 0 or downsamplings < 1:
+        raise zoo.ZooError(
+            f"the resnet {what} needs channels >= 1, blocks >= 0 and downsamplings >= 1 "
+            f"(got {channels}, {blocks}, {downsamplings})"
+        )
+    _, h, w = shape
+    smallest = 2**downsamplings
+    if h < smallest or w < smallest:
+        most = min(h, w).bit_length() - 1
+        advice = f"set downsamplings to at most {most}" if most >= 1 else "use an MLP network"
+        raise zoo.ZooError(
+            f"the resnet {what} with downsamplings={downsamplings} takes images of at least {smallest}x{smallest} "
+            f"pixels, got {h}x{w}; {advice}"
+        )
+    sizes = [(h, w)]
+    for _ in range(downsamplings):
+        sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
+    return sizes
 
 
 class ResNetEncoder(zoo.Encoder):
-    """x -> residual stages at full, half and quarter size (``channels``, 2x, 4x) -> diagonal Gaussian q(z|x).
+    """x -> residual stages at full size and after each of ``downsamplings`` halvings (``channels``,
+    doubled at each: 32, 64, 128 for two) -> diagonal Gaussian q(z|x).
 
     Each stage has ``blocks`` residual blocks; a 4x4 stride-2 convolution halves the size between
-    stages, and a linear layer maps the last feature map to the mean and log-variance.
+    stages (rounding down: 28 -> 14 -> 7, 27 -> 13 -> 6), and a linear layer maps the last feature
+    map to the mean and log-variance. Any channels, height and width of at least ``2 ** downsamplings``.
     """
 
     def __init__(
-        self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32, blocks: int = 2
+        self,
+        latent_size: int,
+        data_shape: tuple[int, ...] = (1, 28, 28),
+        channels: int = 32,
+        blocks: int = 2,
+        downsamplings: int = 2,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
-        in_channels, h, w = _check_sizes("encoder", data_shape, channels, blocks)
-        widths = [channels, 2 * channels, 4 * channels]
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1)]
+        sizes = _check_sizes("encoder", tuple(data_shape), channels, blocks, downsamplings)
+        widths = [channels * 2**i for i in range(downsamplings + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(data_shape[0], widths[0], 3, padding=1)]
         for i, width in enumerate(widths):
             if i:
                 layers.append(nn.Conv2d(widths[i - 1], width, 4, stride=2, padding=1))
             layers += [ResidualBlock(width) for _ in range(blocks)]
-        layers += [nn.SiLU(), nn.Flatten(), nn.Linear(widths[-1] * (h // 4) * (w // 4), 2 * latent_size)]
+        h, w = sizes[-1]
+        layers += [nn.SiLU(), nn.Flatten(), nn.Linear(widths[-1] * h * w, 2 * latent_size)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Independent:
@@ -71,26 +97,37 @@ class ResNetEncoder(zoo.Encoder):
 
 
 class ResNetDecoder(zoo.Decoder):
-    """z -> a quarter-size map of 4x ``channels`` -> residual stages, upsampled by 4x4 stride-2
-    transposed convolutions -> a 3x3 convolution to ``output_shape``'s channels."""
+    """z -> the encoder's smallest map -> residual stages, upsampled by 4x4 stride-2 transposed
+    convolutions -> a 3x3 convolution to ``output_shape``'s channels.
+
+    Each transposed conv doubles a side and its output padding (0 or 1) restores the row or column
+    the encoder's halving dropped, so the output has exactly the data's height and width.
+    """
 
     def __init__(
-        self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 32, blocks: int = 2
+        self,
+        latent_size: int,
+        output_shape: tuple[int, ...] = (1, 28, 28),
+        channels: int = 32,
+        blocks: int = 2,
+        downsamplings: int = 2,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)
-        out_channels, h, w = _check_sizes("decoder", self.output_shape, channels, blocks)
-        widths = [4 * channels, 2 * channels, channels]
+        sizes = _check_sizes("decoder", self.output_shape, channels, blocks, downsamplings)[::-1]
+        widths = [channels * 2**i for i in range(downsamplings, -1, -1)]
         layers: list[nn.Module] = [
-            nn.Linear(latent_size, widths[0] * (h // 4) * (w // 4)),
-            nn.Unflatten(1, (widths[0], h // 4, w // 4)),
+            nn.Linear(latent_size, widths[0] * sizes[0][0] * sizes[0][1]),
+            nn.Unflatten(1, (widths[0], *sizes[0])),
         ]
         for i, width in enumerate(widths):
             if i:
-                layers.append(nn.ConvTranspose2d(widths[i - 1], width, 4, stride=2, padding=1))
+                (small_h, small_w), (big_h, big_w) = sizes[i - 1], sizes[i]
+                padding = (big_h - 2 * small_h, big_w - 2 * small_w)  # 4x4/s2/p1 gives 2s + padding
+                layers.append(nn.ConvTranspose2d(widths[i - 1], width, 4, stride=2, padding=1, output_padding=padding))
             layers += [ResidualBlock(width) for _ in range(blocks)]
-        layers += [nn.SiLU(), nn.Conv2d(widths[-1], out_channels, 3, padding=1)]
+        layers += [nn.SiLU(), nn.Conv2d(widths[-1], self.output_shape[0], 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def decode(self, z: Tensor) -> Tensor:
