@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import (
@@ -187,6 +189,37 @@ class ImageConvDecoder(ConvDecoder):
         return "conv"
 
 
+class MLPEncoder(zoo.Encoder):
+    """Kingma & Welling's Gaussian MLP encoder (AEVB, appendix C.2): x -> ``hidden`` tanh units ->
+    mean and log-variance of a diagonal Gaussian q(z|x). 500 units for MNIST in the paper, 200 for
+    Frey Face. It flattens the data, so it takes any shape."""
+
+    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), hidden: int = 500) -> None:
+        super().__init__()
+        _positive("hidden", hidden)
+        self.latent_size = latent_size
+        self.net = nn.Sequential(nn.Flatten(), *zoo.mlp([math.prod(data_shape), hidden, 2 * latent_size]))
+
+    def forward(self, x: Tensor) -> Independent:
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
+
+
+class MLPDecoder(zoo.Decoder):
+    """The AEVB paper's MLP decoder: z -> ``hidden`` tanh units -> ``output_shape`` (a Bernoulli's
+    logits, or a Gaussian's mean and scale per pixel when the likelihood learns its variance)."""
+
+    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), hidden: int = 500) -> None:
+        super().__init__()
+        _positive("hidden", hidden)
+        self.latent_size = latent_size
+        self.output_shape = tuple(output_shape)
+        self.net = zoo.mlp([latent_size, hidden, math.prod(self.output_shape)])
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.net(z).view(len(z), *self.output_shape)
+
+
 class StandardNormalPrior(zoo.Prior):
     """p(z) = N(0, I)."""
 
@@ -245,18 +278,29 @@ class ContinuousBernoulliLikelihood(zoo.Likelihood):
 
 
 class GaussianLikelihood(zoo.Likelihood):
-    """Independent Gaussian per pixel. ``variance='fixed'`` uses ``scale`` for every pixel;
-    ``variance='learned'`` has the decoder output a log-scale per pixel too (twice the channels)."""
+    """Independent Gaussian per pixel and channel. ``variance='fixed'`` uses ``scale`` for every
+    pixel; ``variance='learned'`` has the decoder output a scale per pixel and channel too (twice
+    the channels; scale = softplus(output) + 0.001). ``mean='sigmoid'`` squashes the decoder's mean
+    into (0, 1), as Kingma & Welling's Frey Face decoder does; ``'identity'`` leaves it as it is."""
 
-    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), variance: str = "fixed", scale: float = 0.1) -> None:
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (1, 28, 28),
+        variance: str = "fixed",
+        scale: float = 0.1,
+        mean: str = "identity",
+    ) -> None:
         super().__init__()
         if variance not in ("fixed", "learned"):
             raise zoo.ZooError(f"gaussian variance must be 'fixed' or 'learned' (got {variance!r})")
         if scale <= 0:
             raise zoo.ZooError(f"gaussian scale must be positive (got {scale})")
+        if mean not in ("identity", "sigmoid"):
+            raise zoo.ZooError(f"gaussian mean must be 'identity' or 'sigmoid' (got {mean!r})")
         self.event_dims = len(data_shape)
         self.learned = variance == "learned"
         self.scale = scale
+        self.squash = mean == "sigmoid"
 
     def param_shape(self, data_shape):
         channels, *rest = data_shape
@@ -270,4 +314,6 @@ class GaussianLikelihood(zoo.Likelihood):
             scale = nn.functional.softplus(log_scale) + 1e-3
         else:
             mean, scale = params, torch.full_like(params, self.scale)
+        if self.squash:
+            mean = torch.sigmoid(mean)
         return Independent(Normal(mean, scale, validate_args=False), self.event_dims, validate_args=False)
