@@ -508,6 +508,24 @@ def test_a_component_crashing_on_a_shape_it_did_not_refuse_fails_naming_the_shap
     assert message.startswith("encoder 'hard-wired' on data shape (3, 9, 14): encoder(x) raised RuntimeError")
 
 
+class FixedOutputDecoder(zoo.Decoder):
+    """Always produces one 8x8 grey image, whatever output_shape the likelihood asks for."""
+
+    def __init__(self, latent_size: int) -> None:
+        super().__init__()
+        self.latent_size, self.output_shape = latent_size, (1, 8, 8)
+        self.net = nn.Linear(latent_size, 64)
+
+    def decode(self, z):
+        return self.net(z).view(-1, 1, 8, 8)
+
+
+def test_a_decoder_ignoring_the_shape_it_is_asked_for_fails_rather_than_refuses():
+    message = run_check("decoder[fixed]-shapes", decoder={"fixed": FixedOutputDecoder})
+    assert message.startswith("decoder 'fixed' on data shape (3, 9, 14): building a model with it raised ")
+    assert "IncompatibleComponentsError: decoder 'fixed' outputs (1, 8, 8) per example" in message
+
+
 def test_a_partner_refusing_the_kits_shape_says_to_choose_other_shapes():
     registry, pm = plugins.build([("sound", _plugin(encoder={"small": SmallEncoder}))])
     with plugins.using(registry, pm):

@@ -31,7 +31,7 @@ from zoo.conformance.objectives import (
     check_recipe_training_step,
 )
 from zoo.conformance.subject import DATA_SHAPES, TUTORIAL_DOC, Settings, Subject, fail
-from zoo.errors import ZooError
+from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
 from zoo.recipe import COMPONENT_KINDS
 
 
@@ -104,11 +104,13 @@ def refusal(s: Subject) -> str | None:
     refusing the shape is the kit's settings' fault and fails at once."""
     try:
         s.build_model()
+    except (IncompatibleComponentsError, PluginError):
+        return None  # it built, but does not fit the model (a decoder ignoring output_shape): a broken promise
     except ZooError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if message.startswith(f"{s.what}:") or message.startswith(f"{s.what} "):
-            return message[len(s.what) :].lstrip(": ")
-        if any(message.startswith(f"{kind} ") for kind in COMPONENT_KINDS if kind != s.kind):
+        if message.startswith(f"{s.what}: "):  # what its factory raised, as zoo.compose reports it
+            return message[len(s.what) + 2 :]
+        if any(message.startswith(f"{kind} '") for kind in COMPONENT_KINDS if kind != s.kind):
             fail(
                 f"{s.what}: the kit could not build a model of data shape {s.data_shape} around it, because "
                 f"another component refused it ({message}); choose data_shapes=... that zoo's reference "
