@@ -104,6 +104,7 @@ LIKELIHOODS = [
     ("gaussian", {"variance": "learned", "mean": "sigmoid"}),
     ("discretized-logistic", {}),
     ("discretized-logistic-mixture", {"components": 3}),
+    ("discretized-logistic-mixture", {"components": 3, "coupled": True}),
 ]
 
 
@@ -146,6 +147,84 @@ def test_the_mixture_models_colour_channels_independently():
     grouped = params.view(2, 3, k, 3, 5, 6)  # logits/locations/log-scales, component, channel
     per_channel = [grey(grouped[:, :, :, c].reshape(2, 3 * k, 5, 6)).log_prob(x[:, c : c + 1]) for c in range(3)]
     torch.testing.assert_close(colour(params).log_prob(x), sum(per_channel))
+
+
+def _coupled(k=2, channels=3, bins=8, seed=0):
+    """A coupled mixture over one pixel of ``channels`` channels with ``bins`` levels, random parameters."""
+    from zoo_resnet.distributions import CoupledDiscretizedLogisticMixture
+
+    g = torch.Generator().manual_seed(seed)
+    pairs = channels * (channels - 1) // 2
+    return CoupledDiscretizedLogisticMixture(
+        torch.randn(k, 1, 1, generator=g),
+        torch.rand(k, channels, 1, 1, generator=g),
+        torch.randn(k, channels, 1, 1, generator=g) - 1.5,
+        torch.tanh(2 * torch.randn(k, pairs, 1, 1, generator=g)),
+        bins,
+    )
+
+
+def _every_colour(bins, channels=3):
+    grid = torch.cartesian_prod(*[torch.arange(bins)] * channels).float() / (bins - 1)
+    return grid.view(-1, channels, 1, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_coupled_mixture_sums_to_one_over_every_colour_of_a_pixel(seed):
+    total = _coupled(seed=seed).log_prob(_every_colour(8)).exp().sum()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_coupled_mixture_samples_colours_with_their_probabilities():
+    dist = _coupled(bins=4, seed=3)
+    colours = _every_colour(4)
+    probabilities = dist.log_prob(colours).exp()
+    torch.manual_seed(0)
+    samples = dist.sample((20000,))
+    codes = (samples.view(-1, 3) * 3).round().long() @ torch.tensor([16, 4, 1])
+    frequencies = torch.bincount(codes, minlength=64).float() / len(codes)
+    assert (frequencies - probabilities).abs().max() < 0.01
+    assert dist.mean.shape == (3, 1, 1) and ((dist.mean >= 0) & (dist.mean <= 1)).all()
+
+
+def test_the_coupled_mixture_couples_the_channels_and_is_the_plain_one_for_grey():
+    from zoo_resnet.components import DiscretizedLogisticMixtureLikelihood
+
+    torch.manual_seed(0)
+    coupled = DiscretizedLogisticMixtureLikelihood((3, 5, 6), components=4, coupled=True)
+    assert coupled.param_shape((3, 5, 6)) == (
+        40,
+        5,
+        6,
+    )  # per component: 1 logit, 3 locations, 3 log-scales, 3 coefficients
+    params = torch.randn(2, 7, 40, 5, 6, requires_grad=True)  # leading [K, B], as the IW bound decodes
+    x = torch.randint(0, 256, (7, 3, 5, 6)) / 255
+    dist = coupled(params)
+    assert dist.log_prob(x.expand(2, *x.shape)).shape == (2, 7)
+    assert dist.mean.shape == dist.sample().shape == (2, 7, 3, 5, 6)
+    dist.log_prob(x).sum().backward()
+    coefficient_grads = params.grad[:, :, 28:]  # the last 4 x 3 parameter channels
+    assert coefficient_grads.abs().sum() > 0  # the coefficients are trained
+    independent = DiscretizedLogisticMixtureLikelihood((3, 5, 6), components=4)
+    assert independent.param_shape((3, 5, 6)) == (36, 5, 6)
+
+    grey, grey_coupled = (DiscretizedLogisticMixtureLikelihood((1, 5, 6), 4, c) for c in (False, True))
+    grey_params = torch.randn(3, 12, 5, 6)
+    g = torch.randint(0, 256, (3, 1, 5, 6)) / 255
+    torch.testing.assert_close(grey(grey_params).log_prob(g), grey_coupled(grey_params).log_prob(g))
+    torch.testing.assert_close(grey(grey_params).mean, grey_coupled(grey_params).mean)
+    with pytest.raises(zoo.ZooError, match="coupled=True takes images shaped"):
+        DiscretizedLogisticMixtureLikelihood((784,), coupled=True)
+
+
+def test_the_coupled_mixture_passes_the_conformance_checks_on_colour():
+    from zoo.conformance import plugin_checks
+
+    options = {"likelihood:discretized-logistic-mixture": {"components": 3, "coupled": True}}
+    checks = [c for c in plugin_checks("resnet", options) if c.target == "discretized-logistic-mixture"]
+    assert checks
+    for check in checks:
+        assert check() == [(1, 8, 8), (3, 9, 14)]
 
 
 # -- shapes a network cannot take ------------------------------------------------------------------

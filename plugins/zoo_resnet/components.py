@@ -10,11 +10,17 @@ images of any channels, height and width. The decoder mirrors the encoder and pr
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.distributions import Independent
 
 import zoo
-from zoo_resnet.distributions import BINS, DiscretizedLogistic, DiscretizedLogisticMixture
+from zoo_resnet.distributions import (
+    BINS,
+    CoupledDiscretizedLogisticMixture,
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
+)
 
 
 class ResidualBlock(nn.Module):
@@ -159,33 +165,53 @@ class DiscretizedLogisticLikelihood(zoo.Likelihood):
 
 
 class DiscretizedLogisticMixtureLikelihood(zoo.Likelihood):
-    """A mixture of ``components`` discretized logistics per pixel and channel (PixelCNN++, whose
-    grey-level case this is; colour channels are modelled independently, without PixelCNN++'s
-    linear coupling of the channel means).
+    """A mixture of ``components`` discretized logistics per pixel (PixelCNN++, Salimans et al. 2017).
 
-    The decoder produces 3 x ``components`` numbers per channel: mixture logits, locations and
-    log-scales.
+    By default every channel has a mixture of its own and a colour pixel's channels are independent
+    given z: the decoder produces 3 x ``components`` numbers per channel (mixture logits, locations,
+    log-scales). With ``coupled=True`` the mixture is PixelCNN++'s: one mixture per pixel over its
+    channels jointly, whose component draws the channels in order, each location shifted by
+    tanh-squashed coefficients times the channels before it (green by red, blue by red and green).
+    The decoder then produces, per component, one logit, C locations, C log-scales and C(C-1)/2
+    coefficients (10 for RGB); for one channel both are the same model.
     """
 
     support = (0.0, 1.0)
     #: 8-bit grey levels, k / 255: the likelihood puts all its mass on these (the conformance kit checks it).
     levels = 256
 
-    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), components: int = 10) -> None:
+    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), components: int = 10, coupled: bool = False) -> None:
         super().__init__()
         if components < 1:
             raise zoo.ZooError(f"discretized-logistic-mixture needs at least 1 component (got {components})")
+        if coupled and len(data_shape) != 3:
+            raise zoo.ZooError(
+                f"discretized-logistic-mixture with coupled=True takes images shaped [channels, height, width], "
+                f"got {tuple(data_shape)}; use coupled=False"
+            )
         self.event_dims = len(data_shape)
         self.components = components
+        self.coupled = coupled
 
     def param_shape(self, data_shape):
         channels, *rest = data_shape
+        if self.coupled:
+            return (self.components * (1 + 2 * channels + channels * (channels - 1) // 2), *rest)
         return (3 * self.components * channels, *rest)
 
-    def forward(self, params: Tensor) -> DiscretizedLogisticMixture:
+    def forward(self, params: Tensor):
         params = params.float()
         split = params.dim() - self.event_dims
         lead, (param_channels, *rest) = params.shape[:split], params.shape[split:]
-        grouped = params.reshape(*lead, 3, self.components, param_channels // (3 * self.components), *rest)
+        k = self.components
+        if self.coupled:
+            per_component = param_channels // k
+            channels = next(c for c in range(1, per_component + 1) if 1 + 2 * c + c * (c - 1) // 2 == per_component)
+            logits, loc, log_scale, coeffs = params.split(
+                [k, k * channels, k * channels, per_component * k - k - 2 * k * channels], dim=split
+            )
+            shaped = [t.reshape(*lead, k, -1, *rest) for t in (loc, log_scale, coeffs)]
+            return CoupledDiscretizedLogisticMixture(logits, shaped[0], shaped[1], torch.tanh(shaped[2]), BINS)
+        grouped = params.reshape(*lead, 3, k, param_channels // (3 * k), *rest)
         logits, loc, log_scale = grouped.unbind(split)  # each [*lead, K, channels, *rest]
         return DiscretizedLogisticMixture(logits, loc, log_scale, self.event_dims, BINS)
