@@ -1,4 +1,5 @@
-"""Components of the reference plugin, built on zoo's public interfaces and torch.distributions."""
+"""Components of the reference plugin: the seed's conv networks for images of any shape, Kingma & Welling's
+MLPs, priors and likelihoods, built on zoo's public interfaces and torch.distributions."""
 
 from __future__ import annotations
 
