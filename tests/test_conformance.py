@@ -4,6 +4,7 @@ plugins and on examples/zoo-mlp, and each check catches a deliberately broken co
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import subprocess
@@ -313,13 +314,16 @@ def _recipe(encoder: str) -> zoo.Recipe:
 
 def test_wrong_event_shape_is_caught():
     message = run_check("prior[half]-shapes", prior={"half": HalfEventPrior})
-    assert message == "prior 'half': p(z) must have event shape [4] (got [2]); see docs/interfaces.md#prior"
+    assert (
+        message
+        == "prior 'half' on data shape (1, 8, 8): p(z) must have event shape [4] (got [2]); see docs/interfaces.md#prior"
+    )
 
 
 def test_detached_rsample_is_caught():
     message = run_check("encoder[detached]-rsample_gradients", encoder={"detached": DetachingEncoder})
     assert message.startswith(
-        "encoder 'detached': the gradient of q.rsample() and q.log_prob must reach every "
+        "encoder 'detached' on data shape (1, 8, 8): the gradient of q.rsample() and q.log_prob must reach every "
         "parameter, but encoder.net.1.weight got no gradient"
     )
     assert message.endswith("see docs/interfaces.md#encoder")
@@ -328,27 +332,31 @@ def test_detached_rsample_is_caught():
 def test_log_prob_not_summed_is_caught():
     message = run_check("likelihood[unsummed]-log_prob_sums_event", likelihood={"unsummed": UnsummedLikelihood})
     assert message == (
-        "likelihood 'unsummed': p(x|z).log_prob must sum over the event to one number per example, "
+        "likelihood 'unsummed' on data shape (1, 8, 8): p(x|z).log_prob must sum over the event to one number per example, "
         "[4] (got [4, 1, 8, 8]); see docs/interfaces.md#likelihood"
     )
 
 
 def test_unnormalised_likelihood_is_caught():
     message = run_check("likelihood[spills]-normalised", likelihood={"spills": UnnormalisedLikelihood})
-    assert message.startswith("likelihood 'spills': p(x|z) for one pixel must integrate to 1 over its support [0, 1]")
+    assert message.startswith(
+        "likelihood 'spills' on data shape (1, 8, 8): p(x|z) for one pixel must integrate to 1 over its support [0, 1]"
+    )
     assert "see docs/interfaces.md#likelihood" in message
 
 
 def test_component_that_cannot_move_dtype_is_caught():
     message = run_check("encoder[float32]-device_dtype", encoder={"float32": Float32Encoder})
-    assert message.startswith("encoder 'float32': running it after .to('cpu', torch.float64) raised RuntimeError")
+    assert message.startswith(
+        "encoder 'float32' on data shape (1, 8, 8): running it after .to('cpu', torch.float64) raised RuntimeError"
+    )
     assert message.endswith("see docs/interfaces.md#encoder")
 
 
 def test_state_that_does_not_round_trip_is_caught():
     message = run_check("prior[forgetful]-checkpoint_round_trip", prior={"forgetful": ForgetfulPrior})
     assert message.startswith(
-        "prior 'forgetful': after a checkpoint round trip (save_checkpoint, zoo.load) it must "
+        "prior 'forgetful' on data shape (1, 8, 8): after a checkpoint round trip (save_checkpoint, zoo.load) it must "
         "give the same outputs with the same seed"
     )
     assert message.endswith("see docs/interfaces.md#components-built-in-python-and-what-makes-them-rebuildable")
@@ -361,7 +369,7 @@ def test_undocumented_option_without_default_is_caught():
         decoder={"undocumented": UndocumentedDecoder},
     )
     assert message == (
-        "decoder 'undocumented': option 'width' has no default and is not documented; give it a "
+        "decoder 'undocumented' on data shape (1, 8, 8): option 'width' has no default and is not documented; give it a "
         "default or describe it in the factory's docstring; "
         "see docs/interfaces.md#how-factories-receive-their-arguments"
     )
@@ -370,7 +378,7 @@ def test_undocumented_option_without_default_is_caught():
 def test_unknown_option_swallowed_by_kwargs_is_caught():
     message = run_check("encoder[kwargs]-options", encoder={"kwargs": KwargsEncoder})
     assert message.startswith(
-        "encoder 'kwargs': an unknown option (zoo_conformance_no_such_option=1) must be a ZooError, but it was accepted"
+        "encoder 'kwargs' on data shape (1, 8, 8): an unknown option (zoo_conformance_no_such_option=1) must be a ZooError, but it was accepted"
     )
 
 
@@ -392,7 +400,7 @@ def test_recipe_step_leaving_a_parameter_without_gradient_is_caught():
 def test_copied_encoder_is_caught():
     message = run_check("prior[copying]-stored_once", prior={"copying": CopyingPrior})
     assert message == (
-        "prior 'copying': it stores its own copy of the model's encoder (its state_dict repeats the "
+        "prior 'copying' on data shape (1, 8, 8): it stores its own copy of the model's encoder (its state_dict repeats the "
         "encoder's keys under 'prior.encoder_copy.'); keep the encoder zoo passes in, not a copy; "
         "see docs/interfaces.md#components-that-use-each-other"
     )
@@ -426,3 +434,115 @@ def test_a_sound_component_passes_every_check():
         ]
         for check in checks:
             check()
+
+
+# -- the data shapes the kit tries ----------------------------------------------------------------
+
+
+class GreyOnlyEncoder(SmallEncoder):
+    """Takes one-channel images only, and says so when it is built for others."""
+
+    def __init__(self, latent_size: int, data_shape=(1, 8, 8)) -> None:
+        if data_shape[0] != 1:
+            raise zoo.ZooError(f"grey-only takes one-channel images, got {data_shape[0]} channels")
+        super().__init__(latent_size, data_shape)
+
+
+class RefusesEverything(SmallEncoder):
+    def __init__(self, latent_size: int, data_shape=(1, 8, 8)) -> None:
+        raise zoo.ZooError(f"takes no images at all, got {tuple(data_shape)}")
+
+
+class HardWiredEncoder(zoo.Encoder):
+    """Hard-wired to 64 input values without saying so: it crashes on any other shape."""
+
+    def __init__(self, latent_size: int) -> None:
+        super().__init__()
+        self.latent_size = latent_size
+        self.net = nn.Linear(64, 2 * latent_size)
+
+    def forward(self, x):
+        return _gaussian(self.net(x.flatten(1)))
+
+
+def test_every_component_check_runs_on_each_data_shape_and_says_which():
+    registry, pm = plugins.build([("sound", _plugin(encoder={"small": SmallEncoder}))])
+    with plugins.using(registry, pm):
+        (shapes_check,) = [c for c in plugin_checks("sound") if c.name == "shapes"]
+        assert shapes_check.settings.data_shapes == ((1, 8, 8), (3, 9, 14))
+        assert shapes_check() == [(1, 8, 8), (3, 9, 14)]
+        (custom,) = [c for c in plugin_checks("sound", data_shapes=[(2, 5, 7)]) if c.name == "shapes"]
+        assert custom() == [(2, 5, 7)]
+        (one,) = [c for c in plugin_checks("sound", data_shape=(1, 6, 6)) if c.name == "shapes"]
+        assert one() == [(1, 6, 6)]
+        with pytest.raises(zoo.ZooError, match="data_shapes must be a list of shapes"):
+            plugin_checks("sound", data_shapes=[(0, 8, 8)])
+
+
+def test_a_refused_shape_is_a_warning_not_a_failure():
+    registry, pm = plugins.build([("grey", _plugin(encoder={"grey-only": GreyOnlyEncoder}))])
+    with plugins.using(registry, pm):
+        checks = [c for c in plugin_checks("grey") if c.name in ("shapes", "options", "checkpoint_round_trip")]
+        for check in checks:
+            with pytest.warns(UserWarning) as caught:
+                assert check() == [(1, 8, 8)]
+            (warning,) = [w.message for w in caught]
+            assert type(warning).__name__ == "ShapeRefused"
+            assert str(warning) == (
+                "encoder 'grey-only' refuses data shape (3, 9, 14) (grey-only takes one-channel images, got 3 "
+                "channels); checked on [(1, 8, 8)]"
+            )
+
+
+def test_a_component_refusing_every_shape_fails_naming_them():
+    message = run_check("encoder[nothing]-shapes", encoder={"nothing": RefusesEverything})
+    assert message == (
+        "encoder 'nothing' refused every data shape the kit tried ((1, 8, 8): takes no images at all, got "
+        "(1, 8, 8); (3, 9, 14): takes no images at all, got (3, 9, 14)); give the shapes it takes with "
+        "data_shapes=...; see docs/writing-a-plugin.md#10-checking-your-plugin"
+    )
+
+
+def test_a_component_crashing_on_a_shape_it_did_not_refuse_fails_naming_the_shape():
+    message = run_check("encoder[hard-wired]-shapes", encoder={"hard-wired": HardWiredEncoder})
+    assert message.startswith("encoder 'hard-wired' on data shape (3, 9, 14): encoder(x) raised RuntimeError")
+
+
+class FixedOutputDecoder(zoo.Decoder):
+    """Always produces one 8x8 grey image, whatever output_shape the likelihood asks for."""
+
+    def __init__(self, latent_size: int) -> None:
+        super().__init__()
+        self.latent_size, self.output_shape = latent_size, (1, 8, 8)
+        self.net = nn.Linear(latent_size, 64)
+
+    def decode(self, z):
+        return self.net(z).view(-1, 1, 8, 8)
+
+
+def test_a_decoder_ignoring_the_shape_it_is_asked_for_fails_rather_than_refuses():
+    message = run_check("decoder[fixed]-shapes", decoder={"fixed": FixedOutputDecoder})
+    assert message.startswith("decoder 'fixed' on data shape (3, 9, 14): building a model with it raised ")
+    assert "IncompatibleComponentsError: decoder 'fixed' outputs (1, 8, 8) per example" in message
+
+
+def test_a_partner_refusing_the_kits_shape_says_to_choose_other_shapes():
+    registry, pm = plugins.build([("sound", _plugin(encoder={"small": SmallEncoder}))])
+    with plugins.using(registry, pm):
+        (check,) = [c for c in plugin_checks("sound", data_shapes=[(1, 2, 2)]) if c.name == "shapes"]
+        with pytest.raises(pytest.fail.Exception) as failure:
+            check()
+    assert "the kit could not build a model of data shape (1, 2, 2) around it" in str(failure.value)
+    assert "decoder 'conv-mnist'" in str(failure.value) and "choose data_shapes=..." in str(failure.value)
+
+
+def test_a_recipe_on_an_unregistered_data_set_is_skipped_with_the_reason():
+    recipe = dataclasses.replace(_recipe("small"), dataset="no-such-images")
+    registry, pm = plugins.build([("broken", _plugin(encoder={"small": SmallEncoder}, recipe=[recipe]))])
+    with plugins.using(registry, pm):
+        checks = {c.id: c for c in plugin_checks("broken")}
+        with pytest.raises(pytest.skip.Exception, match="its data set 'no-such-images' is not registered"):
+            checks["recipe[broken-vae]-training_step"]()
+        # a registered data set given as an override checks it on that one
+        override = {c.id: c for c in plugin_checks("broken", {"recipe:broken-vae": {"dataset": "mnist"}})}
+        assert override["recipe[broken-vae]-training_step"]() == [(1, 28, 28)]

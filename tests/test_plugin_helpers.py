@@ -211,7 +211,11 @@ def _refusals():
         "flows encoder activation": (lambda: DeepMLPEncoder(4, shape, activation="swish"), "activation must be one of"),
         "flows decoder hidden=0": (lambda: DeepMLPDecoder(4, shape, hidden=0), "hidden >= 1"),
         "flows prior layers=0": (lambda: RealNVPPrior(4, layers=0), "layers >= 1"),
-        "resnet encoder 30x30": (lambda: ResNetEncoder(4, (1, 30, 30)), "divisible by 4"),
+        "resnet encoder 3x3": (lambda: ResNetEncoder(4, (1, 3, 3)), "takes images of at least 4x4 pixels"),
+        "resnet encoder flat": (lambda: ResNetEncoder(4, (784,)), r"takes images shaped \[channels, height, width\]"),
+        "aevb encoder 2x9": (lambda: ConvEncoder(4, (1, 2, 9)), "at least 4x4 pixels, got 2x9; set downsamplings"),
+        "aevb decoder downsamplings=0": (lambda: ConvDecoder(4, shape, downsamplings=0), "downsamplings must be"),
+        "aevb gaussian mean": (lambda: GaussianLikelihood(shape, mean="tanh"), "'identity' or 'sigmoid'"),
         "resnet mixture components=0": (
             lambda: DiscretizedLogisticMixtureLikelihood(shape, components=0),
             "at least 1 component",

@@ -47,7 +47,9 @@ def test_reference_models_are_listed():
 
 def test_wildcard_listing():
     assert zoo.list_models("vae-*") == zoo.list_models()
-    assert zoo.list_models("vae-conv-*mnist") == [m for m in zoo.list_models() if m.startswith("vae-conv-")]
+    assert zoo.list_models("vae-conv-*mnist") == [
+        m for m in zoo.list_models() if m.startswith("vae-conv-") and m.endswith("mnist")
+    ]
     assert zoo.list_models("*-cb-*") == ["vae-conv-cb-mnist"]
     assert zoo.list_models("nothing-*") == []
 
@@ -222,7 +224,8 @@ def test_component_class_of_the_wrong_kind_is_rejected():
     error = registry.plugins["mixup"].error
     assert error.count("plugin 'mixup'") == 2
     assert "not a subclass of zoo.Decoder" in error
-    assert registry.ids("decoder") == ["conv-mnist"]
+    assert "conv-mnist" in registry.ids("decoder")
+    assert all(registry.entries["decoder"][i].plugin == "aevb" for i in registry.ids("decoder"))  # none of mixup's
 
 
 def test_ready_made_instance_is_rejected():

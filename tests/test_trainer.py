@@ -600,7 +600,7 @@ def test_bf16_on_cuda_is_finite_and_close_to_fp32(tiny, tmp_path):
         (["--set", "epochs=-1"], "epochs must be at least 1 (got -1)"),
         (["--set", "batch_size=0"], "batch_size must be at least 1 (got 0)"),
         (["--set", "grad_clip=-1"], "grad_clip must be >= 0"),
-        (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw or sgd"),
+        (["--set", "optimizer=lbfgs"], "optimizer must be adam, adamw, adagrad or sgd"),
         (["--set", "novalue"], "--set expects key=value"),
         (["--epochs", "-1"], "epochs must be at least 1 (got -1)"),
         (["--epochs", "0"], "epochs must be at least 1 (got 0)"),

@@ -13,7 +13,7 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "zoo_conformance(plugin, options=None, latent_size=4, data_shape=(1, 8, 8), batch_size=4): "
+        "zoo_conformance(plugin, options=None, latent_size=4, data_shapes=((1, 8, 8), (3, 9, 14)), batch_size=4): "
         "run every zoo conformance check of the plugin, one test each (see zoo.conformance)",
     )
 

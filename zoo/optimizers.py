@@ -13,8 +13,10 @@ from zoo.recipe import Training
 def build_optimizer(
     training: Training, params: list[nn.Parameter], device: torch.device, *, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (momentum 0.9) over ``params``; fused kernels on the CPU and CUDA, and
-    ``capturable`` (the step count on the device) when a CUDA graph replays the step."""
+    """Adam, AdamW, Adagrad or SGD (momentum 0.9) over ``params``; fused kernels on the CPU and CUDA
+    for Adam and AdamW, and ``capturable`` (the step count on the device) when a CUDA graph replays
+    the step. Adagrad (Kingma & Welling's optimiser) keeps torch's defaults: no learning-rate decay,
+    accumulators starting at 0."""
     fused: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if capturable and device.type == "cuda":
         fused["capturable"] = True
@@ -23,6 +25,8 @@ def build_optimizer(
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+    if t.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, momentum=0.9)
 
 

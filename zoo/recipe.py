@@ -18,6 +18,8 @@ COMPONENT_KINDS = ("encoder", "decoder", "prior", "likelihood")
 OPTION_KINDS = (*COMPONENT_KINDS, "objective")
 #: The largest latent size a recipe may ask for (the next layers allocate latent_size x hidden weights).
 MAX_LATENT_SIZE = 2**20
+#: The optimizers a recipe may train with (zoo.optimizers.build_optimizer).
+OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 #: The kebab-case ids plugins must use (zoo.registry.ID_PATTERN, matched in full).
 ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -77,8 +79,8 @@ class Training:
             found.append(f"batch_size must be at least 1 (got {self.batch_size})")
         if not self.lr > 0:
             found.append(f"lr must be positive (got {self.lr})")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            found.append(f"optimizer must be adam, adamw or sgd (got {self.optimizer!r})")
+        if self.optimizer not in OPTIMIZERS:
+            found.append(f"optimizer must be {', '.join(OPTIMIZERS[:-1])} or {OPTIMIZERS[-1]} (got {self.optimizer!r})")
         if self.weight_decay < 0:
             found.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
         for name in ("lr", "weight_decay", "grad_clip"):

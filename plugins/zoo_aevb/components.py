@@ -1,6 +1,9 @@
-"""Components of the reference plugin, built on zoo's public interfaces and torch.distributions."""
+"""Components of the reference plugin: the seed's conv networks for images of any shape, Kingma & Welling's
+MLPs, priors and likelihoods, built on zoo's public interfaces and torch.distributions."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +17,13 @@ from torch.distributions import (
 )
 
 import zoo
+from zoo_aevb.fast_paths import (
+    SingleChannelConv,
+    StrideTwoTransposedConv,
+    conv_fast_path_fits,
+    transposed_fast_path_fits,
+)
+from zoo_aevb.fast_paths import cpu_fast_path as _cpu_fast_path  # a module global: tests and benchmarks switch it off
 
 
 def _positive(name: str, value: object) -> int:
@@ -22,38 +32,78 @@ def _positive(name: str, value: object) -> int:
     return value
 
 
-def _downsampled(size: int) -> int:
-    """Spatial size after two 3x3, stride-2, padding-1 convolutions."""
-    for _ in range(2):
-        size = (size - 1) // 2 + 1
-    return size
+def image_shape(what: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``shape`` as (channels, height, width), or a ZooError naming the shapes ``what`` takes."""
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise zoo.ZooError(
+            f"{what} takes images shaped [channels, height, width] (e.g. (1, 28, 28) or (3, 32, 32)), "
+            f"got {tuple(shape)}; use an MLP network for other data"
+        )
+    return shape
+
+
+def downsampled_sizes(what: str, height: int, width: int, downsamplings: int) -> list[tuple[int, int]]:
+    """The map's (height, width) before and after each 3x3, stride-2, padding-1 convolution:
+    ``downsamplings + 1`` sizes, the image's first. Each conv takes a side s to (s + 1) // 2, so a
+    side is at least ``2 ** downsamplings`` for every conv to halve something."""
+    _positive("downsamplings", downsamplings)
+    smallest = 2**downsamplings
+    if height < smallest or width < smallest:
+        most = min(height, width).bit_length() - 1
+        advice = f"set downsamplings to at most {most}" if most >= 1 else "use an MLP network"
+        raise zoo.ZooError(
+            f"{what} with downsamplings={downsamplings} takes images of at least {smallest}x{smallest} pixels, "
+            f"got {height}x{width}; {advice}"
+        )
+    sizes = [(height, width)]
+    for _ in range(downsamplings):
+        h, w = sizes[-1]
+        sizes.append(((h - 1) // 2 + 1, (w - 1) // 2 + 1))
+    return sizes
+
+
+def _widths(channels: int, downsamplings: int) -> list[int]:
+    """Channels after each stride-2 conv: ``channels``, doubled at every step (16, 32 in the seed)."""
+    return [channels * 2**i for i in range(downsamplings)]
 
 
 class ConvEncoder(zoo.Encoder):
-    """The seed's encoder: two stride-2 convs then one conv covering the remaining map.
+    """The seed's encoder: stride-2 convs then one conv covering the remaining map.
 
-    The output has ``2 * latent_size`` channels: the first half is the mean of q(z|x), the
-    second half its log-variance.
+    ``downsamplings`` 3x3, stride-2 convs (2 in the seed: 28 -> 14 -> 7), ``channels`` wide and
+    doubling at each (16, 32), ReLU between them; the last conv covers the whole remaining map. It
+    takes images of any channels, height and width (each side at least ``2 ** downsamplings``).
+    The output has ``2 * latent_size`` channels: the first half is the mean of q(z|x), the second
+    half its log-variance.
     """
 
-    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        data_shape: tuple[int, ...] = (1, 28, 28),
+        channels: int = 16,
+        downsamplings: int = 2,
+    ) -> None:
         super().__init__()
         _positive("channels", channels)
         self.latent_size = latent_size
-        in_channels, height, width = data_shape
-        h, w = _downsampled(height), _downsampled(width)
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(2 * channels, 2 * latent_size, (h, w)),
-        )
+        in_channels, height, width = image_shape(f"the {self._id()} encoder", tuple(data_shape))
+        h, w = downsampled_sizes(f"the {self._id()} encoder", height, width, downsamplings)[-1]
+        widths = _widths(channels, downsamplings)
+        layers: list[nn.Module] = []
+        for inputs, outputs in zip([in_channels, *widths], widths):
+            layers += [nn.Conv2d(inputs, outputs, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(widths[-1], 2 * latent_size, (h, w)))
+        self.net = nn.Sequential(*layers)
+
+    @classmethod
+    def _id(cls) -> str:
+        return "conv-mnist"
 
     def forward(self, x: Tensor) -> Independent:
         first = self.net[0]
-        if first.in_channels == 1 and _cpu_fast_path(x, first):
-            h = _SingleChannelConv.apply(x, first.weight, first.bias, first.stride, first.padding)
+        if conv_fast_path_fits(first) and _cpu_fast_path(x, first):
+            h = SingleChannelConv.apply(x, first.weight, first.bias, first.stride, first.padding)
         else:
             h = first(x)
         h = self.net[1:-1](h)
@@ -70,27 +120,41 @@ class ConvEncoder(zoo.Encoder):
 
 
 class ConvDecoder(zoo.Decoder):
-    """The seed's decoder: a transposed conv to a 7x7 map, then two stride-2 transposed convs.
+    """The seed's decoder: a transposed conv from z to the encoder's smallest map, then stride-2
+    transposed convs back to the image's size (7 -> 14 -> 28 in the seed).
 
-    Produces ``output_shape`` (asked of the likelihood): one logit per pixel for a Bernoulli.
+    It mirrors :class:`ConvEncoder` with the same ``channels`` and ``downsamplings``. Each 3x3,
+    stride-2 transposed conv doubles a side and its output padding (0 or 1) adds the row or column
+    the encoder's conv rounded away, so the output is exactly ``output_shape`` (asked of the
+    likelihood: one logit per pixel and channel for a Bernoulli) for any height and width.
     """
 
-    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), channels: int = 16) -> None:
+    def __init__(
+        self,
+        latent_size: int,
+        output_shape: tuple[int, ...] = (1, 28, 28),
+        channels: int = 16,
+        downsamplings: int = 2,
+    ) -> None:
         super().__init__()
         _positive("channels", channels)
         self.latent_size = latent_size
         self.output_shape = tuple(output_shape)
-        out_channels, height, width = self.output_shape
-        h, w = _downsampled(height), _downsampled(width)
-        if (4 * h, 4 * w) != (height, width):
-            raise zoo.ZooError(f"conv-mnist decoder needs height and width divisible by 4, got {height}x{width}")
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(latent_size, 2 * channels, (h, w)),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, out_channels, 3, stride=2, padding=1, output_padding=1),
-        )
+        out_channels, height, width = image_shape(f"the {self._id()} decoder", self.output_shape)
+        sizes = downsampled_sizes(f"the {self._id()} decoder", height, width, downsamplings)
+        widths = _widths(channels, downsamplings)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_size, widths[-1], sizes[-1]), nn.ReLU(inplace=True)]
+        targets = [*widths[:-1][::-1], out_channels]  # channels after each transposed conv
+        for i, (inputs, outputs) in enumerate(zip(widths[::-1], targets)):
+            (big_h, big_w), (small_h, small_w) = sizes[-2 - i], sizes[-1 - i]
+            padding = (big_h - (2 * small_h - 1), big_w - (2 * small_w - 1))  # 3x3/s2/p1 gives 2s - 1 + padding
+            layers.append(nn.ConvTranspose2d(inputs, outputs, 3, stride=2, padding=1, output_padding=padding))
+            layers.append(nn.ReLU(inplace=True))
+        self.net = nn.Sequential(*layers[:-1])
+
+    @classmethod
+    def _id(cls) -> str:
+        return "conv-mnist"
 
     def decode(self, z: Tensor) -> Tensor:
         # The first transposed conv acts on a 1x1 map: a matrix product with its own weights,
@@ -102,122 +166,59 @@ class ConvDecoder(zoo.Decoder):
         # Not in place: an in-place ReLU on this permuted view sends its gradient back in the other
         # layout, and the ReLU's backward on mixed layouts is ~10x slower.
         h = nn.functional.relu(h)
-        h = self.net[2:4](h)
-        last = self.net[4]
-        if last.out_channels <= 3 and _cpu_fast_path(h, last):
-            return _StrideTwoTransposedConv.apply(h, last.weight, last.bias)
+        h = self.net[2:-1](h)
+        last = self.net[-1]
+        if transposed_fast_path_fits(last) and _cpu_fast_path(h, last):
+            return StrideTwoTransposedConv.apply(h, last.weight, last.bias)
         return last(h)
 
 
-# -- faster CPU paths for the seed's two single-channel layers ------------------------------------
-# oneDNN is slow on the convolutions that touch the 1-channel image: the decoder's last transposed
-# conv (16 -> 1 channel) takes ~1.3-2.2 ms forward for a batch of 100, and the weight gradient of
-# the encoder's first conv (1 -> 16) ~0.8 ms. Computed as below they take ~0.6 ms and ~0.16 ms
-# (docs/benchmarks.md); every other pass stays oneDNN's. CPU, fp32, eager only: under autocast,
-# torch.compile or on a GPU the layers run as they are.
+class ImageConvEncoder(ConvEncoder):
+    """:class:`ConvEncoder` under the generic id ``conv`` (the same network; its own class so that
+    an object built here is recorded as ``conv``, and one of :class:`ConvEncoder` as ``conv-mnist``)."""
+
+    @classmethod
+    def _id(cls) -> str:
+        return "conv"
 
 
-def _cpu_fast_path(x: Tensor, layer: nn.Module) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and layer.weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
+class ImageConvDecoder(ConvDecoder):
+    """:class:`ConvDecoder` under the generic id ``conv`` (see :class:`ImageConvEncoder`)."""
+
+    @classmethod
+    def _id(cls) -> str:
+        return "conv"
 
 
-def _stride2_transposed(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """A 3x3, stride-2 transposed conv with padding 1 and output padding 1, as one matrix product
-    and the sums of its output's four phases.
+class MLPEncoder(zoo.Encoder):
+    """Kingma & Welling's Gaussian MLP encoder (AEVB, appendix C.2): x -> ``hidden`` tanh units ->
+    mean and log-variance of a diagonal Gaussian q(z|x). 500 units for MNIST in the paper, 200 for
+    Frey Face. It flattens the data, so it takes any shape."""
 
-    The product gives, for every input pixel, its contribution through each of the 9 kernel taps
-    (one plane per output channel and tap). Output row 2m takes tap row 1 at input row m; row 2m+1
-    takes tap row 2 at input row m and tap row 0 at input row m+1 (nothing past the edge); the same
-    holds for columns. The result is laid out channel, batch, height, width (for one channel, that
-    is the usual contiguous layout).
-    """
-    n, c_in, height, width = h.shape
-    c_out = weight.shape[1]
-    taps = weight.permute(1, 2, 3, 0).reshape(9 * c_out, c_in)
-    k = (taps @ h.permute(0, 2, 3, 1).reshape(-1, c_in).t()).view(c_out, 3, 3, n, height, width)
-    out = h.new_empty(c_out, n, height, 2, width, 2)
-    even_even, even_odd = out[:, :, :, 0, :, 0], out[:, :, :, 0, :, 1]
-    odd_even, odd_odd = out[:, :, :, 1, :, 0], out[:, :, :, 1, :, 1]
-    even_even.copy_(k[:, 1, 1])
-    even_odd.copy_(k[:, 1, 2])
-    even_odd[..., :-1].add_(k[:, 1, 0, :, :, 1:])
-    odd_even.copy_(k[:, 2, 1])
-    odd_even[:, :, :-1].add_(k[:, 0, 1, :, 1:])
-    odd_odd.copy_(k[:, 2, 2])
-    odd_odd[..., :-1].add_(k[:, 2, 0, :, :, 1:])
-    odd_odd[:, :, :-1].add_(k[:, 0, 2, :, 1:])
-    odd_odd[:, :, :-1, :-1].add_(k[:, 0, 0, :, 1:, 1:])
-    if bias is not None:
-        out.add_(bias.view(-1, 1, 1, 1, 1, 1))
-    return out.view(c_out, n, 2 * height, 2 * width).transpose(0, 1)
+    def __init__(self, latent_size: int, data_shape: tuple[int, ...] = (1, 28, 28), hidden: int = 500) -> None:
+        super().__init__()
+        _positive("hidden", hidden)
+        self.latent_size = latent_size
+        self.net = nn.Sequential(nn.Flatten(), *zoo.mlp([math.prod(data_shape), hidden, 2 * latent_size]))
+
+    def forward(self, x: Tensor) -> Independent:
+        mean, log_var = self.net(x).chunk(2, dim=1)
+        return zoo.diagonal_gaussian(mean, log_var)
 
 
-class _StrideTwoTransposedConv(torch.autograd.Function):
-    """Forward by :func:`_stride2_transposed`; backward by the layer's own (oneDNN) gradient."""
+class MLPDecoder(zoo.Decoder):
+    """The AEVB paper's MLP decoder: z -> ``hidden`` tanh units -> ``output_shape`` (a Bernoulli's
+    logits, or a Gaussian's mean and scale per pixel when the likelihood learns its variance)."""
 
-    @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(h, weight)
-        ctx.has_bias = bias is not None
-        return _stride2_transposed(h, weight, bias)
+    def __init__(self, latent_size: int, output_shape: tuple[int, ...] = (1, 28, 28), hidden: int = 500) -> None:
+        super().__init__()
+        _positive("hidden", hidden)
+        self.latent_size = latent_size
+        self.output_shape = tuple(output_shape)
+        self.net = zoo.mlp([latent_size, hidden, math.prod(self.output_shape)])
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        h, weight = ctx.saved_tensors
-        wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-        return torch.ops.aten.convolution_backward(
-            grad,
-            h,
-            weight,
-            [weight.shape[1]] if ctx.has_bias else None,
-            [2, 2],
-            [1, 1],
-            [1, 1],
-            True,
-            [1, 1],
-            1,
-            wanted,
-        )
-
-
-class _SingleChannelConv(torch.autograd.Function):
-    """A conv from a 1-channel input whose weight gradient is computed as the weight gradient of the
-    transposed conv going the other way (the same sums, ~5x faster in oneDNN). The forward pass and
-    the other gradients are the layer's own."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias, ctx.stride, ctx.padding = bias is not None, list(stride), list(padding)
-        return nn.functional.conv2d(x, weight, bias, stride, padding)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
-        stride, padding, dilation = ctx.stride, ctx.padding, [1, 1]
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, stride, padding, dilation, False, [0, 0], 1, [True, False, False]
-            )[0]
-        if ctx.needs_input_grad[1]:
-            # The transposed conv from grad's shape to x's: which output padding gives x's size exactly.
-            extra = [
-                x.shape[d + 2] - ((grad.shape[d + 2] - 1) * stride[d] - 2 * padding[d] + weight.shape[d + 2])
-                for d in range(2)
-            ]
-            grad_weight = torch.ops.aten.convolution_backward(
-                x, grad, weight, None, stride, padding, dilation, True, extra, 1, [False, True, False]
-            )[1]
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 2, 3))
-        return grad_x, grad_weight, grad_bias, None, None
+    def decode(self, z: Tensor) -> Tensor:
+        return self.net(z).view(len(z), *self.output_shape)
 
 
 class StandardNormalPrior(zoo.Prior):
@@ -278,18 +279,29 @@ class ContinuousBernoulliLikelihood(zoo.Likelihood):
 
 
 class GaussianLikelihood(zoo.Likelihood):
-    """Independent Gaussian per pixel. ``variance='fixed'`` uses ``scale`` for every pixel;
-    ``variance='learned'`` has the decoder output a log-scale per pixel too (twice the channels)."""
+    """Independent Gaussian per pixel and channel. ``variance='fixed'`` uses ``scale`` for every
+    pixel; ``variance='learned'`` has the decoder output a scale per pixel and channel too (twice
+    the channels; scale = softplus(output) + 0.001). ``mean='sigmoid'`` squashes the decoder's mean
+    into (0, 1), as Kingma & Welling's Frey Face decoder does; ``'identity'`` leaves it as it is."""
 
-    def __init__(self, data_shape: tuple[int, ...] = (1, 28, 28), variance: str = "fixed", scale: float = 0.1) -> None:
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (1, 28, 28),
+        variance: str = "fixed",
+        scale: float = 0.1,
+        mean: str = "identity",
+    ) -> None:
         super().__init__()
         if variance not in ("fixed", "learned"):
             raise zoo.ZooError(f"gaussian variance must be 'fixed' or 'learned' (got {variance!r})")
         if scale <= 0:
             raise zoo.ZooError(f"gaussian scale must be positive (got {scale})")
+        if mean not in ("identity", "sigmoid"):
+            raise zoo.ZooError(f"gaussian mean must be 'identity' or 'sigmoid' (got {mean!r})")
         self.event_dims = len(data_shape)
         self.learned = variance == "learned"
         self.scale = scale
+        self.squash = mean == "sigmoid"
 
     def param_shape(self, data_shape):
         channels, *rest = data_shape
@@ -303,4 +315,6 @@ class GaussianLikelihood(zoo.Likelihood):
             scale = nn.functional.softplus(log_scale) + 1e-3
         else:
             mean, scale = params, torch.full_like(params, self.scale)
+        if self.squash:
+            mean = torch.sigmoid(mean)
         return Independent(Normal(mean, scale, validate_args=False), self.event_dims, validate_args=False)

@@ -139,3 +139,82 @@ class DiscretizedLogisticMixture(Distribution):
         loc = self.loc.expand(expanded).gather(k_dim, index).squeeze(k_dim)
         log_scale = self.log_scale.expand(expanded).gather(k_dim, index).squeeze(k_dim)
         return quantize(_sample_logistic(loc, log_scale), self.bins)
+
+
+class CoupledDiscretizedLogisticMixture(Distribution):
+    """PixelCNN++'s mixture for colour pixels: one mixture per pixel over its C channels jointly.
+
+    Component k draws channel 0 from a discretized logistic at ``loc[k, 0]``, and channel c from one
+    at ``loc[k, c] + sum_{j < c} coeff[k, c, j] * x_j``: the channels already drawn shift the next one's
+    location linearly (green by red, blue by red and green for RGB). ``logits`` [*batch, K, H, W];
+    ``loc`` and ``log_scale`` [*batch, K, C, H, W]; ``coeffs`` [*batch, K, C(C-1)/2, H, W], ordered
+    (1, 0), (2, 0), (2, 1), ... The event is [C, H, W]; ``log_prob`` sums over it. ``mean`` is the
+    mixture of each component's ancestral mean (each channel's clamped location given the means before
+    it); ``sample`` draws the channels in order.
+    """
+
+    arg_constraints = {}
+    support = constraints.unit_interval
+    has_rsample = False
+
+    def __init__(self, logits: Tensor, loc: Tensor, log_scale: Tensor, coeffs: Tensor, bins: int = BINS) -> None:
+        self.loc, self.log_scale = torch.broadcast_tensors(loc, log_scale.clamp_min(MIN_LOG_SCALE))
+        self.coeffs = coeffs
+        self.log_weights = torch.log_softmax(logits, dim=-3)  # over K
+        self.bins = bins
+        self.channels = self.loc.shape[-3]
+        batch = self.loc.shape[:-4]
+        super().__init__(batch, self.loc.shape[-3:], validate_args=False)
+
+    def _shifted(self, x: Tensor) -> Tensor:
+        """Each component's channel locations given the values ``x`` [*batch, C, H, W] of the channels before."""
+        x = x.unsqueeze(-4)  # [*batch, 1, C, H, W]
+        locs, n = [self.loc[..., 0, :, :]], 0
+        for c in range(1, self.channels):
+            shift = sum(self.coeffs[..., n + j, :, :] * x[..., j, :, :] for j in range(c))
+            locs.append(self.loc[..., c, :, :] + shift)
+            n += c
+        return torch.stack(torch.broadcast_tensors(*locs), dim=-3)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        x = quantize(x, self.bins)
+        per_channel = log_bin_mass(x.unsqueeze(-4), self._shifted(x), self.log_scale, self.bins)
+        per_pixel = torch.logsumexp(self.log_weights + per_channel.sum(-3), dim=-3)  # [*batch, H, W]
+        return per_pixel.sum(dim=(-2, -1))
+
+    def _ancestral(self, draw) -> Tensor:
+        """Channels in order, each from ``draw(location, log_scale)`` given those before: [*, K, C, H, W]."""
+        values, n = [], 0
+        for c in range(self.channels):
+            loc = self.loc[..., c, :, :]
+            for j in range(c):
+                loc = loc + self.coeffs[..., n + j, :, :] * values[j]
+            n += c
+            values.append(draw(loc, self.log_scale[..., c, :, :]))
+        return torch.stack(values, dim=-3)
+
+    @property
+    def mean(self) -> Tensor:
+        means = self._ancestral(lambda loc, log_scale: loc.clamp(0.0, 1.0))
+        return (self.log_weights.exp().unsqueeze(-3) * means).sum(-4)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        shape = torch.Size(sample_shape)
+        k = Categorical(logits=self.log_weights.movedim(-3, -1)).sample(shape)  # [*sample, *batch, H, W]
+        picked = k.unsqueeze(-3).unsqueeze(-4)  # [*sample, *batch, 1, 1, H, W]
+
+        def pick(t: Tensor) -> Tensor:
+            t = t.expand(*shape, *t.shape)
+            index = picked.expand(*t.shape[:-4], 1, t.shape[-3], *t.shape[-2:])
+            return t.gather(-4, index).squeeze(-4)
+
+        loc, log_scale, coeffs = pick(self.loc), pick(self.log_scale), pick(self.coeffs)
+        values, n = [], 0
+        for c in range(self.channels):
+            mu = loc[..., c, :, :]
+            for j in range(c):
+                mu = mu + coeffs[..., n + j, :, :] * values[j]
+            n += c
+            values.append(quantize(_sample_logistic(mu, log_scale[..., c, :, :]), self.bins))
+        return torch.stack(values, dim=-3)

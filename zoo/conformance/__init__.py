@@ -10,8 +10,11 @@ test item, with ids such as ``prior[vamp]-rsample_gradients``)::
     def test_zoo_conformance(check):
         check()
 
-A component is checked inside a small model: it takes its own place, and the other three
-places hold :data:`PARTNERS` (zoo's reference components, at small sizes). ``options`` maps
+A component is checked inside small models, one for each of :data:`DATA_SHAPES` ((1, 8, 8) and
+the colour, non-square (3, 9, 14); ``data_shapes=`` changes them): it takes its own place, and the
+other three places hold :data:`PARTNERS` (zoo's reference components, at small sizes). A shape the
+component refuses with a ZooError when it is built is reported as a :class:`ShapeRefused`
+warning, and the check goes on with the other shapes; refusing them all fails. ``options`` maps
 ``"<kind>:<id>"`` to factory options (used wherever that component is built, recipes
 included) and ``"recipe:<id>"`` to recipe overrides (``{"latent_size": 8}``); full-size
 networks are slow, so give small ones.
@@ -31,13 +34,15 @@ kind's own promises), :mod:`~zoo.conformance.common` (promises every component k
 
 from __future__ import annotations
 
-from zoo.conformance.harness import CHECKS, Check, parametrize_plugin_checks, plugin_checks  # noqa: F401
+from zoo.conformance.harness import CHECKS, Check, ShapeRefused, parametrize_plugin_checks, plugin_checks  # noqa: F401
 from zoo.conformance.probes import support_values, synthetic_batch
-from zoo.conformance.subject import PARTNERS, Settings, Subject  # noqa: F401
+from zoo.conformance.subject import DATA_SHAPES, PARTNERS, Settings, Subject  # noqa: F401
 
 __all__ = [
     "Check",
+    "DATA_SHAPES",
     "PARTNERS",
+    "ShapeRefused",
     "Settings",
     "parametrize_plugin_checks",
     "plugin_checks",

@@ -214,7 +214,7 @@ def check_likelihood_normalised(s: Subject) -> None:
     from zoo.factories import call_factory
 
     factory = s.factory()
-    one_pixel = (1,) * len(s.settings.data_shape)
+    one_pixel = (1,) * len(s.data_shape)
     likelihood = s.call(
         "building it for one pixel",
         lambda: call_factory(

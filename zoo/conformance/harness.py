@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +30,21 @@ from zoo.conformance.objectives import (
     check_objective_state_dict,
     check_recipe_training_step,
 )
-from zoo.conformance.subject import Settings, Subject, fail
-from zoo.errors import ZooError
+from zoo.conformance.subject import DATA_SHAPES, TUTORIAL_DOC, Settings, Subject, fail
+from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
+from zoo.recipe import COMPONENT_KINDS
 
 
 @dataclass(frozen=True)
 class Check:
-    """One check of one registered thing; calling it runs it (and fails the test on a broken promise)."""
+    """One check of one registered thing; calling it runs it (and fails the test on a broken promise).
+
+    A component's checks run once per data shape of the settings, in a model of that shape. A
+    shape the component refuses with a ZooError when it is built (a network that takes only some
+    sizes) is not a failure: the check goes on with the others and warns, naming the shape and the
+    reason, with a :class:`ShapeRefused` warning. Refusing every shape fails. An objective is
+    checked on a model of the first shape; a recipe on its own data set's shape.
+    """
 
     kind: str  # encoder, decoder, prior, likelihood, objective, recipe (or "plugin")
     target: str  # the registered id
@@ -48,11 +57,68 @@ class Check:
         """The pytest id: ``<kind>[<id>]-<check>``."""
         return f"{self.kind}[{self.target}]-{self.name}"
 
-    def __call__(self) -> None:
-        self.function(Subject(self.kind, self.target, self.settings))
+    def __call__(self) -> list[tuple[int, ...]]:
+        """Run it; returns the data shapes it checked (for a component, those it was not refused)."""
+        if self.kind not in COMPONENT_KINDS:
+            subject = Subject(self.kind, self.target, self.settings)
+            used = self.function(subject)  # a recipe's check returns its data set's shape
+            return [tuple(used) if used else subject.data_shape]
+        checked, refused = [], []
+        for shape in self.settings.data_shapes:
+            subject = Subject(self.kind, self.target, self.settings, shape)
+            subject.names_shape = len(self.settings.data_shapes) > 1
+            reason = refusal(subject)
+            if reason is not None:
+                refused.append((shape, reason))
+                continue
+            self.function(subject)
+            checked.append(shape)
+        if not checked:
+            tried = "; ".join(f"{shape}: {reason}" for shape, reason in refused)
+            fail(
+                f"{self.kind} {self.target!r} refused every data shape the kit tried ({tried}); give the shapes it "
+                f"takes with data_shapes=...; see {TUTORIAL_DOC}#10-checking-your-plugin"
+            )
+        for shape, reason in refused:
+            warnings.warn(
+                ShapeRefused(
+                    f"{self.kind} {self.target!r} refuses data shape {shape} ({reason}); checked on {checked}"
+                ),
+                stacklevel=2,
+            )
+        return checked
 
     def __repr__(self) -> str:
         return f"<zoo check {self.id}>"
+
+
+class ShapeRefused(UserWarning):
+    """A component refused one of the kit's data shapes with a ZooError (it was checked on the others)."""
+
+
+def refusal(s: Subject) -> str | None:
+    """Why building a model of ``s.data_shape`` around the component fails with a ZooError the
+    component itself raised (it does not take that shape), or ``None`` when the model builds.
+
+    Any other failure to build is left for the check to report as a broken promise; a partner
+    refusing the shape is the kit's settings' fault and fails at once."""
+    try:
+        s.build_model()
+    except (IncompatibleComponentsError, PluginError):
+        return None  # it built, but does not fit the model (a decoder ignoring output_shape): a broken promise
+    except ZooError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if message.startswith(f"{s.what}: "):  # what its factory raised, as zoo.compose reports it
+            return message[len(s.what) + 2 :]
+        if any(message.startswith(f"{kind} '") for kind in COMPONENT_KINDS if kind != s.kind):
+            fail(
+                f"{s.what}: the kit could not build a model of data shape {s.data_shape} around it, because "
+                f"another component refused it ({message}); choose data_shapes=... that zoo's reference "
+                f"components take; see {TUTORIAL_DOC}#10-checking-your-plugin"
+            )
+    except Exception:  # noqa: BLE001 - the check itself reports it, as what it was doing
+        return None
+    return None
 
 
 _COMMON = [
@@ -97,15 +163,17 @@ def plugin_checks(
     options: dict[str, dict[str, Any]] | None = None,
     *,
     latent_size: int = 4,
-    data_shape: Sequence[int] = (1, 8, 8),
+    data_shapes: Sequence[Sequence[int]] = DATA_SHAPES,
     batch_size: int = 4,
+    data_shape: Sequence[int] | None = None,
 ) -> list[Check]:
     """Every check of every component, objective and recipe the plugin ``plugin`` (its entry-point
     name) registers, in registration order.
 
     ``options`` maps ``"<kind>:<id>"`` to factory options and ``"recipe:<id>"`` to recipe
-    overrides; components are checked in models of ``latent_size`` and ``data_shape`` on batches of
-    ``batch_size`` (recipes use their own latent size and their data set's shape).
+    overrides; components are checked in models of ``latent_size`` and of each of ``data_shapes``
+    (by default (1, 8, 8) and (3, 9, 14)) on batches of ``batch_size``; ``data_shape`` is short for
+    one shape. Recipes use their own latent size and their data set's shape.
     """
     from zoo.plugins import get_registry
 
@@ -114,7 +182,13 @@ def plugin_checks(
         kind, _, id = key.partition(":")
         if kind not in CHECKS or not id:
             raise ZooError(f"conformance option key {key!r} must be '<kind>:<id>' with kind one of {', '.join(CHECKS)}")
-    settings = Settings(plugin, options, latent_size, tuple(data_shape), batch_size)
+    shapes = [data_shape] if data_shape is not None else list(data_shapes)
+    if not shapes or not all(
+        isinstance(shape, (tuple, list)) and shape and all(isinstance(d, int) and d >= 1 for d in shape)
+        for shape in shapes
+    ):
+        raise ZooError(f"conformance data_shapes must be a list of shapes such as (1, 8, 8), got {shapes!r}")
+    settings = Settings(plugin, options, latent_size, tuple(tuple(shape) for shape in shapes), batch_size)
     registry = get_registry()
     info = registry.plugins.get(plugin)
     if info is None or info.error:

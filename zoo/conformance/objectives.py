@@ -7,6 +7,8 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from zoo.conformance.probes import shape_text, synthetic_batch
 from zoo.conformance.subject import INTERFACES_DOC, TUTORIAL_DOC, Subject, partner
 from zoo.recipe import COMPONENT_KINDS
@@ -120,15 +122,24 @@ def training_step(s: Subject, model, objective, x, anchor: str, doc: str = INTER
             s.fail(f"a training step must give finite gradients, but {name}'s is not finite", anchor, doc)
 
 
-def check_recipe_training_step(s: Subject) -> None:
-    """One training step of the recipe's model and objective on a random batch shaped like its data set."""
+def check_recipe_training_step(s: Subject) -> tuple[int, ...]:
+    """One training step of the recipe's model and objective on a random batch shaped like its data
+    set; returns that shape."""
     import torch
 
     from zoo.composition import build_objective, from_recipe
     from zoo.plugins import get_registry
 
-    recipe = get_registry().recipe(s.target)
+    registry = get_registry()
+    recipe = registry.recipe(s.target)
     overrides = s.options()
+    dataset = overrides.get("dataset", recipe.dataset)
+    if dataset not in registry.ids("dataset"):
+        pytest.skip(
+            f"recipe {s.target!r}: its data set {dataset!r} is not registered by any loaded plugin, so its model's "
+            "shape is unknown; load the plugin that registers it, or give the recipe override "
+            "{'dataset': ...} of a registered one"
+        )
     if overrides:
         recipe = s.call("applying the recipe overrides", lambda: recipe.with_overrides(overrides))
     recipe = dataclasses.replace(
@@ -146,3 +157,4 @@ def check_recipe_training_step(s: Subject) -> None:
     )
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
     training_step(s, model, objective, x, "10-checking-your-plugin", TUTORIAL_DOC)
+    return tuple(model.data_shape)

@@ -1,6 +1,6 @@
 """What a conformance check examines and how it reports: the shared :class:`Settings`, the
-:class:`Subject` (the registered thing under check, built into a small model with
-:data:`PARTNERS`), and :func:`fail`, which fails the test with a pointer into the docs."""
+:class:`Subject` (the registered thing under check, built into a small model of one data shape
+with :data:`PARTNERS`), and :func:`fail`, which fails the test with a pointer into the docs."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ PARTNERS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior": ("standard-normal", {}),
     "likelihood": ("bernoulli", {}),
 }
+#: The data shapes every component is checked on: grey-level square, and colour, non-square with an
+#: odd side (what a network hard-wired to one size or to one channel gets wrong).
+DATA_SHAPES: tuple[tuple[int, ...], ...] = ((1, 8, 8), (3, 9, 14))
 #: An option name no factory takes: building with it must be a ZooError.
 UNKNOWN_OPTION = "zoo_conformance_no_such_option"
 #: Grey levels tried on an undeclared likelihood with a bounded support.
@@ -34,7 +37,7 @@ class Settings:
     plugin: str
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     latent_size: int = 4
-    data_shape: tuple[int, ...] = (1, 8, 8)
+    data_shapes: tuple[tuple[int, ...], ...] = DATA_SHAPES
     batch_size: int = 4
 
 
@@ -45,16 +48,22 @@ def fail(message: str) -> None:
 class Subject:
     """The registered thing a check examines, with helpers to build it and report on it."""
 
-    def __init__(self, kind: str, target: str, settings: Settings) -> None:
+    def __init__(self, kind: str, target: str, settings: Settings, data_shape: tuple[int, ...] | None = None) -> None:
         self.kind, self.target, self.settings = kind, target, settings
+        #: The data shape of the models this subject is built into (the first of the settings' by default).
+        self.data_shape = tuple(data_shape or settings.data_shapes[0])
+        #: Whether failures name the data shape (when the check runs on more than one).
+        self.names_shape = False
 
     @property
     def what(self) -> str:
         return f"{self.kind} {self.target!r}"
 
     def fail(self, promise: str, anchor: str | None = None, doc: str = INTERFACES_DOC) -> None:
-        """Fail with ``<kind> '<id>': <promise>; see <doc>#<anchor>``."""
-        fail(f"{self.what}: {promise}; see {doc}#{anchor or self.kind}")
+        """Fail with ``<kind> '<id>': <promise>; see <doc>#<anchor>`` (``<kind> '<id>' on data shape
+        (C, H, W): ...`` when the check runs on several shapes)."""
+        where = f" on data shape {self.data_shape}" if self.names_shape else ""
+        fail(f"{self.what}{where}: {promise}; see {doc}#{anchor or self.kind}")
 
     def call(self, description: str, function: Callable[[], Any], anchor: str | None = None) -> Any:
         """Run ``function``; an exception it raises is reported as a broken promise."""
@@ -104,7 +113,7 @@ class Subject:
         return zoo.compose(
             **ids,
             latent_size=self.settings.latent_size,
-            data_shape=self.settings.data_shape,
+            data_shape=self.data_shape,
             **{f"{k}_options": options[k] for k in COMPONENT_KINDS},
         )
 
