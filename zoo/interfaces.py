@@ -228,16 +228,23 @@ class TrainingContext:
     step: int = 0
 
 
-class ObjectiveOutput(NamedTuple):
-    """What an objective returns: the scalar loss to minimise and scalars to log (means over the batch).
-
-    ``losses``: for an objective that declares :meth:`Objective.updates`, the loss of each update
-    by its name (a discriminator's), minimised by that update's optimizer alone.
-    """
-
+class _LossAndLogs(NamedTuple):
     loss: Tensor
     logs: dict[str, Tensor]
-    losses: dict[str, Tensor] | None = None
+
+
+class ObjectiveOutput(_LossAndLogs):
+    """What an objective returns: the scalar loss to minimise and scalars to log (means over the
+    batch), unpacked as ``loss, logs = objective(model, x)``.
+
+    ``losses`` (a keyword, not unpacked): for an objective that declares :meth:`Objective.updates`,
+    the loss of each update by its name (a discriminator's), minimised by that update's optimizer alone.
+    """
+
+    def __new__(cls, loss: Tensor, logs: dict[str, Tensor], losses: dict[str, Tensor] | None = None):
+        out = super().__new__(cls, loss, logs)
+        out.losses = losses
+        return out
 
 
 @dataclass

@@ -292,7 +292,7 @@ class TrainingStep(nn.Module):
         aux = take_aux_losses(self.model)
         if not aux:
             return out
-        loss, logs = out.loss, dict(out.logs)
+        loss, logs = out[0], dict(out[1])
         for name, value in aux.items():
             loss = loss + value
             logs[f"aux_{name}"] = value.detach()

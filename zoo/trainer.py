@@ -136,7 +136,7 @@ class Trainer:
         return self.graphed.on if self.graphed is not None else self._graph_wanted
 
     def _graph_problem(self) -> str | None:
-        if self.updates:
+        if getattr(self, "updates", None):
             return f"{type(self.objective).__name__} runs optimizers of its own (Objective.updates)"
         return graph_problem(
             self.device,
@@ -415,7 +415,7 @@ class Trainer:
         """The objective's loss of one batch, what it logs and its updates' losses, in fp32."""
         with self._autocast():
             out = (module or self.forward_step)(x)
-        return out.loss.float(), out.logs, getattr(out, "losses", None)
+        return out[0].float(), out[1], getattr(out, "losses", None)  # a plain (loss, logs) tuple too
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
