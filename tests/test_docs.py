@@ -40,6 +40,7 @@ COMMAND_COVERAGE: dict[str, str] = {
     "zoo plugins": RUN,
     "zoo train": "tests/test_trainer.py",
     "zoo train vae-conv-mnist --max-steps": "tests/test_quick_look.py",
+    "zoo train vae-conv --data": "tests/test_own_images.py",
     "zoo sample": "tests/test_trainer.py",
     "zoo eval": "tests/test_evaluate.py",
     "zoo compare": "tests/test_compare.py",

@@ -84,3 +84,55 @@ def test_own_images_train_evaluate_sample_resume_and_compare(own, capsys, make):
 
     code, out = cli(capsys, "compare", str(run), str(whole))
     assert code == 0, out
+
+
+def test_the_data_options_reach_the_run(own, capsys):
+    folder = own / "mixed"
+    folder.mkdir()
+    for i, image in enumerate(_pictures(40, 3)):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    Image.fromarray(_pictures(1, 4)[0][:30]).save(folder / "wide.png")  # another size: resized and cropped
+    run = own / "run"
+    args = [
+        "--image-size",
+        "32",
+        "--test-fraction",
+        "0.2",
+        "--on-bad",
+        "stop",
+        "--max-steps",
+        "2",
+        "--set",
+        "batch_size=10",
+    ]
+    code, out = cli(capsys, "train", "vae-conv", "--data", str(folder), "--device", "cpu", "--out", str(run), *args)
+    assert code == 0, out
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["data"] == {
+        "path": str(folder.resolve()),
+        "image_size": [32, 32],
+        "test_fraction": 0.2,
+        "split_seed": 0,
+        "on_bad": "stop",
+    }
+    assert config["recipe"]["dataset"] == "files:mixed"
+    assert Image.open(run / "samples" / "epoch-001.png").size == (8 * 34 + 2, 8 * 34 + 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--data", "no-such-folder"), "no-such-folder"),
+        (("--data", "{empty}"), "no image"),
+        (("--data", "{good}", "--set", "dataset=mnist"), "not both"),
+    ],
+)
+def test_bad_data_is_a_one_line_error(own, capsys, args, message):
+    (own / "empty").mkdir()
+    (own / "good").mkdir()
+    for i, image in enumerate(_pictures(20, 3)):
+        Image.fromarray(image).save(own / "good" / f"{i}.png")
+    args = [a.replace("{empty}", str(own / "empty")).replace("{good}", str(own / "good")) for a in args]
+    code, out = cli(capsys, "train", "vae-conv", *args, "--device", "cpu", "--out", str(own / "run"))
+    assert code != 0 and message in out and "Traceback" not in out, out
+    assert not (own / "run").exists()
