@@ -323,8 +323,8 @@ def test_wrong_event_shape_is_caught():
 def test_detached_rsample_is_caught():
     message = run_check("encoder[detached]-rsample_gradients", encoder={"detached": DetachingEncoder})
     assert message.startswith(
-        "encoder 'detached' on data shape (1, 8, 8): the gradient of q.rsample() and q.log_prob must reach every "
-        "parameter, but encoder.net.1.weight got no gradient"
+        "encoder 'detached' on data shape (1, 8, 8): the gradient of q.rsample(), q.log_prob and the encoder's own "
+        "losses must reach every parameter, but encoder.net.1.weight got no gradient"
     )
     assert message.endswith("see docs/interfaces.md#encoder")
 

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from zoo.errors import IncompatibleComponentsError, PluginError, ZooError, is_count
-from zoo.factories import call_factory, factory_parameters, injected_kinds
+from zoo.factories import call_factory, factory_parameters, injected_kinds, partner_problems
 from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior
 from zoo.model import VAE
 from zoo.recipe import COMPONENT_KINDS, Recipe
@@ -123,6 +123,11 @@ def compose(
 
     def describe(kind: str) -> str:
         return f"{kind} {given[kind]!r}" if kind in entries else f"{kind} {type(given[kind]).__name__}"
+
+    named = {k: (given[k] if k in entries else identify(k, given[k]).get("id")) for k in given}
+    wrong = partner_problems(named, factories)
+    if wrong:
+        raise IncompatibleComponentsError("; ".join(wrong))
 
     needs = {kind: [k for k in injected_kinds(f) if k != kind] for kind, f in factories.items()}
     for kind, f in factories.items():

@@ -121,3 +121,34 @@ def call_factory(factory: Any, options: dict[str, Any], context: dict[str, Any],
         if options:
             raise ZooError(f"{what} could not be built with options {options}: {first_line(exc)}") from None
         raise
+
+
+def declared_partners(factory: Any, what: str) -> dict[str, str]:
+    """The components a factory must be composed with, by kind: its ``partners`` attribute, e.g.
+    ``partners = {"prior": "ladder"}`` on a ladder encoder's class (or function)."""
+    partners = getattr(factory, "partners", None)
+    if partners is None:
+        return {}
+    if not isinstance(partners, dict) or not all(
+        k in COMPONENT_KINDS and isinstance(v, str) and v for k, v in partners.items()
+    ):
+        raise ZooError(
+            f"{what} declares partners {partners!r}; it must map component kinds to ids, "
+            "e.g. partners = {'prior': 'ladder'}"
+        )
+    return dict(partners)
+
+
+def partner_problems(ids: dict[str, str | None], factories: dict[str, Any]) -> list[str]:
+    """One line per component whose declared partner is not the component of that kind in
+    ``ids`` (kind -> id, None for an object no id names)."""
+    found = []
+    for kind, factory in factories.items():
+        for other, wanted in declared_partners(factory, f"{kind} {ids.get(kind)!r}").items():
+            if ids.get(other) != wanted:
+                got = f"{other} {ids[other]!r}" if ids.get(other) else f"an unregistered {other}"
+                found.append(
+                    f"{kind} {ids.get(kind)!r} must be composed with {other} {wanted!r} (its declared partner), "
+                    f"not {got}"
+                )
+    return found

@@ -110,15 +110,26 @@ def check_encoder_gradients(s: Subject) -> None:
     model = s.model()
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
 
+    from zoo.objectives import take_aux_losses
+
     def backward() -> None:
+        model.train()
+        take_aux_losses(model)
         q = model.encoder(x)
         z = q.rsample()
         loss = z.square().sum() + q.log_prob(z.detach()).sum()
+        for value in take_aux_losses(model).values():  # a codebook reached only by its own loss
+            loss = loss + value
         if loss.requires_grad:  # else nothing reaches the parameters: reported below
             loss.backward()
 
     s.call("backward through q.rsample()", backward)
-    _require_gradients(s, model, list(model.encoder.parameters()), "the gradient of q.rsample() and q.log_prob")
+    _require_gradients(
+        s,
+        model,
+        list(model.encoder.parameters()),
+        "the gradient of q.rsample(), q.log_prob and the encoder's own losses",
+    )
 
 
 def check_prior_gradients(s: Subject) -> None:
@@ -131,6 +142,16 @@ def check_prior_gradients(s: Subject) -> None:
     if z.grad is None or not bool(torch.isfinite(z.grad).all()):
         s.fail("the gradient of log p(z) with respect to z must exist and be finite (the Monte-Carlo KL needs it)")
     _require_gradients(s, model, _own_parameters(s, model), "the gradient of log p(z)")
+    own = _own_parameters(s, model)
+    p = s.call("prior()", lambda: model.prior())
+    if own and p.has_rsample:
+        z = s.call("prior().rsample((3,))", lambda: p.rsample((3,)))
+        if not z.requires_grad:
+            s.fail(
+                "prior().rsample() must carry the gradient to the prior's parameters (it says has_rsample, "
+                "but its samples are detached: build the distribution from the parameters, without .detach() "
+                "or torch.no_grad)"
+            )
 
 
 def _log_prob_sums(s: Subject, dist, value, batch: int, name: str) -> None:

@@ -103,12 +103,18 @@ def check_objective_state_dict(s: Subject) -> None:
 def training_step(s: Subject, model, objective, x, anchor: str, doc: str = INTERFACES_DOC) -> None:
     import torch
 
+    from zoo.objectives import TrainingStep
+
     model.train()
     objective.train()
-    out = s.call("objective(model, x)", lambda: objective(model, x), anchor)
+    # As the trainer runs it: the components' own losses (add_loss) join the objective's, and the
+    # losses of the objective's own updates (a discriminator's) reach their parameters.
+    out = s.call("objective(model, x)", lambda: TrainingStep(model, objective)(x), anchor)
     loss = out[0] if isinstance(out, tuple) else out
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not bool(torch.isfinite(loss)):
         s.fail(f"a training step must give a finite scalar loss (got {loss!r:.80})", anchor, doc)
+    for value in (getattr(out, "losses", None) or {}).values():
+        loss = loss + value
     s.call("loss.backward()", loss.backward, anchor)
     for name, p in [*model.named_parameters(), *(("objective." + n, q) for n, q in objective.named_parameters())]:
         if p.grad is None:

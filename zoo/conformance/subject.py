@@ -98,15 +98,21 @@ class Subject:
         )
 
     def build_model(self, component_options: dict[str, Any] | None = None):
-        """:meth:`model` with the component's own ``component_options`` (default: the author's), unwrapped."""
+        """:meth:`model` with the component's own ``component_options`` (default: the author's), unwrapped.
+        The places its factory names in ``partners`` hold those components instead of :data:`PARTNERS`."""
         import zoo
+        from zoo.factories import declared_partners
 
         ids: dict[str, str] = {}
         options: dict[str, dict[str, Any]] = {}
+        declared = declared_partners(self.factory(), self.what)  # a ladder encoder's ladder prior
         for kind in COMPONENT_KINDS:
             if kind == self.kind:
                 ids[kind] = self.target
                 options[kind] = self.options() if component_options is None else dict(component_options)
+            elif kind in declared:
+                ids[kind] = declared[kind]
+                options[kind] = self.options(kind, ids[kind])
             else:
                 ids[kind], defaults = partner(kind)
                 options[kind] = {**defaults, **self.options(kind, ids[kind])}
