@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from helpers_tiny import STEPS_PER_EPOCH, tiny_env, write_tiny_plugin, zoo_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -339,6 +340,27 @@ def test_torchrun_two_processes_sigkill_then_resume_is_bit_exact(ddp_reference_r
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_resumed_run_matches(run, ddp_reference_run())
     assert load_config(run)["resolved"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_streaming_each_process_its_share_trains_the_same_run(ddp_reference_run, tiny_dir, tmp_path):
+    from zoo.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    done = subprocess.run(
+        torchrun_args(*train_args(run, "--data-placement", "stream", "--data-workers", "1")),
+        env=tiny_env(tiny_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    reference = ddp_reference_run()
+    losses = [(r["train_loss"], r["test_loss"]) for r in metric_rows(reference)]
+    assert [(r["train_loss"], r["test_loss"]) for r in metric_rows(run)] == losses
+    got, want = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (run, reference))
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert load_config(run)["resolved"]["data_placement"] == "stream"
 
 
 def load_config(run: Path) -> dict:
