@@ -208,13 +208,17 @@ def main() -> None:
             held += zoo_epochs(folder, args.work / "held", "device", args.epochs, args.device, args.model)
             if "held-vs-stream" not in skip:
                 streamed += zoo_epochs(folder, args.work / "stream", "stream", args.epochs, args.device, args.model)
-        results["held_s"] = statistics.median(held)
-        print(f"zoo, data held on {args.device}: {results['held_s']:.2f} s/epoch (median of {held})")
+        # The fastest epoch is the least disturbed one on a shared machine; the median is printed too.
+        results["held_s"], results["held_median_s"] = min(held), statistics.median(held)
+        print(
+            f"zoo, data held on {args.device}: {min(held):.2f} s/epoch (fastest; median {statistics.median(held):.2f})"
+        )
         if streamed:
-            results["stream_s"] = statistics.median(streamed)
+            results["stream_s"], results["stream_median_s"] = min(streamed), statistics.median(streamed)
             ratio = results["held_s"] / results["stream_s"]
             print(
-                f"zoo, data streamed:   {results['stream_s']:.2f} s/epoch (median of {streamed}); rate {ratio:.3f}x held"
+                f"zoo, data streamed:   {min(streamed):.2f} s/epoch (fastest; median "
+                f"{statistics.median(streamed):.2f}); rate {ratio:.3f}x held"
             )
         if "zoo-vs-imagefolder" not in skip:
             usual = []
