@@ -276,6 +276,8 @@ def plan_resume(
         threads=settings.get("threads") if threads is None else threads,
         deterministic=settings.get("deterministic", "auto") if deterministic is None else deterministic,
     )
+    # Kept as the run's record, not looked up again: a resume's weights come from its checkpoint.
+    plan.settings.init_from = settings.get("init_from")
     return plan, payload
 
 

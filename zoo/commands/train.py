@@ -104,6 +104,12 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="N",
     help="A quick look: train N steps, evaluate on a few test batches and write the run directory.",
 )
+@click.option(
+    "--init-from",
+    metavar="SOURCE",
+    help="Start from trained weights (a run, a checkpoint, an exported folder or hf://owner/name[@rev]) "
+    "of the same architecture: fine-tuning.",
+)
 def train_command(
     model,
     epochs,
@@ -124,6 +130,7 @@ def train_command(
     progress,
     keep_every,
     max_steps,
+    init_from,
 ) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
@@ -134,6 +141,7 @@ def train_command(
       zoo info vae-conv-mnist --toml > my-model.toml; zoo train my-model.toml
       zoo train vae-conv-mnist --set latent_size=32 --set beta=2.0 --out runs/beta2
       zoo train --resume runs/beta2 --epochs 20
+      zoo train vae-conv-mnist --init-from hf://owner/name --epochs 5
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
     """
     if resume:
@@ -150,6 +158,7 @@ def train_command(
                 ("--compile/--no-compile", compile_ is not None),
                 ("--overwrite", overwrite),
                 ("--max-steps", max_steps is not None),
+                ("--init-from", init_from is not None),
             )
             if given
         ]
@@ -205,6 +214,7 @@ def train_command(
             threads=threads,
             deterministic="auto" if deterministic is None else deterministic,
             max_steps=max_steps,
+            init_from=init_from,
         )
         from zoo.trainer import Trainer
 
