@@ -81,12 +81,16 @@ def dataset_record(dataset_id: str) -> dict[str, Any]:
     }
 
 
-def training_command(model_id: str, overrides: dict[str, Any], epochs: int | None, seed: int) -> str:
+def training_command(
+    model_id: str, overrides: dict[str, Any], epochs: int | None, seed: int, max_steps: int | None = None
+) -> str:
     """The ``zoo train`` command that trains the run again (no machine's paths in it)."""
     import shlex
 
     words = ["zoo", "train", model_id]
-    if epochs is not None:
+    if max_steps:
+        words += ["--max-steps", str(max_steps)]
+    elif epochs is not None:
         words += ["--epochs", str(epochs)]
     flags = {"batch_size": "--batch-size", "lr": "--lr"}
     for key, value in overrides.items():
@@ -140,7 +144,11 @@ def export_config(payload: dict[str, Any]) -> dict[str, Any]:
         "training": {
             "epochs": epoch,
             "command": training_command(
-                model_id, dict(run.get("overrides") or {}), epoch, int(settings.get("seed") or 0)
+                model_id,
+                dict(run.get("overrides") or {}),
+                epoch,
+                int(settings.get("seed") or 0),
+                settings.get("max_steps"),
             ),
             "seconds": round(seconds, 1),
             "device": resolved.get("device"),
