@@ -99,7 +99,8 @@ def first_difference(expected: dict[str, Any], given: dict[str, Any], what: str)
     for name, tensor in expected.items():
         if name not in given:
             return f"tensor {name!r} of the model is missing from {what}"
-        if tuple(given[name].shape) != tuple(tensor.shape):
+        shapes = getattr(given[name], "shape", None), getattr(tensor, "shape", None)
+        if None not in shapes and tuple(shapes[0]) != tuple(shapes[1]):  # (extra state need not be a tensor)
             return (
                 f"tensor {name!r} is {list(given[name].shape)} in {what} but the configured model needs "
                 f"{list(tensor.shape)}"
@@ -117,6 +118,14 @@ def save_weights(state: dict[str, Any], path: str | os.PathLike) -> None:
 
     from zoo.checkpoint import atomic_write
 
+    import torch
+
+    odd = [name for name, t in state.items() if not isinstance(t, torch.Tensor)]
+    if odd:
+        raise ZooError(
+            f"the model's state {odd[0]!r} is not a tensor, and safetensors stores tensors only; "
+            "such a model can be shared as its run's checkpoint"
+        )
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items()}
     data = save(tensors, metadata={"format": "pt", "zoo": FORMAT})
     atomic_write(path, lambda f: f.write(data))

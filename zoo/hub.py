@@ -103,7 +103,7 @@ def download(name: str) -> Path:
         raise ZooError(
             f"{name}: no such model repository on the Hub (or it is private or gated: log in with 'hf auth login')"
         ) from None
-    except errors.IncompleteSnapshotError:
+    except getattr(errors, "IncompleteSnapshotError", ()):  # huggingface_hub 1.x and later
         raise ZooError(
             f"{name}: the Hugging Face cache holds only part of it and the Hub cannot be reached; connect to "
             "the network once to complete the download"
