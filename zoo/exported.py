@@ -114,11 +114,10 @@ def first_difference(expected: dict[str, Any], given: dict[str, Any], what: str)
 def save_weights(state: dict[str, Any], path: str | os.PathLike) -> None:
     """``state`` as a safetensors file at ``path``, written atomically; each tensor is stored on its
     own (tensors that share memory in the model are separate in the file)."""
+    import torch
     from safetensors.torch import save
 
     from zoo.checkpoint import atomic_write
-
-    import torch
 
     odd = [name for name, t in state.items() if not isinstance(t, torch.Tensor)]
     if odd:
