@@ -47,8 +47,11 @@ def check_destination(out: Path, overwrite: bool, source: Path | None = None) ->
         return
     if out.is_symlink() or not out.is_dir():
         raise ZooError(f"{out} exists and is not a folder; give a folder for the export")
-    if source is not None and out.resolve() in (source.resolve(), source.resolve().parent.parent):
-        raise ZooError(f"{out} is the run being exported; export it into another folder")
+    if source is not None:
+        source = source.resolve()
+        run_dir = source if source.is_dir() else source.parent.parent if source.parent.name == "checkpoints" else None
+        if out.resolve() in (source, run_dir):
+            raise ZooError(f"{out} is the run being exported; export it into another folder")
     if (out / "checkpoints").is_dir() or (out / "metrics.jsonl").exists():
         raise ZooError(f"{out} is a run directory; export into another folder")
     if any(out.iterdir()) and not overwrite:
