@@ -158,11 +158,22 @@ def export_config(payload: dict[str, Any]) -> dict[str, Any]:
             "precision": resolved.get("precision"),
             "threads": resolved.get("threads"),
             "world_size": resolved.get("world_size"),
+            "schedule_epochs": _schedule_epochs(model_id),
             "best_epoch": payload.get("best_epoch"),
             "last": {k: history[-1].get(k) for k in ("test_loss", "test_recon", "test_kl")} if history else None,
         },
         "history": [{k: r.get(k) for k in ("epoch", "train_loss", "test_loss", "epoch_seconds")} for r in history],
     }
+
+
+def _schedule_epochs(model_id: str) -> int | None:
+    """The epochs the registered recipe ``model_id`` trains for (its paper's schedule), if registered."""
+    from zoo.plugins import get_registry
+
+    try:
+        return get_registry().recipe(model_id).training.epochs
+    except ZooError:
+        return None
 
 
 def _score(folder: Path, scoring: Scoring, log: Callable[[str], None]) -> dict[str, Any]:

@@ -155,12 +155,15 @@ def _results(metrics: dict[str, Any], reference: dict[str, Any], training: dict[
         "",
     ]
     if reference.get("paper"):
-        lines += [
-            f"Published: {reference['paper']}; {reference.get('protocol', '')}. This model was trained for "
-            f"{training.get('epochs')} epochs; the paper's figure comes from its own, usually much longer, schedule "
-            "(the recipe's `epochs`), so the two differ by what the remaining epochs would bring.",
-            "",
-        ]
+        epochs, schedule = training.get("epochs"), training.get("schedule_epochs")
+        if isinstance(epochs, int) and isinstance(schedule, int) and epochs < schedule:
+            trained = (
+                f"These weights had {epochs} epochs of training, of the {schedule} the recipe schedules after "
+                "the paper, so the measured figure is where this run stands, not the paper's result reproduced."
+            )
+        else:
+            trained = f"These weights had {epochs} epochs of training."
+        lines += [f"Published: {reference['paper']}; {reference.get('protocol', '')}. {trained}", ""]
     limit = f" --limit {n}" if metrics.get("command", "").find("--limit") >= 0 else ""
     lines += [
         "Reproduce the measured figure (the same K, images and seed give the same number):",
