@@ -20,6 +20,7 @@ from test_sharing import one_error, same_outputs, untrained_checkpoint
 import zoo
 from zoo.errors import ZooError
 from zoo.exported import CARD, CONFIG, WEIGHTS, read_config, sha256_of
+from zoo.model_card import render_card
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = ROOT / "weights"
@@ -51,6 +52,7 @@ def test_a_shipped_model_matches_its_index_and_loads_offline(model_id, monkeypat
         names = f.keys()  # a safetensors file handle, not a dict
         assert {f.get_slice(k).get_dtype() for k in names} == {"F32"}
     card = (folder / CARD).read_text()
+    assert card == render_card(config)  # the card is what zoo generates from the config beside it
     assert f"**{config['metrics']['test_nll_iw']:.2f}**" in card and f"{config['training']['epochs']} epochs" in card
     # offline: no network is needed, and none is tried
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -154,6 +154,12 @@ def _results(metrics: dict[str, Any], reference: dict[str, Any], training: dict[
         f"| active units | {metrics.get('active_units')} of {metrics.get('latent_size')} | - |",
         "",
     ]
+    if metrics.get("bits_per_dim") is None:
+        lines += [
+            "No bits per dimension: the likelihood is not a distribution over a discrete set holding the test "
+            "images (grey levels under a Bernoulli, or a density), so -log p(x) is not a code length.",
+            "",
+        ]
     if reference.get("paper"):
         epochs, schedule = training.get("epochs"), training.get("schedule_epochs")
         if isinstance(epochs, int) and isinstance(schedule, int) and epochs < schedule:
@@ -221,7 +227,8 @@ def _usage(where: str, name: str, metrics: dict[str, Any]) -> list[str]:
         "nll = -model.iwae(x, samples=1000)  # importance-weighted -log p(x), nats per image",
         "```",
         "",
-        "From the command line: "
+        f"A model in zoo's pretrained index (`zoo info {name}` then shows a `pretrained` line) also loads by id: "
+        f'`zoo.create("{name}", pretrained=True)`. From the command line: '
         f"`zoo sample {where} --n 64 --out samples.png`, `zoo eval {where}`, and fine-tuning from these "
         f"weights with `zoo train {name} --init-from {where}`. With `HF_HUB_OFFLINE=1` a Hub model is read "
         "from the local Hugging Face cache only.",
