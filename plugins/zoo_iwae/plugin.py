@@ -104,6 +104,18 @@ def register_recipes(register):
             id="vae-burda-mnist",
             description="Burda et al.'s VAE, 1 stochastic layer (50), ELBO",
             reference=_ref(_BURDA, 86.76, pythae="89.78 (statically binarized, 200 IS)"),
+            # The weights in weights/vae-burda-mnist (docs/sharing.md), made by bench/export_families.py.
+            pretrained={
+                "sha256": "7090000457db76c07e48c4cb44e2612bb33e13eabe9369fc481f12f0845d9dbb",
+                "metrics": {
+                    "test_nll_iw": 90.31,
+                    "iw_samples": 1000,
+                    "n_images": 2000,
+                    "seed": 0,
+                    "epochs": 100,
+                    "quick": {"test_nll_iw": 89.2135, "iw_samples": 50, "n_images": 200, "seed": 0},
+                },
+            },
             **_one(),
         )
     )
