@@ -161,11 +161,12 @@ def _results(metrics: dict[str, Any], reference: dict[str, Any], training: dict[
             "",
         ]
     if reference.get("paper"):
-        epochs, schedule = training.get("epochs"), training.get("schedule_epochs")
+        epochs = training.get("epochs")
+        schedule = reference.get("paper_epochs") or training.get("schedule_epochs")
         if isinstance(epochs, int) and isinstance(schedule, int) and epochs < schedule:
             trained = (
-                f"These weights had {epochs} epochs of training, of the {schedule} the recipe schedules after "
-                "the paper, so the measured figure is where this run stands, not the paper's result reproduced."
+                f"These weights had {epochs} epochs of training against the paper's {schedule:,}, so the measured "
+                "figure is where this run stands, not the paper's result reproduced."
             )
         else:
             trained = f"These weights had {epochs} epochs of training."

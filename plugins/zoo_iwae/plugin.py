@@ -92,6 +92,8 @@ def _two(**kw):
 
 def _ref(paper, nll, protocol="dynamically binarized MNIST, test NLL by IWAE k=5000", pythae=None):
     ref = {"paper": paper, "citation": _CITATIONS[paper], "test_nll": nll, "protocol": protocol}
+    if paper == _BURDA:
+        ref["paper_epochs"] = 3280  # the schedule's 3^i epochs for i = 0..7
     if pythae is not None:
         ref["pythae"] = pythae
     return ref
