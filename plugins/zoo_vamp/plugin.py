@@ -90,6 +90,18 @@ def register_recipes(register):
                 "pythae": "85.79 (its 'Binary MNIST': the static .amat files, RMSprop 1e-4); pythae lists 85.57 "
                 "as the paper's figure for that protocol",
             },
+            # The weights in weights/vamp-mlp-binarized-mnist (docs/sharing.md), made by bench/export_families.py.
+            pretrained={
+                "sha256": "f4d62404f6f597ccca9b0a836a926a16273bcb9649771f8bce18c49bbf17ff32",
+                "metrics": {
+                    "test_nll_iw": 88.97,
+                    "iw_samples": 1000,
+                    "n_images": 2000,
+                    "seed": 0,
+                    "epochs": 60,
+                    "quick": {"test_nll_iw": 87.5316, "iw_samples": 50, "n_images": 200, "seed": 0},
+                },
+            },
             **_GATED,
         )
     )
