@@ -272,6 +272,9 @@ def test_a_missing_huggingface_hub_says_how_to_install_it(folder, monkeypatch):
     with pytest.raises(ZooError, match=r"pip install 'zoo\[hub\]'"):
         zoo.load("hf://owner/name")
     zoo.load(folder)  # an exported folder needs only safetensors
+    with pytest.raises(ZooError, match=r"zoo export .*pip install 'zoo\[hub\]'"):
+        export_run(untrained_checkpoint(folder.parent / "m2.pt"), folder.parent / "again", scoring=SCORING)
+    assert not (folder.parent / "again").exists()
 
 
 # -- push -----------------------------------------------------------------------------------------

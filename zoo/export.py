@@ -265,9 +265,10 @@ def export_run(
     folder ``out``; ``scoring=None`` skips the evaluation (the card then has no figures); ``repo_id``
     (``owner/name``) is the Hub repository the card's examples load from. Returns ``out``."""
     from zoo.checkpoint import load_checkpoint, model_from_payload, resolve_checkpoint_path
-    from zoo.hub import check_repo_id, is_hub_name
+    from zoo.hub import check_repo_id, is_hub_name, require_hub
     from zoo.model_card import render_card
 
+    require_hub("zoo export (the model card)")  # before any work, not after the evaluation
     log = log or (lambda message: None)
     if repo_id is not None:
         check_repo_id(repo_id)

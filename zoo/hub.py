@@ -55,12 +55,12 @@ def parse_hub_name(name: str) -> tuple[str, str | None]:
     return repo_id, (revision if sep else None)
 
 
-def require_hub(what: str = "Hub models"):
+def require_hub(what: str = "hf:// names"):
     """The ``huggingface_hub`` module, or a one-line error saying how to install it."""
     try:
         import huggingface_hub
     except ImportError:
-        raise ZooError(f"{what} need the huggingface_hub package: pip install 'zoo[hub]'") from None
+        raise ZooError(f"{what}: the huggingface_hub package is not installed; pip install 'zoo[hub]'") from None
     return huggingface_hub
 
 

@@ -31,11 +31,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def card_data(config: dict[str, Any], license: str = "mit", repo_id: str | None = None):
     """The card's front matter as a :class:`huggingface_hub.ModelCardData`."""
-    from huggingface_hub import EvalResult, ModelCardData
-
     from zoo.hub import require_hub
 
     require_hub("zoo export (the model card)")
+    from huggingface_hub import EvalResult, ModelCardData
+
     dataset = (config.get("dataset") or {}).get("id", "")
     hub_dataset = HUB_DATASETS.get(dataset)
     recipe = config.get("recipe") or {}
