@@ -53,6 +53,8 @@ def test_a_shipped_model_matches_its_index_and_loads_offline(model_id, monkeypat
         assert {f.get_slice(k).get_dtype() for k in names} == {"F32"}
     card = (folder / CARD).read_text()
     assert card == render_card(config)  # the card is what zoo generates from the config beside it
+    if zoo.get_recipe(model_id).reference:  # a paper's figure beside the measured one, and its citation
+        assert f"| {zoo.get_recipe(model_id).reference['test_nll']} |" in card and "```bibtex\n@" in card
     assert f"**{config['metrics']['test_nll_iw']:.2f}**" in card and f"{config['training']['epochs']} epochs" in card
     # offline: no network is needed, and none is tried
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
