@@ -134,3 +134,32 @@ def test_resume_check_names_what_differs():
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--modes", bad])
         assert exit_info.value.code == 2
+
+
+@requires_data
+def test_export_families_exports_runs_and_prints_their_index_entries(data_root, tmp_path, capsys):
+    """bench/export_families.py: each run exported under OUT/<model id> with its card, and the
+    index entry printed (the file's SHA-256, the card's figure and the quick one)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import export_families
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from test_sharing import untrained_checkpoint
+
+    from zoo.exported import read_config, sha256_of
+
+    checkpoint = untrained_checkpoint(tmp_path / "model.pt")
+    args = [str(checkpoint), "--out", str(tmp_path / "weights"), "--data-dir", str(data_root), "--iw-samples", "3"]
+    args += ["--limit", "12", "--quick-samples", "2", "--quick-limit", "10", "--threads", "1"]
+    assert export_families.main(args) == 0
+    out = capsys.readouterr().out
+    entries = json.loads(out[out.index("{") :])
+    folder = tmp_path / "weights" / "vae-conv-mnist"
+    entry = entries["vae-conv-mnist"]
+    assert entry["sha256"] == sha256_of(folder / "model.safetensors")
+    config = read_config(folder)
+    assert entry["metrics"]["test_nll_iw"] == round(config["metrics"]["test_nll_iw"], 2)
+    assert entry["metrics"]["iw_samples"] == 3 and entry["metrics"]["n_images"] == 12
+    assert entry["metrics"]["quick"]["iw_samples"] == 2 and entry["metrics"]["quick"]["n_images"] == 10
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["vae-conv-mnist"]  # no scratch left

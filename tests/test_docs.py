@@ -44,6 +44,10 @@ COMMAND_COVERAGE: dict[str, str] = {
     "zoo sample": "tests/test_trainer.py",
     "zoo eval": "tests/test_evaluate.py",
     "zoo compare": "tests/test_compare.py",
+    "zoo export": "tests/test_sharing.py",
+    "zoo push": "tests/test_sharing.py",
+    "zoo train vae-conv-mnist --init-from": "tests/test_sharing.py",
+    "zoo eval weights": "tests/test_pretrained.py",
 }
 
 

@@ -101,12 +101,28 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or the ``checkpoints/last.pt`` of a run directory."""
+    """A checkpoint file, the ``checkpoints/last.pt`` of a run directory, an exported folder
+    (:mod:`zoo.exported`), or the cached folder of a Hub model ``hf://owner/name[@revision]``."""
+    from zoo.exported import is_exported
+    from zoo.hub import download, is_hub_name
+
+    if is_hub_name(path):
+        folder = download(path)
+        if not is_exported(folder):
+            raise ZooError(
+                f"{path} holds no zoo model (config.json and model.safetensors); give a model exported by zoo"
+            )
+        return folder
     p = Path(path)
+    if is_exported(p):
+        return p
     if p.is_dir():
         candidate = p / "checkpoints" / "last.pt"
         if not candidate.is_file():
-            raise ZooError(f"{p} is a folder without checkpoints/last.pt; give a run directory or a .pt file")
+            raise ZooError(
+                f"{p} is a folder without checkpoints/last.pt or an exported model; give a run directory, "
+                "a .pt file or a folder written by 'zoo export'"
+            )
         return candidate
     if not p.exists():
         raise ZooError(f"checkpoint {p} does not exist; give a run directory (runs/...) or a .pt file")
@@ -131,6 +147,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     import torch
 
     p = resolve_checkpoint_path(path)
+    if p.is_dir():  # an exported folder (resolve_checkpoint_path returns a folder for nothing else)
+        from zoo.exported import read_exported
+
+        return read_exported(p)
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -193,9 +213,11 @@ def training_problems(payload: dict[str, Any]) -> list[str]:
 
 
 def load(path: str | os.PathLike, device: Any = "cpu"):
-    """Rebuild a trained model from a checkpoint file or a run directory, in eval mode.
+    """Rebuild a trained model from a checkpoint file, a run directory, an exported folder or a Hub
+    model (``hf://owner/name[@revision]``, through huggingface_hub's cache), in eval mode.
 
-    The checkpoint alone is enough: it names the components and the plugins that provide them.
+    The checkpoint (or the export's config.json) alone is enough: it names the components and the
+    plugins that provide them.
     A ``path`` that is not a path or an unusable ``device`` is a one-line error, as on the command line.
     """
     from zoo.devices import resolve_device
@@ -204,7 +226,8 @@ def load(path: str | os.PathLike, device: Any = "cpu"):
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise ZooTypeError(f"zoo.load takes a run directory or a checkpoint file's path, got {path!r}")
     device = resolve_device(device)
-    return model_from_payload(load_checkpoint(path), source=resolve_checkpoint_path(path)).to(device).eval()
+    source = resolve_checkpoint_path(path)  # once: a Hub name is looked up (or downloaded) here
+    return model_from_payload(load_checkpoint(source), source=source).to(device).eval()
 
 
 def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None = None):
@@ -221,17 +244,34 @@ def model_from_payload(payload: dict[str, Any], source: str | os.PathLike | None
             f"{where} a model zoo cannot build ({type(exc).__name__}: {first_line(exc)}); "
             "give a checkpoint written by zoo"
         ) from None
-    load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
+    if "export" in payload:
+        from zoo.exported import WEIGHTS
+
+        what = f"the weights in {Path(source) / WEIGHTS}" if source else "the exported weights"
+        load_weights(
+            model, payload["model"], what, described="its config.json describes", remedy="export the model again"
+        )
+    else:
+        load_weights(model, payload["model"], f"the weights in {source}" if source else "the checkpoint's weights")
     return model
 
 
-def load_weights(module, state: dict[str, Any], what: str) -> None:
-    """``module.load_state_dict(state)``, with a mismatch (extra or missing keys, wrong shapes) as a ZooError."""
+def load_weights(
+    module,
+    state: dict[str, Any],
+    what: str,
+    *,
+    described: str = "the checkpoint describes",
+    remedy: str = "give a checkpoint written by zoo for this model",
+) -> None:
+    """``module.load_state_dict(state)``; a mismatch is a ZooError naming the first differing tensor."""
+    from zoo.exported import first_difference
+
+    problem = first_difference(module.state_dict(), state, "the file") if isinstance(state, dict) else None
     try:
-        module.load_state_dict(state)
+        if problem is None:
+            module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ZooError(
-            f"{what} do not fit the model the checkpoint describes ({detail}); "
-            "give a checkpoint written by zoo for this model"
-        ) from None
+        problem = " ".join(str(exc).split())[:300]
+    if problem is not None:
+        raise ZooError(f"{what} do not fit the model {described} ({problem}); {remedy}") from None

@@ -220,21 +220,27 @@ def build_objective(
     return obj, source_record(entry, options)
 
 
-def create(model_id: str, **overrides: Any) -> VAE:
+def create(model_id: str, *, pretrained: bool = False, **overrides: Any) -> VAE:
     """Build the registered recipe ``model_id`` (``zoo list``), with optional overrides.
 
     ``overrides`` use the keys of ``zoo train --set``: ``latent_size=16``, ``encoder.hidden=256``;
     training-only keys (``epochs``, ``lr``, ``objective``...) are accepted and ignored here.
+    ``pretrained=True`` loads the weights the recipe's pretrained index names (:mod:`zoo.pretrained`),
+    from the shipped ``weights/`` folder or the Hub, checked against the index's SHA-256.
     """
     if not isinstance(model_id, str) or not model_id:
         raise ZooError(f"model id must be a string such as 'vae-conv-mnist' (see zoo.list_models()), got {model_id!r}")
     from zoo.plugins import get_registry
 
     registry = get_registry()
-    recipe: Recipe = registry.recipe(model_id)
-    if overrides:
-        recipe = recipe.with_overrides(overrides)
-    return from_recipe(recipe)
+    registered: Recipe = registry.recipe(model_id)
+    recipe = registered.with_overrides(overrides) if overrides else registered
+    model = from_recipe(recipe)
+    if pretrained:
+        from zoo.pretrained import load_pretrained
+
+        load_pretrained(model, registered)
+    return model
 
 
 def from_recipe(recipe: Recipe, dataset: Any = None) -> VAE:

@@ -65,8 +65,17 @@ def _batched(images: Tensor, size: int) -> Iterator[Tensor]:
 
 
 def default_out_dir(path: str | os.PathLike) -> Path:
-    """``RUN/eval`` for a run directory; ``<folder>/<name>-eval`` beside a checkpoint file."""
+    """``RUN/eval`` for a run directory; ``<folder>/<name>-eval`` beside a checkpoint file; for an
+    exported folder or a Hub model (which stay as they were published), ``<name>-eval`` in the
+    working directory."""
+    from zoo.exported import is_exported
+    from zoo.hub import default_name, is_hub_name
+
+    if is_hub_name(path):
+        return Path(f"{default_name(str(path))}-eval")
     p = Path(path)
+    if is_exported(p):
+        return Path(f"{p.resolve().name}-eval")
     if p.is_dir():
         return p / "eval"
     if p.parent.name == "checkpoints":

@@ -65,6 +65,9 @@ class RunSettings:
     # and copied batch by batch) or "auto" (on the device when it fits: zoo.streaming.choose_placement).
     data_placement: str = "auto"
     data_workers: int | None = None  # loader processes when streaming; None: zoo.streaming.default_workers
+    # Start from these weights (a run, a checkpoint, an exported folder or hf://owner/name[@rev]) instead
+    # of a fresh initialisation: fine-tuning. Stored as given (a local path made absolute).
+    init_from: str | None = None
 
     def problems(self) -> list[str]:
         """Every setting a user gave that cannot be used, as one line each."""
@@ -121,12 +124,45 @@ class RunPlan:
             model.spec["recipe"] = self.recipe.to_dict()
         else:
             model = from_recipe(self.recipe, self.dataset)
+        if self.settings.init_from and not resumed:
+            init_weights(model, self.settings.init_from)
         if self.objective is not None and not resumed:
             objective, record = build_objective(self.objective)
         else:
             objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
         model.spec["objective"] = record
         return model, objective
+
+
+def init_weights(model: Any, source: str) -> None:
+    """Load the trained weights of ``source`` (what ``--init-from`` names) into ``model``; weights of
+    another architecture are a ZooError naming the first differing tensor."""
+    from zoo.checkpoint import load_checkpoint, load_weights, resolve_checkpoint_path
+
+    path = resolve_checkpoint_path(source)
+    load_weights(
+        model,
+        load_checkpoint(path)["model"],
+        f"the weights of --init-from {source}",
+        described="this run's recipe describes",
+        remedy="start from weights of the same architecture (compare with 'zoo info MODEL')",
+    )
+
+
+def _check_init_from(value: Any) -> str | None:
+    """``--init-from`` as stored: a Hub name as given, a local path made absolute; checked to resolve now."""
+    from zoo.checkpoint import resolve_checkpoint_path
+    from zoo.hub import is_hub_name
+
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ZooTypeError(
+            f"init_from must be a run, a checkpoint, an exported folder or hf://owner/name, got {value!r}"
+        )
+    value = value if is_hub_name(value) else str(Path(value).expanduser().absolute())
+    resolve_checkpoint_path(value)  # a missing run or an unknown Hub model fails before anything is built
+    return value
 
 
 def default_run_dir(model_id: str) -> Path:
@@ -229,6 +265,7 @@ def plan_run(
             raise ZooError("--data-dir is empty; give the folder holding the data set files")
         # Stored absolute, so the run can be resumed from any working directory.
         run.data_dir = str(Path(run.data_dir).expanduser().absolute())
+    run.init_from = _check_init_from(run.init_from)
     run.device, run.seed = str(run.device), int(run.seed)
     run.cuda_graph = bool(run.cuda_graph)
     data = own_data if own_data is not None else dataset_of(recipe)

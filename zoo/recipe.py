@@ -119,7 +119,10 @@ class Recipe:
     arguments for their factories. ``objective`` is what the model is trained with (an objective
     id, ``zoo list --kind objective``) and ``objective_options`` its options. ``dataset`` is a
     data set id (``zoo list --kind dataset``). ``reference`` records the published result the
-    recipe reproduces (paper, number, protocol); ``zoo info`` shows it.
+    recipe reproduces (paper, number, protocol); ``zoo info`` shows it. ``pretrained`` is the
+    pretrained index: the published weights of this recipe (``repo``, ``revision``, ``sha256`` of
+    their ``model.safetensors`` and the ``metrics`` measured on them), which
+    ``zoo.create(id, pretrained=True)`` loads (:mod:`zoo.pretrained`).
     """
 
     id: str
@@ -141,19 +144,26 @@ class Recipe:
     #: A user's own images (``zoo train --data``): the settings of :func:`zoo.dataset_from_path`
     #: that rebuild the data set; empty for a registered ``dataset``.
     data: dict[str, Any] = field(default_factory=dict)
+    pretrained: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # What a run stores (config.json, every checkpoint) is plain data, normalised here, when the
         # run starts: numpy scalars become numbers, dates ISO strings; anything else is refused.
         if not _path_safe(self.id):
             raise ZooError(f"recipe id {_short(self.id)} cannot name a run folder; use kebab-case (e.g. 'my-vae')")
-        for name in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "data"):
+        for name in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "data", "pretrained"):
             value = getattr(self, name)
             if not isinstance(value, dict):
                 raise ZooError(f"recipe {self.id}: {name} must be a table (a dict), got {_short(value)}")
             object.__setattr__(self, name, to_plain(value, f"{name.replace('_options', '')}"))
         if not isinstance(self.training, Training):
             raise ZooError(f"recipe {self.id}: training must be a zoo.Training, got {type(self.training).__name__}")
+        if self.pretrained:
+            from zoo.pretrained import index_problems
+
+            problems = index_problems(self.pretrained)
+            if problems:
+                raise ZooError(f"recipe {self.id}: pretrained: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,7 +183,7 @@ class Recipe:
         for key in (*OPTION_KINDS, "id", "dataset", "description"):
             if key in data and not isinstance(data[key], str):
                 problems.append(f"{key} must be a string, got {type(data[key]).__name__}")
-        for key in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "training", "data"):
+        for key in (*(f"{k}_options" for k in OPTION_KINDS), "reference", "pretrained", "training", "data"):
             if key in data and not isinstance(data[key], dict):
                 problems.append(f"{key} must be a table, got {type(data[key]).__name__}")
         if "latent_size" in data and not (is_count(data["latent_size"]) and data["latent_size"] <= MAX_LATENT_SIZE):
@@ -240,9 +250,12 @@ class Recipe:
                     problems.append(f"unknown setting {key!r} (valid: {', '.join(valid)})")
             except ZooError as exc:
                 problems.append(str(exc))
+        # Published weights fit the recipe's own model only: another architecture or data set drops them.
+        changes_model = any(k not in train_fields and k.split(".", 1)[0] != "objective" for k in overrides)
         new = dataclasses.replace(
             self,
             **top,
+            pretrained={} if changes_model else self.pretrained,
             training=dataclasses.replace(self.training, **training),
             **{f"{k}_options": v for k, v in options.items()},
         )
@@ -334,7 +347,7 @@ def _convert_any(value: Any, kind: Any, key: str) -> Any:
 # -- recipe files ------------------------------------------------------------------------------
 
 _FILE_TOP_KEYS = ("id", "description", "dataset", "latent_size")
-_FILE_TABLES = (*OPTION_KINDS, "training", "reference")
+_FILE_TABLES = (*OPTION_KINDS, "training", "reference", "pretrained")
 
 
 def recipe_from_file(path: str | Any) -> Recipe:
@@ -429,14 +442,19 @@ def recipe_from_mapping(data: dict[str, Any], *, source: str = "recipe", default
     settings = _training_settings(training, problems)
     fields["training"] = Training(**settings)
     problems += [f"training.{p}" for p in fields["training"].problems()]
-    reference = data.get("reference", {})
-    if not isinstance(reference, dict):
-        problems.append(f"reference must be a table ([reference]), got {reference!r}")
-    else:
+    for table_name in ("reference", "pretrained"):
+        table = data.get(table_name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{table_name} must be a table ([{table_name}]), got {table!r}")
+            continue
         try:
-            fields["reference"] = to_plain(dict(reference), "reference")
+            fields[table_name] = to_plain(dict(table), table_name)
         except ZooError as exc:
             problems.append(str(exc))
+    if fields.get("pretrained"):
+        from zoo.pretrained import index_problems
+
+        problems += [f"pretrained: {p}" for p in index_problems(fields["pretrained"])]
     if problems:
         raise ZooError(f"{source}: " + "; ".join(problems))
     return Recipe(**fields)
@@ -477,7 +495,9 @@ def recipe_to_toml(recipe: Recipe) -> str:
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in getattr(recipe, f"{kind}_options").items()]
     lines += ["", "[training]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(recipe.training).items()]
-    if recipe.reference:
-        lines += ["", "[reference]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in recipe.reference.items()]
+    for table_name in ("reference", "pretrained"):
+        table = getattr(recipe, table_name)
+        if table:
+            lines += ["", f"[{table_name}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"

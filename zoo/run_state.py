@@ -283,6 +283,8 @@ def plan_resume(
         data_placement=settings.get("data_placement", "auto") if data_placement is None else data_placement,
         data_workers=settings.get("data_workers") if data_workers is None else data_workers,
     )
+    # Kept as the run's record, not looked up again: a resume's weights come from its checkpoint.
+    plan.settings.init_from = settings.get("init_from")
     return plan, payload
 
 

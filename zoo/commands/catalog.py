@@ -157,6 +157,7 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
         "components": parts,
         "training": recipe.to_dict()["training"],
         "reference": recipe.reference,
+        "pretrained": recipe.pretrained,
     }
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -175,7 +176,11 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
             click.echo(line)
     click.echo("  training:    " + ", ".join(f"{k}={v}" for k, v in info["training"].items()))
     if recipe.reference:
-        click.echo("  reference:   " + "; ".join(f"{k}: {v}" for k, v in recipe.reference.items()))
+        click.echo("  reference:   " + "; ".join(f"{k}: {v}" for k, v in recipe.reference.items() if k != "citation"))
+    if recipe.pretrained:
+        from zoo.pretrained import describe
+
+        click.echo(f"  pretrained:  {describe(recipe)}")
 
 
 @click.command("plugins")

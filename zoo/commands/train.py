@@ -135,6 +135,12 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Hold the data on the device, or stream it batch by batch (default auto: on the device when it fits).",
 )
 @click.option("--data-workers", type=int, default=None, metavar="N", help="Loader processes when streaming.")
+@click.option(
+    "--init-from",
+    metavar="SOURCE",
+    help="Start from trained weights (a run, a checkpoint, an exported folder or hf://owner/name[@rev]) "
+    "of the same architecture: fine-tuning.",
+)
 def train_command(
     model,
     epochs,
@@ -161,6 +167,7 @@ def train_command(
     on_bad,
     data_placement,
     data_workers,
+    init_from,
 ) -> None:
     """Train MODEL (an id from 'zoo list', or a recipe file FILE.toml), or continue a run with --resume RUN.
 
@@ -172,6 +179,7 @@ def train_command(
       zoo info vae-conv-mnist --toml > my-model.toml; zoo train my-model.toml
       zoo train vae-conv-mnist --set latent_size=32 --set beta=2.0 --out runs/beta2
       zoo train --resume runs/beta2 --epochs 20
+      zoo train vae-conv-mnist --init-from hf://owner/name --epochs 5
       torchrun --nproc-per-node 2 -m zoo train vae-conv-mnist --device cpu
     """
     if resume:
@@ -192,6 +200,7 @@ def train_command(
                 ("--image-size", image_size is not None),
                 ("--test-fraction", test_fraction is not None),
                 ("--on-bad", on_bad is not None),
+                ("--init-from", init_from is not None),
             )
             if given
         ]
@@ -253,6 +262,7 @@ def train_command(
             data_workers=data_workers,
             data=data,
             data_options=_data_options(data, image_size, test_fraction, on_bad),
+            init_from=init_from,
         )
         from zoo.trainer import Trainer
 
