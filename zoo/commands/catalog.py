@@ -135,7 +135,7 @@ def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> N
     entry = registry.get("recipe", name)
     recipe = entry.load()
     if as_toml:
-        from zoo.recipe import recipe_to_toml
+        from zoo.recipe_files import recipe_to_toml
 
         click.echo(recipe_to_toml(recipe), nl=False)
         return

@@ -235,7 +235,7 @@ def train_command(
         from zoo.plan import plan_run
 
         if model and _is_recipe_file(model):
-            from zoo.recipe import recipe_from_file
+            from zoo.recipe_files import recipe_from_file
 
             model = recipe_from_file(model)
         overrides = _parse_sets(sets)
