@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -90,16 +91,7 @@ def imagefolder_epochs(folder: Path, epochs: int, device: str, model_id: str, si
     from zoo.objectives import TrainingStep
 
     recipe = zoo.get_recipe(model_id)
-    model = zoo.compose(
-        recipe.encoder,
-        recipe.decoder,
-        recipe.prior,
-        recipe.likelihood,
-        latent_size=recipe.latent_size,
-        encoder_options=recipe.encoder_options,
-        decoder_options=recipe.decoder_options,
-        data_shape=(3, size, size),
-    ).to(device)
+    model = zoo.from_recipe(recipe, SimpleNamespace(shape=(3, size, size))).to(device)  # the model zoo trains
     step = TrainingStep(model, zoo.composition.build_objective(recipe.objective, recipe.objective_options)[0])
     optimizer = torch.optim.Adam(step.parameters(), lr=1e-3)
     data = torchvision.datasets.ImageFolder(str(folder), transform=transforms.ToTensor())
