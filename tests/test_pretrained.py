@@ -25,7 +25,7 @@ from zoo.model_card import render_card
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = ROOT / "weights"
 #: The models whose weights are committed under weights/ and named by their recipe's index.
-SHIPPED = ["vae-burda-mnist", "vae-conv-mnist", "vamp-mlp-binarized-mnist"]
+SHIPPED = ["iwae-burda-mnist", "vae-burda-mnist", "vae-conv-mnist", "vamp-mlp-binarized-mnist"]
 
 
 def test_the_index_names_exactly_the_shipped_weights():
@@ -143,8 +143,8 @@ def test_weights_that_are_not_the_indexed_file_are_refused(published):
 
 
 def test_a_model_without_weights_says_which_have_them():
-    with pytest.raises(ZooError, match="iwae-burda-mnist has no published weights.*vamp-mlp-binarized-mnist"):
-        zoo.create("iwae-burda-mnist", pretrained=True)
+    with pytest.raises(ZooError, match="iwae-burda2-mnist has no published weights.*vamp-mlp-binarized-mnist"):
+        zoo.create("iwae-burda2-mnist", pretrained=True)
 
 
 def test_overrides_that_change_the_model_name_the_first_differing_tensor():

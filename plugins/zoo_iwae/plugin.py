@@ -133,6 +133,18 @@ def register_recipes(register):
                 pythae="86.82 (statically binarized; Burda et al.'s own "
                 "static-binarization figure is 87.10, appendix D)",
             ),
+            # The weights in weights/iwae-burda-mnist (docs/sharing.md), made by bench/export_families.py.
+            pretrained={
+                "sha256": "fc6481d0d3174811d147e5a9873ac69406c55b272e9677f846f57f52d485539b",
+                "metrics": {
+                    "test_nll_iw": 92.2,
+                    "iw_samples": 1000,
+                    "n_images": 2000,
+                    "seed": 0,
+                    "epochs": 19,
+                    "quick": {"test_nll_iw": 91.9414, "iw_samples": 50, "n_images": 200, "seed": 0},
+                },
+            },
             **_one(),
         )
     )
