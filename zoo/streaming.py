@@ -82,13 +82,14 @@ class _Gather(torch.utils.data.Dataset):
         from zoo.image_cache import mapped_file
 
         self.images = images
+        self.count = len(images)
         self.item_shape = tuple(images.shape[1:])
         self.item_bytes = math.prod(self.item_shape)
         self.file = mapped_file(images) if hasattr(os, "preadv") else None
         self._fd: tuple[int, int] | None = None  # (pid, fd): a worker opens its own
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.count
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__, _fd=None)
