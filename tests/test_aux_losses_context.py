@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import json
 
+import helpers_random_images as random_images
 import pytest
 import torch
+from helpers_random_images import SIDE
 from torch import nn
 from torch.distributions import Independent, Normal
 
 import zoo
 from zoo import in_process, plugins
 from zoo.objectives import TrainingStep, take_aux_losses
-
-SIDE = 8
-
-
-def _load(root, split, download):
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
-    n = 400 if split == "train" else 100
-    return (torch.rand(n, 1, SIDE, SIDE, generator=g) * 255).to(torch.uint8), torch.zeros(n, dtype=torch.int64)
 
 
 class CodebookEncoder(zoo.Encoder):
@@ -61,7 +55,7 @@ class ContextRecorder(zoo.Objective):
 def registered(monkeypatch):
     in_process.forget()
     plugins.reset()
-    zoo.register("dataset", zoo.DatasetInfo("aux-data", "random 8x8 images", (1, SIDE, SIDE), _load))
+    zoo.register("dataset", random_images.dataset("aux-data"))
     zoo.register("encoder", "codebook-mlp", CodebookEncoder)
     zoo.register("objective", "context-recorder", ContextRecorder)
     yield

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import helpers_random_images as random_images
 import pytest
 import torch
+from helpers_random_images import SIDE
 from torch import nn
 
 import zoo
@@ -14,14 +16,6 @@ from zoo import in_process, plugins
 from zoo.checkpoint import load_checkpoint
 from zoo.errors import ZooError
 from zoo.interfaces import Update
-
-SIDE = 8
-
-
-def _load(root, split, download):
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
-    n = 400 if split == "train" else 100
-    return (torch.rand(n, 1, SIDE, SIDE, generator=g) * 255).to(torch.uint8), torch.zeros(n, dtype=torch.int64)
 
 
 class Tug(zoo.Objective):
@@ -55,7 +49,7 @@ class Tug(zoo.Objective):
 def registered():
     in_process.forget()
     plugins.reset()
-    zoo.register("dataset", zoo.DatasetInfo("tug-data", "random 8x8 images", (1, SIDE, SIDE), _load))
+    zoo.register("dataset", random_images.dataset("tug-data"))
     zoo.register("objective", "tug", Tug)
     yield
     in_process.forget()

@@ -74,8 +74,6 @@ class DeviceData:
     Bernoulli(grey level) at each use.
     """
 
-    placement = "device"
-
     def __init__(self, images: Tensor, device: torch.device, binarized: bool, dist: Dist) -> None:
         self.images = images.to(device, non_blocking=True)
         self.device = device

@@ -138,8 +138,6 @@ class StreamData:
     Serves the same batches as :class:`zoo.batches.DeviceData` for the same seed and epoch.
     """
 
-    placement = "stream"
-
     def __init__(
         self, images: Tensor, device: torch.device, binarized: bool, dist: Dist, *, workers: int | None = None
     ) -> None:
@@ -190,10 +188,6 @@ class StreamData:
         batches = [torch.arange(s, min(s + batch_size, shard.stop)) for s in range(shard.start, shard.stop, batch_size)]
         for batch in self._stream(batches):
             yield to_float(batch, self.binarized, gen)
-
-    def close(self) -> None:
-        """Stop the loader's worker processes."""
-        self._loader = None
 
 
 def split_data(

@@ -362,50 +362,32 @@ class Trainer:
     def _step(self, x: Tensor, *, captured: bool = False) -> None:
         """One optimisation step on batch ``x``, adding its loss and logs to the epoch's sums in place.
 
+        With an objective's own updates (:class:`zoo.updates.Updates`) each loss's gradient goes to
+        its own parameters, the model's optimizer steps first, then each update's in order.
+
         Under capture (``captured``) the gradients are not reset: they are None when capture
         begins, so backward allocates them in the graph's memory and each replay overwrites them.
         """
-        optimizer = self.optimizer
+        optimizer, scaler, updates = self.optimizer, self.scaler, self.updates
         loss, logs, losses = self._loss_fn(x)
-        if self.updates:
-            return self._step_with_updates(loss, logs, losses)
+        extra = updates.losses(losses, type(self.objective).__name__) if updates else []
+        if extra:
+            logs = {**logs, **{f"loss_{name}": value.detach() for name, value in zip(updates.names, extra)}}
         self.sums.add(loss.detach(), logs)
         if not captured:
             optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(optimizer)
-        else:
-            loss.backward()
+            updates.zero_grad()
+        updates.backward(loss, extra, scaler.scale if scaler is not None else None)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         clip = self.recipe.training.grad_clip
         if clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), clip)
-        if self.scaler is not None:
-            self.scaler.step(optimizer)
-            self.scaler.update()
+            torch.nn.utils.clip_grad_norm_(updates.model_params, clip)
+        if scaler is not None:
+            scaler.step(optimizer)
         else:
             self._optimizer_step()
-
-    def _step_with_updates(self, loss: Tensor, logs: dict[str, Tensor], losses: dict[str, Tensor] | None) -> None:
-        """The step of an objective with optimizers of its own: each loss's gradient goes to its own
-        parameters, then the model's optimizer steps, then each update's in order."""
-        extra = self.updates.losses(losses, type(self.objective).__name__)
-        logs = {**logs, **{f"loss_{name}": value.detach() for name, value in zip(self.updates.names, extra)}}
-        self.sums.add(loss.detach(), logs)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.updates.zero_grad()
-        scaler = self.scaler
-        self.updates.backward(loss, extra, scaler.scale if scaler is not None else None)
-        if scaler is not None:
-            scaler.unscale_(self.optimizer)
-        clip = self.recipe.training.grad_clip
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.updates.model_params, clip)
-        if scaler is not None:
-            scaler.step(self.optimizer)
-        else:
-            self._optimizer_step()
-        self.updates.step(scaler)
+        updates.step(scaler)
         if scaler is not None:
             scaler.update()
 

@@ -79,7 +79,11 @@ class Updates:
         return [given[n].float() for n in self.names]
 
     def backward(self, model_loss: Tensor, losses: list[Tensor], scale: Any = None) -> None:
-        """Each loss's gradient into its own parameters only (the model's loss into the model's)."""
+        """Each loss's gradient into its own parameters only (the model's loss into the model's);
+        without updates, the plain backward of the model's loss."""
+        if not self.names:
+            (scale(model_loss) if scale is not None else model_loss).backward()
+            return
         pairs = [(model_loss, self.model_params), *zip(losses, self.params.values())]
         for i, (loss, params) in enumerate(pairs):
             (scale(loss) if scale is not None else loss).backward(inputs=params, retain_graph=i < len(pairs) - 1)
