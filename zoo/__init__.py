@@ -35,6 +35,8 @@ _LAZY = {
     "build_objective": "zoo.composition",
     "factory_options": "zoo.factories",
     "Chain": "zoo.distributions",
+    "PointMass": "zoo.distributions",
+    "Sampler": "zoo.interfaces",
     "diagonal_gaussian": "zoo.distributions",
     "mlp": "zoo.nets",
     "compose": "zoo.composition",
@@ -51,10 +53,10 @@ _LAZY = {
 if TYPE_CHECKING:
     from zoo.composition import build_objective, compose, create, from_recipe
     from zoo.data import DatasetInfo
-    from zoo.distributions import Chain, diagonal_gaussian
+    from zoo.distributions import Chain, PointMass, diagonal_gaussian
     from zoo.factories import factory_options
     from zoo.in_process import register
-    from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior
+    from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior, Sampler
     from zoo.model import VAE
     from zoo.nets import mlp
     from zoo.objectives import ELBOTerms

@@ -1,5 +1,6 @@
 """Distributions zoo adds to ``torch.distributions``: :func:`diagonal_gaussian`, the output head of
-most encoders, and :class:`Chain`, for hierarchies of latents.
+most encoders, :class:`Chain`, for hierarchies of latents, and :class:`PointMass`, the "posterior"
+of a deterministic encoder (an autoencoder's, a WAE's, an RAE's, a VQ-VAE's).
 
 ``diagonal_gaussian(mean, log_var)`` is ``Independent(Normal(mean, exp(log_var / 2)), 1)`` in at least
 float32: a layer predicts a mean and a log-variance per latent, and the posterior q(z|x) is the
@@ -32,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
+
+from zoo.errors import ZooError
 
 Conditional = Callable[[dict[str, Tensor]], Distribution]
 
@@ -127,3 +130,62 @@ class Chain(Distribution):
 
     def __repr__(self) -> str:
         return f"Chain(layout={self.layout}, order={[name for name, _ in self.steps]})"
+
+
+class NoDensityError(ZooError):
+    """Asked for the density of a :class:`PointMass`: a deterministic code has none."""
+
+
+class PointMass(Distribution):
+    """All mass at ``loc`` ([..., L]): batch shape [...], event shape [L].
+
+    A deterministic encoder returns one: ``rsample`` is ``loc`` itself (gradients flow through it),
+    ``mean`` is ``loc``, the variance is zero. It has no density, so ``log_prob`` raises
+    :class:`NoDensityError`: the ELBO and the importance-weighted bound do not apply to such a model,
+    and the objectives that need them refuse it (``Objective.needs_density``).
+    """
+
+    arg_constraints = {"loc": constraints.real_vector}
+    support = constraints.real_vector
+    has_rsample = True
+    deterministic = True
+
+    def __init__(self, loc: Tensor, validate_args: bool | None = False) -> None:
+        if loc.dim() < 1:
+            raise ZooError(f"PointMass needs loc shaped [..., latent_size], got shape {tuple(loc.shape)}")
+        self.loc = loc
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return PointMass(self.loc.expand(*batch_shape, self.loc.shape[-1]))
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def mode(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return torch.zeros_like(self.loc)
+
+    def rsample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
+        return self.loc.expand(*torch.Size(sample_shape), *self.loc.shape)
+
+    def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        raise NoDensityError(
+            "q(z|x) of a deterministic encoder is a point and has no density: the ELBO and IW-NLL do not apply; "
+            "train it with an objective for autoencoders (ae, wae-mmd, rae) and score it by reconstruction and FID"
+        )
+
+    def entropy(self) -> Tensor:
+        raise NoDensityError("a PointMass has no density, so no entropy")
+
+    def __repr__(self) -> str:
+        return f"PointMass(loc: {tuple(self.loc.shape)})"

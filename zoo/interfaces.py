@@ -109,9 +109,13 @@ class Encoder(_RecordsOptions):
 
     Subclasses set ``self.latent_size`` and implement :meth:`forward` returning a distribution
     with batch shape [B] and event shape [latent_size] that supports ``rsample``.
+
+    A deterministic encoder (an autoencoder's) sets ``deterministic = True`` and returns a
+    :class:`zoo.PointMass`: its code has no density, so the ELBO and the IW-NLL do not apply.
     """
 
     latent_size: int
+    deterministic: bool = False
 
     def forward(self, x: Tensor) -> Distribution:  # pragma: no cover - interface
         raise NotImplementedError
@@ -156,6 +160,25 @@ class Prior(_RecordsOptions):
     def sample(self, n: int) -> Tensor:
         """``n`` draws from p(z), shaped [n, latent_size]."""
         return self().sample((n,))
+
+
+class Sampler(Prior):
+    """A prior fitted after training to the codes of the training set (pythae's "samplers"): a
+    Gaussian mixture, a normalizing flow, a second-stage VAE, a PixelCNN over discrete codes.
+
+    It is a :class:`Prior` (``forward``/``log_prob`` where it has a density, ``sample``), built like
+    one from its options, then fitted once with :meth:`fit` by ``zoo fit-prior``. What it learns is
+    kept in parameters and buffers, so the fitted model's checkpoint holds it and ``zoo.load``
+    rebuilds it. A sampler without a density (a second-stage VAE) sets ``has_density = False``; the
+    evaluator then reports what needs only samples (FID).
+    """
+
+    has_density: bool = True
+
+    def fit(self, codes: Tensor, **settings: Any) -> dict[str, float]:  # pragma: no cover - interface
+        """Fit to ``codes`` ([N, latent_size], the encoder's means of the training images); return
+        figures worth reporting (a final loss, a log-likelihood per code)."""
+        raise NotImplementedError
 
 
 class Likelihood(_RecordsOptions):
@@ -284,6 +307,9 @@ class Objective(_RecordsOptions):
     """
 
     context: TrainingContext | None = None
+    #: Whether the objective needs log q(z|x) (the ELBO's, the IWAE's): such an objective refuses a
+    #: deterministic encoder. Objectives for autoencoders (``ae``, WAE, RAE) set it to False.
+    needs_density: bool = True
 
     def updates(self) -> list[Update]:
         """Optimisation steps on the objective's own parameters, run after the model's step in
