@@ -61,5 +61,11 @@ def register_datasets(register):
 
 
 @hookspec
+def register_samplers(register):
+    """Register post-hoc priors (:class:`zoo.Sampler`): densities fitted to a trained model's codes
+    by ``zoo fit-prior``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``zoo`` command group."""

@@ -50,6 +50,7 @@ REGISTER_HOOKS = {
     "register_objectives": "objective",
     "register_recipes": "recipe",
     "register_datasets": "dataset",
+    "register_samplers": "sampler",
 }
 
 _registry: Registry | None = None

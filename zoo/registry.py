@@ -11,7 +11,7 @@ from typing import Any
 
 from zoo.errors import PluginError, UnknownIdError, ZooError, suggest
 
-KINDS = ("encoder", "decoder", "prior", "likelihood", "objective", "recipe", "dataset")
+KINDS = ("encoder", "decoder", "prior", "likelihood", "objective", "recipe", "dataset", "sampler")
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``adversarial`` plugin."""
+
+import zoo  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``ae`` plugin."""
+
+import zoo  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``beta`` plugin."""
+
+import zoo  # noqa: F401

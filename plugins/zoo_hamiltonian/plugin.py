@@ -1,0 +1,3 @@
+"""Hook implementations of the ``hamiltonian`` plugin."""
+
+import zoo  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``manifold`` plugin."""
+
+import zoo  # noqa: F401

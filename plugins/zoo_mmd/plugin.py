@@ -1,0 +1,3 @@
+"""Hook implementations of the ``mmd`` plugin."""
+
+import zoo  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``perceptual`` plugin."""
+
+import zoo  # noqa: F401

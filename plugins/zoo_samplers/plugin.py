@@ -1,0 +1,3 @@
+"""Hook implementations of the ``samplers`` plugin."""
+
+import zoo  # noqa: F401

@@ -1,0 +1,3 @@
+"""Hook implementations of the ``vq`` plugin."""
+
+import zoo  # noqa: F401
