@@ -1,0 +1,280 @@
+"""The zoo's recipes of the newer families against pythae 0.1.2's implementation of the same model:
+same networks, same initial weights, same data, same batch size, learning rate and epochs; seconds
+per epoch side by side, and both models scored by one function on the same test images.
+
+    python bench/pythae_families.py --data-dir ../shared/data --epochs 2 --limit 2000 \\
+        --family beta-vae beta-tc-vae factor-vae wae ae rae-l2 [--json-out FILE]
+
+For each family the zoo side is its registered recipe trained by ``zoo.Trainer``. The pythae side is
+pythae's model class for that family, whose encoder and decoder wrap copies of the zoo model's
+networks as the zoo trainer initialised them (pythae's encoder receives the posterior's mean and
+log-variance, or the code of a deterministic encoder, computed by the zoo network; its decoder the
+sigmoid of the zoo decoder's logits), with the family's settings read from the zoo recipe; trained by
+pythae's ``TrainingPipeline`` (its trainer for that model: the adversarial one for FactorVAE and the
+adversarial AE, the coupled-optimizer one for RAE-L2).
+
+Data: MNIST grey levels in [0, 1] for both (the Bernoulli likelihood of the zoo recipes is pythae's
+``reconstruction_loss="bce"``). Score: after training, the pythae-trained networks are put back into a
+copy of the zoo model and both are scored by the same function on the first N test images: the
+negative ELBO (one sample, nats/image) for a model with a density, the reconstruction negative
+log-likelihood -log p(x|z) at the code for a deterministic encoder; also the mean squared error of the
+reconstructions. Seconds per epoch: the zoo's ``epoch_seconds`` against the time between pythae's epoch
+callbacks, both with the same thread count (``--threads``, default 1: the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from machine import cpu_model
+from torch import nn
+
+
+@dataclass
+class Family:
+    """A zoo recipe and the pythae model (class and config names in ``pythae.models``) it is compared with."""
+
+    recipe: str
+    model: str
+    config: str
+    #: the recipe's objective options -> pythae config arguments
+    settings: Callable[[dict[str, Any]], dict[str, Any]] = lambda o: {}
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {
+    "vae": Family("vae-conv-mnist", "VAE", "VAEConfig"),
+    "beta-vae": Family("beta-vae-mnist", "BetaVAE", "BetaVAEConfig", lambda o: {"beta": o.get("beta", 1.0)}),
+    "beta-tc-vae": Family(
+        "beta-tc-vae-mnist",
+        "BetaTCVAE",
+        "BetaTCVAEConfig",
+        lambda o: {k: o[k] for k in ("alpha", "beta", "gamma") if k in o},
+    ),
+    "factor-vae": Family("factor-vae-mnist", "FactorVAE", "FactorVAEConfig", lambda o: {"gamma": o.get("gamma", 2.0)}),
+    "ae": Family("ae-conv-mnist", "AE", "AEConfig"),
+    "rae-l2": Family(
+        "rae-l2-conv-mnist",
+        "RAE_L2",
+        "RAE_L2_Config",
+        lambda o: {k: o[k] for k in ("embedding_weight", "reg_weight") if k in o},
+    ),
+    "rae-gp": Family(
+        "rae-gp-conv-mnist",
+        "RAE_GP",
+        "RAE_GP_Config",
+        lambda o: {k: o[k] for k in ("embedding_weight", "reg_weight") if k in o},
+    ),
+    "wae": Family(
+        "wae-mmd-conv-mnist",
+        "WAE_MMD",
+        "WAE_MMD_Config",
+        lambda o: {k: o[k] for k in ("kernel_choice", "reg_weight", "kernel_bandwidth") if k in o},
+    ),
+    "info-vae": Family("info-vae-mmd-conv-mnist", "INFOVAE_MMD", "INFOVAE_MMD_Config"),
+    "aae": Family("aae-conv-mnist", "Adversarial_AE", "Adversarial_AE_Config"),
+    "msssim-vae": Family("msssim-vae-conv-mnist", "MSSSIM_VAE", "MSSSIM_VAEConfig"),
+    "hvae": Family("hvae-conv-mnist", "HVAE", "HVAEConfig"),
+}
+
+
+# -- shared networks and scoring -------------------------------------------------------------
+
+
+def _wrap(initial: nn.Module, shape: tuple[int, ...]):
+    """pythae encoder and decoder around copies of the zoo model's initialised networks."""
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.zoo = copy.deepcopy(initial.encoder)
+
+        def forward(self, x):
+            q = self.zoo(x)
+            if getattr(q, "deterministic", False):
+                return ModelOutput(embedding=q.mean)
+            normal = q.base_dist
+            return ModelOutput(embedding=normal.loc, log_covariance=2 * normal.scale.log())
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.zoo = copy.deepcopy(initial.decoder)
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.zoo(z)).reshape(len(z), *shape))
+
+    return Encoder(), Decoder()
+
+
+@torch.no_grad()
+def score(model: nn.Module, test: torch.Tensor, batch: int = 500) -> dict[str, float]:
+    """Negative ELBO (or reconstruction NLL for a deterministic encoder) and MSE, per image, on ``test``."""
+    model.eval()
+    torch.manual_seed(0)
+    loss = mse = 0.0
+    for x in test.split(batch):
+        q = model.encoder(x)
+        p_x = model.likelihood(model.decoder(q.mean))
+        mse += float(((p_x.mean - x) ** 2).flatten(1).sum(1).sum())
+        if model.encoder.deterministic:
+            loss += float(-p_x.log_prob(x).sum())
+        else:
+            loss += float(-model.elbo(x).elbo.sum())
+    name = "recon_nll" if model.encoder.deterministic else "neg_elbo"
+    return {name: loss / len(test), "mse": mse / len(test)}
+
+
+# -- the two sides ---------------------------------------------------------------------------
+
+
+def run_zoo(family: Family, epochs: int, seed: int, data_dir, scratch: Path, test: torch.Tensor) -> tuple[dict, Any]:
+    import zoo
+
+    trainer = zoo.Trainer(
+        family.recipe,
+        overrides={"epochs": epochs},
+        seed=seed,
+        data_dir=data_dir,
+        out=str(scratch / family.recipe),
+        progress=False,
+        threads=torch.get_num_threads(),
+    )
+    initial = copy.deepcopy(trainer.model)
+    rows = trainer.fit()
+    # the weights after the last epoch, as on the pythae side
+    return {"epoch_seconds": [r["epoch_seconds"] for r in rows], **score(trainer.model.cpu(), test)}, initial, trainer
+
+
+def run_pythae(family: Family, recipe, epochs: int, seed: int, train: torch.Tensor, test, scratch: Path, initial):
+    import pythae.models as models
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers.training_callbacks import TrainingCallback
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    class EpochTimer(TrainingCallback):
+        def __init__(self) -> None:
+            self.seconds, self._start = [], 0.0
+
+        def on_epoch_begin(self, training_config, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, training_config, **kwargs):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    torch.manual_seed(seed)
+    shape = tuple(initial.data_shape)
+    encoder, decoder = _wrap(initial, shape)
+    config = getattr(models, family.config)(
+        input_dim=shape,
+        latent_dim=initial.latent_size,
+        reconstruction_loss="bce",
+        **family.settings(dict(recipe.objective_options)),
+        **family.extra,
+    )
+    net = getattr(models, family.model)(config, encoder=encoder, decoder=decoder)
+    pipeline = TrainingPipeline(model=net)
+    training = pipeline.training_config
+    for key, value in {
+        "output_dir": str(scratch / "pythae"),
+        "num_epochs": epochs,
+        "per_device_train_batch_size": recipe.training.batch_size,
+        "learning_rate": recipe.training.lr,
+        "no_cuda": True,
+        "seed": seed,
+        "keep_best_on_train": True,
+    }.items():
+        if hasattr(training, key):
+            setattr(training, key, value)
+    for key in ("encoder_learning_rate", "decoder_learning_rate"):  # the coupled-optimizer trainers
+        if hasattr(training, key):
+            setattr(training, key, recipe.training.lr)
+    timer = EpochTimer()
+    pipeline(train_data=train, eval_data=None, callbacks=[timer])
+    trained_net = pipeline.trainer.model.cpu()
+    scored = copy.deepcopy(initial).cpu()
+    scored.encoder.load_state_dict(trained_net.encoder.zoo.state_dict())
+    scored.decoder.load_state_dict(trained_net.decoder.zoo.state_dict())
+    return {"epoch_seconds": timer.seconds, **score(scored, test)}
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=2000, help="first N test images (0: all 10,000)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for both")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import zoo
+    from zoo.plugins import get_registry
+
+    dataset = get_registry().get("dataset", "mnist").load()
+    train = dataset.load("train", args.data_dir)[0].float().div_(255)
+    test = dataset.load("test", args.data_dir)[0].float().div_(255)
+    test = test[: args.limit] if args.limit else test
+
+    results: dict[str, dict] = {}
+    for name in args.family:
+        family = FAMILIES[name]
+        recipe = zoo.get_recipe(family.recipe)
+        with tempfile.TemporaryDirectory() as scratch:
+            print(f"{name}: zoo {family.recipe}, {args.epochs} epochs ...", flush=True)
+            zoo_side, initial, _ = run_zoo(family, args.epochs, args.seed, args.data_dir, Path(scratch), test)
+            print(f"  {zoo_side}", flush=True)
+            print(f"{name}: pythae {family.model}, {args.epochs} epochs ...", flush=True)
+            pythae_side = run_pythae(family, recipe, args.epochs, args.seed, train, test, Path(scratch), initial)
+            print(f"  {pythae_side}", flush=True)
+        results[name] = {"zoo": zoo_side, "pythae": pythae_side, "recipe": family.recipe, "pythae_model": family.model}
+
+    print()
+    print(f"`python {' '.join(shlex.quote(a) for a in ['bench/pythae_families.py', *sys.argv[1:]])}`")
+    print(f"CPU: {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}")
+    print()
+    print("| family | zoo recipe | pythae model | zoo s/epoch | pythae s/epoch | zoo speed-up | score | zoo | pythae |")
+    print("|---|---|---|---:|---:|---:|---|---:|---:|")
+    for name, r in results.items():
+        # the fastest epoch of each: the first carries one-off costs, and the machine is shared
+        z, p = min(r["zoo"]["epoch_seconds"]), min(r["pythae"]["epoch_seconds"])
+        key = "neg_elbo" if "neg_elbo" in r["zoo"] else "recon_nll"
+        r["speedup"] = p / z
+        print(
+            f"| {name} | {r['recipe']} | {r['pythae_model']} | {z:.1f} | {p:.1f} | {p / z:.2f}x | "
+            f"{key.replace('_', ' ')} / MSE | {r['zoo'][key]:.2f} / {r['zoo']['mse']:.2f} | "
+            f"{r['pythae'][key]:.2f} / {r['pythae']['mse']:.2f} |"
+        )
+    if args.json_out:
+        args.json_out.write_text(
+            json.dumps({"args": vars(args) | {"json_out": str(args.json_out)}, "cpu": cpu_model(), "results": results})
+        )
+    worst = min((r["speedup"] for r in results.values()), default=math.nan)
+    print(f"\nslowest zoo speed-up over the families: {worst:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
