@@ -118,7 +118,7 @@ def compose(
             raise ZooError(
                 f"{kind} must be a registered id or a zoo.{interface.__name__} instance, got {type(spec).__name__}"
             )
-        entries[kind] = registry.get(kind, spec)
+        entries[kind] = registry.component(kind, spec)  # a prior id may name a sampler
         factories[kind] = entries[kind].load()
 
     def describe(kind: str) -> str:

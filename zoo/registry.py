@@ -187,5 +187,12 @@ class Registry:
             message += " and 'zoo plugins' for the installed plugins"
         raise UnknownIdError(message, kind=kind, id=id)
 
+    def component(self, kind: str, id: str) -> Entry:
+        """The entry a model's ``kind`` component ``id`` names: a prior id may also name a sampler (a
+        post-hoc prior written into a model by ``zoo fit-prior``); priors are looked up first."""
+        if kind == "prior" and id not in self.entries["prior"] and id in self.entries["sampler"]:
+            return self.get("sampler", id)
+        return self.get(kind, id)
+
     def recipe(self, id: str):
         return self.get("recipe", id).load()

@@ -54,9 +54,12 @@ def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
 
     cls = type(obj)
     name = f"{cls.__module__}:{cls.__qualname__}"
+    registry = get_registry()
+    kinds = (kind, "sampler") if kind == "prior" else (kind,)  # a fitted sampler is the model's prior
     matches = [
         e
-        for e in get_registry().entries[kind].values()
+        for k in kinds
+        for e in registry.entries[k].values()
         if e.factory is cls or (isinstance(e.factory, str) and e.factory == name)
     ]
     if not matches:
@@ -113,6 +116,8 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
     for kind, c in records.items():
         if not isinstance(c, dict) or not isinstance(c.get("id"), str) or c["id"] in registry.entries.get(kind, {}):
             continue
+        if kind == "prior" and c["id"] in registry.entries["sampler"]:
+            continue  # a prior fitted by zoo fit-prior
         where = c.get("distribution")
         version = f" {c['version']}" if c.get("version") else ""
         provider = (
