@@ -47,6 +47,7 @@ _LAZY = {
     "dataset_from_path": "zoo.user_data",
     "Trainer": "zoo.trainer",
     "load": "zoo.checkpoint",
+    "fit_prior": "zoo.posthoc",
     "register": "zoo.in_process",
 }
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain, PointMass, diagonal_gaussian
     from zoo.factories import factory_options
+    from zoo.posthoc import fit_prior
     from zoo.in_process import register
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior, Sampler
     from zoo.model import VAE
