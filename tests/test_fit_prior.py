@@ -139,6 +139,18 @@ def test_a_sampler_id_composes_as_the_prior_and_rebuilds():
     assert made.spec["components"]["prior"]["options"]["hidden"] == 8
 
 
+def test_a_sampler_sharing_a_priors_id_is_named_sampler_id():
+    from zoo.composition import from_spec
+
+    assert type(zoo.compose("conv-mnist", "conv-mnist", "realnvp", latent_size=4).prior).__name__ == "RealNVPPrior"
+    model = zoo.compose("conv-mnist", "conv-mnist", "sampler:realnvp", latent_size=4, prior_options={"hidden": 8})
+    assert type(model.prior).__name__ == "RealNVPSampler"
+    assert model.spec["components"]["prior"]["kind"] == "sampler"
+    assert type(from_spec(model.spec).prior).__name__ == "RealNVPSampler"
+    with pytest.raises(zoo.UnknownIdError, match="unknown sampler 'realnvq'; did you mean 'realnvp'"):
+        zoo.compose("conv-mnist", "conv-mnist", "sampler:realnvq", latent_size=4)
+
+
 def test_a_sampler_naming_encoder_receives_the_models_encoder():
     class EncoderAware(zoo.Sampler):
         def __init__(self, latent_size, encoder):
@@ -156,6 +168,48 @@ def test_a_sampler_naming_encoder_receives_the_models_encoder():
     model = zoo.compose("conv-mnist", "conv-mnist", "encoder-aware", latent_size=4)
     assert model.prior.encoder is model.encoder
     assert not any(k.startswith("prior.encoder") for k in model.state_dict())  # stored once, under the model
+
+
+class _Shifted(zoo.Sampler):
+    """N(mean of the codes, I): the smallest sampler with a density."""
+
+    def __init__(self, latent_size):
+        super().__init__()
+        self.latent_size = latent_size
+        self.register_buffer("loc", torch.zeros(latent_size))
+
+    def forward(self):
+        return torch.distributions.Independent(torch.distributions.Normal(self.loc, 1.0), 1)
+
+    def fit(self, codes):
+        self.loc.copy_(codes.mean(0))
+        return {"codes": len(codes)}
+
+
+class _SamplerPlugin:
+    @zoo.hookimpl
+    def register_samplers(register):
+        register("shifted", _Shifted, description="N(mean, I)")
+        register("not-a-sampler", torch.nn.Linear)
+
+
+def test_the_register_samplers_hook_registers_samplers_and_checks_them():
+    registry, _ = plugins.build(plugins=[("mine", _SamplerPlugin)], entry_points=False)
+    assert "not-a-sampler" not in registry.ids("sampler")
+    error = registry.plugins["mine"].error or ""
+    assert "not-a-sampler" in error and "zoo.Sampler" in error
+
+    class Good:
+        @zoo.hookimpl
+        def register_samplers(register):
+            register("shifted", _Shifted, description="N(mean, I)")
+
+    registry, pm = plugins.build(plugins=[("mine", Good)])
+    assert registry.ids("sampler", "shift*") == ["shifted"]
+    with plugins.using(registry, pm):
+        model = zoo.compose("conv-mnist", "conv-mnist", "shifted", latent_size=4)
+        assert model.prior.fit(torch.ones(10, 4)) == {"codes": 10}
+        assert torch.equal(model.prior.loc, torch.ones(4))
 
 
 def test_zoo_list_and_info_show_the_samplers(capsys):
@@ -176,7 +230,7 @@ def tiny_run(tmp_path_factory):
     """A one-epoch run of the tiny model (4 latents, 16x16 images), with the samplers loaded."""
     folder = write_tiny_plugin(tmp_path_factory.mktemp("tinyplugin"))
     saved = os.environ.get("ZOO_PLUGINS")
-    os.environ["ZOO_PLUGINS"] = "aevb,tiny,samplers"
+    os.environ["ZOO_PLUGINS"] = "aevb,tiny,samplers,flows"  # flows registers a prior called realnvp too
     sys.path.insert(0, str(folder))
     plugins.reset()
     try:
