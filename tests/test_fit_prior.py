@@ -60,7 +60,8 @@ def test_each_sampler_fits_two_modes(sampler_id):
     assert torch.allclose(draws[:, 0].std(), codes[:, 0].std(), rtol=0.15)
     assert 0.4 < float((draws[:, 0] < 0).float().mean()) < 0.6  # both modes, in equal parts
     if sampler.has_density:
-        fitted = float(sampler.log_prob(codes).mean())
+        with torch.no_grad():
+            fitted = float(sampler.log_prob(codes).mean())
         assert fitted > standard_normal_log_likelihood(codes) + 3.0
         assert math.isclose(figures["log_likelihood"], fitted, rel_tol=1e-4, abs_tol=1e-4)
         assert sampler.log_prob(codes.reshape(4, 500, 2)).shape == (4, 500)  # any leading shape
@@ -325,6 +326,24 @@ def test_fit_prior_refuses_what_is_not_a_run(tmp_path, capsys):
     assert code == 1 and "not a run directory" in err
 
 
-@parametrize_plugin_checks("samplers", options={"sampler:maf": {"hidden": 8}, "sampler:iaf": {"hidden": 8}})
+def test_fit_prior_writes_beside_the_run_by_default_and_never_into_it(tiny_run, capsys):
+    out = zoo.fit_prior(tiny_run, "gmm", {"components": 2})
+    assert out == tiny_run.parent / "tiny-gmm" and (out / "checkpoints" / "last.pt").is_file()
+    before = sorted(p.name for p in tiny_run.rglob("*"))
+    code, _, err = run_zoo(capsys, "fit-prior", tiny_run, "--prior", "gmm", "--out", tiny_run / "fitted")
+    assert code == 1 and "inside the source run" in err
+    assert sorted(p.name for p in tiny_run.rglob("*")) == before
+
+
+SMALL = {"hidden": 8, "epochs": 5}
+SMALL_SAMPLERS = {
+    "sampler:maf": SMALL,
+    "sampler:iaf": SMALL,
+    "sampler:realnvp": SMALL,
+    "sampler:two-stage": {"width": 16, "epochs": 5},
+}
+
+
+@parametrize_plugin_checks("samplers", options=SMALL_SAMPLERS)
 def test_samplers_conform(check):
     check()

@@ -130,7 +130,7 @@ def fit_prior(
     entry = _sampler_entry(prior, options)
     checkpoint = _source_checkpoint(run)
     run_dir = Path(run)
-    out_dir = Path(out) if out is not None else run_dir.with_name(f"{run_dir.resolve().name}-{prior}")
+    out_dir = Path(out) if out is not None else run_dir.resolve().parent / f"{run_dir.resolve().name}-{prior}"
     _check_out(out_dir, run_dir, overwrite)
     started = time.perf_counter()
     dev = resolve_device(device)
