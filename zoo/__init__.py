@@ -56,12 +56,12 @@ if TYPE_CHECKING:
     from zoo.data import DatasetInfo
     from zoo.distributions import Chain, PointMass, diagonal_gaussian
     from zoo.factories import factory_options
-    from zoo.posthoc import fit_prior
     from zoo.in_process import register
     from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, ObjectiveOutput, Prior, Sampler
     from zoo.model import VAE
     from zoo.nets import mlp
     from zoo.objectives import ELBOTerms
+    from zoo.posthoc import fit_prior
     from zoo.user_data import dataset_from_path
 
 
