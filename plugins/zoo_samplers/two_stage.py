@@ -90,4 +90,8 @@ class TwoStageSampler(zoo.Sampler):
             self, self.loss, codes, epochs=epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, log=log,
             what="two-stage",
         )  # fmt: skip
-        return {"second_stage_neg_elbo": figures.pop("final_loss"), "gamma": float(self.log_gamma.detach().exp()), **figures}
+        return {
+            "second_stage_neg_elbo": figures.pop("final_loss"),
+            "gamma": float(self.log_gamma.detach().exp()),
+            **figures,
+        }
