@@ -48,6 +48,7 @@ COMMAND_COVERAGE: dict[str, str] = {
     "zoo push": "tests/test_sharing.py",
     "zoo train vae-conv-mnist --init-from": "tests/test_sharing.py",
     "zoo eval weights": "tests/test_pretrained.py",
+    "zoo fit-prior": "tests/test_fit_prior.py",
 }
 
 

@@ -47,6 +47,7 @@ _LAZY = {
     "dataset_from_path": "zoo.user_data",
     "Trainer": "zoo.trainer",
     "load": "zoo.checkpoint",
+    "fit_prior": "zoo.posthoc",
     "register": "zoo.in_process",
 }
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from zoo.model import VAE
     from zoo.nets import mlp
     from zoo.objectives import ELBOTerms
+    from zoo.posthoc import fit_prior
     from zoo.user_data import dataset_from_path
 
 

@@ -58,7 +58,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _add_commands() -> None:
-    from zoo.commands import catalog, results, share, train
+    from zoo.commands import catalog, fit_prior, results, share, train
 
     for command in (
         catalog.list_command,
@@ -68,6 +68,7 @@ def _add_commands() -> None:
         results.compare_command,
         results.sample_command,
         results.eval_command,
+        fit_prior.fit_prior_command,
         share.export_command,
         share.push_command,
     ):

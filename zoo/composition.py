@@ -19,7 +19,7 @@ from zoo.factories import call_factory, factory_parameters, injected_kinds, part
 from zoo.interfaces import Decoder, Encoder, Likelihood, Objective, Prior
 from zoo.model import VAE
 from zoo.recipe import COMPONENT_KINDS, Recipe
-from zoo.spec import identify, require_plugins, source_record, spec_problems
+from zoo.spec import component_id, identify, require_plugins, source_record, spec_problems
 
 _INTERFACES = {"encoder": Encoder, "decoder": Decoder, "prior": Prior, "likelihood": Likelihood, "objective": Objective}
 
@@ -118,7 +118,7 @@ def compose(
             raise ZooError(
                 f"{kind} must be a registered id or a zoo.{interface.__name__} instance, got {type(spec).__name__}"
             )
-        entries[kind] = registry.get(kind, spec)
+        entries[kind] = registry.component(kind, spec)  # a prior id may name a sampler
         factories[kind] = entries[kind].load()
 
     def describe(kind: str) -> str:
@@ -283,7 +283,7 @@ def from_spec(spec: dict[str, Any], source: Any = None) -> VAE:
         )
     require_plugins({"components": components})
     model = compose(
-        **{k: components[k]["id"] for k in COMPONENT_KINDS},
+        **{k: component_id(k, components[k]) for k in COMPONENT_KINDS},
         latent_size=spec["latent_size"],
         data_shape=spec["data_shape"],
         **{f"{k}_options": components[k].get("options", {}) for k in COMPONENT_KINDS},

@@ -182,8 +182,12 @@ def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_featur
         f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
         f"with K={iw_samples} on {dev}"
     )
-    iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
-    result = _likelihood_results(model, x, iw, source, dev, used)
+    if getattr(model.prior, "has_density", True):
+        iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
+        result = _likelihood_results(model, x, iw, source, dev, used)
+    else:
+        result = _no_density_results(model, x, source, dev)
+        log(f"warning: {result['test_nll_iw_note']}")
     if fid:
         result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
     _write(result, out_dir, model, x, images, seed, started)
@@ -287,6 +291,8 @@ def _likelihood_results(
     model, x: Tensor, iw: IWEstimate, source: _Source, dev: torch.device, used: int | None
 ) -> dict[str, Any]:
     """The likelihood metrics, the run's description and the estimate's speed (``fid`` still ``None``)."""
+    if iw is None:  # a prior without a density: every likelihood figure is None
+        return {**dict.fromkeys(_LIKELIHOOD_KEYS), **_description(model, x, source, dev, None, None)}
     nll = -iw.log_px
     neg_elbo = -iw.elbo
     dims = math.prod(model.data_shape)
@@ -301,6 +307,25 @@ def _likelihood_results(
         "iw_samples": iw.samples,
         "bits_per_dim": bits_per_dim(float(nll.mean()), dims) if discrete else None,
         "active_units": active_units(iw.posterior_mean),
+        **_description(model, x, source, dev, iw, used),
+    }
+    if not discrete:
+        result["bits_per_dim_note"] = (
+            "not reported: the likelihood is a density over real values or the data are not in its discrete "
+            "support (grey levels under a Bernoulli), so -log p(x) is not a code length"
+        )
+    return result
+
+
+_LIKELIHOOD_KEYS = (
+    "test_neg_elbo", "test_neg_elbo_stderr", "test_recon", "test_kl", "test_nll_iw", "test_nll_iw_stderr",
+    "iw_samples", "bits_per_dim", "active_units",
+)  # fmt: skip
+
+
+def _description(model, x: Tensor, source: _Source, dev: torch.device, iw, used: int | None) -> dict[str, Any]:
+    """The run's description and the estimate's speed (``None`` without an estimate)."""
+    return {
         "latent_size": model.latent_size,
         "fid": None,
         "fid_features": None,
@@ -310,15 +335,20 @@ def _likelihood_results(
         "checkpoint": str(source.checkpoint),
         "epoch": source.payload.get("epoch"),
         "device": str(dev),
-        "iw_seconds": round(iw.seconds, 3),
-        "iw_samples_per_second": round(iw.samples_per_second, 1),
+        "iw_seconds": round(iw.seconds, 3) if iw is not None else None,
+        "iw_samples_per_second": round(iw.samples_per_second, 1) if iw is not None else None,
         "threads": used,
     }
-    if not discrete:
-        result["bits_per_dim_note"] = (
-            "not reported: the likelihood is a density over real values or the data are not in its discrete "
-            "support (grey levels under a Bernoulli), so -log p(x) is not a code length"
-        )
+
+
+def _no_density_results(model, x: Tensor, source: _Source, dev: torch.device) -> dict[str, Any]:
+    """The results of a model whose prior has no density (a two-stage sampler): its likelihood
+    figures are ``None`` with a note saying why; FID and the images still come."""
+    result = _likelihood_results(model, x, None, source, dev, None)
+    result["test_nll_iw_note"] = (
+        f"not reported: the prior {type(model.prior).__name__} has no density, so the negative ELBO and the "
+        "IW-NLL do not apply; FID and the samples do"
+    )
     return result
 
 

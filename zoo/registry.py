@@ -12,6 +12,8 @@ from typing import Any
 from zoo.errors import PluginError, UnknownIdError, ZooError, suggest
 
 KINDS = ("encoder", "decoder", "prior", "likelihood", "objective", "recipe", "dataset", "sampler")
+#: A model's prior given as ``sampler:ID`` is the registered sampler ``ID`` (see :meth:`Registry.component`).
+SAMPLER_PREFIX = "sampler:"
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -186,6 +188,17 @@ class Registry:
         else:
             message += " and 'zoo plugins' for the installed plugins"
         raise UnknownIdError(message, kind=kind, id=id)
+
+    def component(self, kind: str, id: str) -> Entry:
+        """The entry a model's ``kind`` component ``id`` names: a prior id may also name a sampler (a
+        post-hoc prior written into a model by ``zoo fit-prior``); priors are looked up first, and
+        ``sampler:ID`` names the sampler ``ID`` even where a prior has the same id."""
+        if kind == "prior" and isinstance(id, str):
+            if id.startswith(SAMPLER_PREFIX):
+                return self.get("sampler", id[len(SAMPLER_PREFIX) :])
+            if id not in self.entries["prior"] and id in self.entries["sampler"]:
+                return self.get("sampler", id)
+        return self.get(kind, id)
 
     def recipe(self, id: str):
         return self.get("recipe", id).load()

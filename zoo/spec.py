@@ -23,13 +23,24 @@ def source_record(entry: Any, options: dict[str, Any]) -> dict[str, Any]:
     from zoo.plugins import get_registry
 
     info = get_registry().plugins.get(entry.plugin)
-    return {
+    record = {
         "id": entry.id,
         "options": options,
         "plugin": entry.plugin,
         "distribution": getattr(info, "distribution", None),
         "version": getattr(info, "version", None),
     }
+    if entry.kind == "sampler":  # a model's prior that is a sampler: rebuilt as one even if a prior shares its id
+        record["kind"] = "sampler"
+    return record
+
+
+def component_id(kind: str, record: dict[str, Any]) -> str:
+    """The id :func:`zoo.compose` takes for a spec's component ``record``: ``sampler:ID`` for a
+    prior recorded as a sampler."""
+    if kind == "prior" and record.get("kind") == "sampler":
+        return f"sampler:{record['id']}"
+    return record["id"]
 
 
 def _plain(value: Any) -> bool:
@@ -54,9 +65,12 @@ def identify(kind: str, obj: nn.Module) -> dict[str, Any]:
 
     cls = type(obj)
     name = f"{cls.__module__}:{cls.__qualname__}"
+    registry = get_registry()
+    kinds = (kind, "sampler") if kind == "prior" else (kind,)  # a fitted sampler is the model's prior
     matches = [
         e
-        for e in get_registry().entries[kind].values()
+        for k in kinds
+        for e in registry.entries[k].values()
         if e.factory is cls or (isinstance(e.factory, str) and e.factory == name)
     ]
     if not matches:
@@ -111,7 +125,15 @@ def missing_components(spec: dict[str, Any]) -> list[str]:
         records["objective"] = spec["objective"]
     lines = []
     for kind, c in records.items():
-        if not isinstance(c, dict) or not isinstance(c.get("id"), str) or c["id"] in registry.entries.get(kind, {}):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+            continue
+        if kind == "prior" and c.get("kind") == "sampler":  # a prior fitted by zoo fit-prior
+            found = c["id"] in registry.entries["sampler"]
+        else:
+            found = c["id"] in registry.entries.get(kind, {}) or (
+                kind == "prior" and c["id"] in registry.entries["sampler"]
+            )
+        if found:
             continue
         where = c.get("distribution")
         version = f" {c['version']}" if c.get("version") else ""

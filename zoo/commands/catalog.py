@@ -24,7 +24,7 @@ def _warn_broken(registry) -> None:
 @click.argument("pattern", required=False)
 @click.option(
     "--kind",
-    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective", "dataset"]),
+    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective", "sampler", "dataset"]),
     default="model",
     show_default=True,
     help="What to list.",
@@ -92,7 +92,7 @@ def _format_options(part: dict, indent: str) -> list[str]:
 @click.argument("name")
 @click.option(
     "--kind",
-    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective"]),
+    type=click.Choice(["model", "encoder", "decoder", "prior", "likelihood", "objective", "sampler"]),
     help="What NAME is, when a component and a model share an id.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -105,12 +105,15 @@ def _format_options(part: dict, indent: str) -> list[str]:
 def info_command(name: str, kind: str | None, as_json: bool, as_toml: bool) -> None:
     """Show a model's (or one component's) parts and every option, with its type and default.
 
-    NAME is a model id ('zoo list') or a component or objective id ('zoo list --kind prior').
+    NAME is a model id ('zoo list'), a component or objective id ('zoo list --kind prior') or a
+    post-hoc prior's ('zoo list --kind sampler', fitted with 'zoo fit-prior').
     """
     from zoo.plugins import get_registry
 
     registry = get_registry()
-    from zoo.recipe import OPTION_KINDS as component_kinds  # the four components and the objective
+    from zoo.recipe import OPTION_KINDS
+
+    component_kinds = (*OPTION_KINDS, "sampler")  # the four components, the objective and post-hoc priors
 
     if as_toml and (kind not in (None, "model") or name not in registry.entries["recipe"]):
         if any(name in registry.entries[k] for k in component_kinds):

@@ -110,7 +110,7 @@ def check_options(s: Subject) -> None:
     def build(opts):
         if s.kind == "objective":
             return build_objective(s.target, opts)[0]
-        return getattr(s.build_model(opts), s.kind)
+        return getattr(s.build_model(opts), s.slot)
 
     s.call("building it with its defaults", lambda: build(required), anchor)
     try:

@@ -30,6 +30,7 @@ from zoo.conformance.objectives import (
     check_objective_state_dict,
     check_recipe_training_step,
 )
+from zoo.conformance.samplers import check_sampler_fit
 from zoo.conformance.subject import DATA_SHAPES, TUTORIAL_DOC, Settings, Subject, fail
 from zoo.errors import IncompatibleComponentsError, PluginError, ZooError
 from zoo.recipe import COMPONENT_KINDS
@@ -59,7 +60,7 @@ class Check:
 
     def __call__(self) -> list[tuple[int, ...]]:
         """Run it; returns the data shapes it checked (for a component, those it was not refused)."""
-        if self.kind not in COMPONENT_KINDS:
+        if self.kind not in (*COMPONENT_KINDS, "sampler"):
             subject = Subject(self.kind, self.target, self.settings)
             used = self.function(subject)  # a recipe's check returns its data set's shape
             return [tuple(used) if used else subject.data_shape]
@@ -108,9 +109,10 @@ def refusal(s: Subject) -> str | None:
         return None  # it built, but does not fit the model (a decoder ignoring output_shape): a broken promise
     except ZooError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if message.startswith(f"{s.what}: "):  # what its factory raised, as zoo.compose reports it
-            return message[len(s.what) + 2 :]
-        if any(message.startswith(f"{kind} '") for kind in COMPONENT_KINDS if kind != s.kind):
+        own = f"{s.slot} {s.target!r}: "  # what its factory raised, as zoo.compose reports it
+        if message.startswith(own):
+            return message[len(own) :]
+        if any(message.startswith(f"{kind} '") for kind in COMPONENT_KINDS if kind != s.slot):
             fail(
                 f"{s.what}: the kit could not build a model of data shape {s.data_shape} around it, because "
                 f"another component refused it ({message}); choose data_shapes=... that zoo's reference "
@@ -155,6 +157,7 @@ CHECKS: dict[str, list[tuple[str, Callable[[Subject], None]]]] = {
         ("options", check_options),
     ],
     "recipe": [("training_step", check_recipe_training_step)],
+    "sampler": [("fit_and_sample", check_sampler_fit), *_COMMON],
 }
 
 

@@ -55,6 +55,9 @@ def probe(kind: str, model, x):
         return [z, q.log_prob(z)]
     if kind == "decoder":
         return [model.decoder(torch.randn(len(x), model.latent_size, **like))]
+    if kind == "sampler":  # a post-hoc prior: its draws, and their density where it has one
+        z = model.prior.sample(len(x))
+        return [z, model.prior.log_prob(z)] if model.prior.has_density else [z]
     if kind == "prior":
         p = model.prior()
         z = p.sample((len(x),))

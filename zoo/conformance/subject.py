@@ -56,6 +56,11 @@ class Subject:
         self.names_shape = False
 
     @property
+    def slot(self) -> str:
+        """The model's component this subject is: a sampler (a post-hoc prior) sits in the prior's place."""
+        return "prior" if self.kind == "sampler" else self.kind
+
+    @property
     def what(self) -> str:
         return f"{self.kind} {self.target!r}"
 
@@ -107,8 +112,8 @@ class Subject:
         options: dict[str, dict[str, Any]] = {}
         declared = declared_partners(self.factory(), self.what)  # a ladder encoder's ladder prior
         for kind in COMPONENT_KINDS:
-            if kind == self.kind:
-                ids[kind] = self.target
+            if kind == self.slot:
+                ids[kind] = f"sampler:{self.target}" if self.kind == "sampler" else self.target
                 options[kind] = self.options() if component_options is None else dict(component_options)
             elif kind in declared:
                 ids[kind] = declared[kind]
@@ -124,7 +129,7 @@ class Subject:
         )
 
     def component(self, model):
-        return getattr(model, self.kind)
+        return getattr(model, self.slot)
 
 
 def partner(kind: str) -> tuple[str, dict[str, Any]]:
