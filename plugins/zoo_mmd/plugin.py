@@ -85,10 +85,10 @@ def register_recipes(register):
         zoo.Recipe(
             id="info-vae-mmd-mnist",
             description="InfoVAE-MMD (Zhao et al. 2019): conv Gaussian encoder, 16 latents, N(0, I) prior, "
-            "alpha 0, lambda 1000, IMQ kernel, Bernoulli likelihood",
+            "alpha 0, lambda 1000, one Gaussian kernel (the paper's), Bernoulli likelihood",
             encoder="conv",
             objective="info-vae-mmd",
-            objective_options={"alpha": 0.0, "lam": 1000.0, "kernel": "imq"},
+            objective_options={"alpha": 0.0, "lam": 1000.0, "kernel": "rbf", "scales": [1.0]},
             training=_TRAINING,
             reference={
                 "paper": _INFO,
