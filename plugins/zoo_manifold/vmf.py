@@ -155,7 +155,7 @@ class VonMisesFisher(Distribution):
             accept = todo & (kd * w + m1 * torch.log(1 - x0d * w) - cd >= torch.log(u))
             eps = torch.where(accept, e, eps)
             todo = todo & ~accept
-        else:
+        if todo.any():
             raise zoo.ZooError("von Mises-Fisher sampling did not finish: is the concentration finite and positive?")
         return (1 - (1 + b) * eps) / (1 - (1 - b) * eps)
 
