@@ -237,6 +237,13 @@ def test_recipes_train_on_mnist(recipe, data_root, capsys, tmp_path):
     assert code == 0, out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert np.isfinite(rows[-1]["test_loss"]) and rows[-1]["test_kl"] >= 0
+    code, out = cli(
+        capsys, "eval", str(run), "--iw-samples", "3", "--limit", "20", "--no-fid", "--out", str(tmp_path / "eval")
+    )
+    assert code == 0, out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_images"] == 20 and np.isfinite(metrics["test_recon"])
+    assert np.isfinite(metrics["test_nll_iw"]) and metrics["test_nll_iw"] <= metrics["test_neg_elbo"] + 1.0
 
 
 @pytest.mark.parametrize("recipe", ["svae-mnist", "pvae-mnist"])

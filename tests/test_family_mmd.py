@@ -185,6 +185,16 @@ def test_recipes_train_on_mnist(recipe, data_root, capsys, tmp_path):
     assert code == 0, out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert np.isfinite(rows[-1]["train_mmd"]) and np.isfinite(rows[-1]["train_recon"])
+    code, out = cli(
+        capsys, "eval", str(run), "--iw-samples", "3", "--limit", "20", "--no-fid", "--out", str(tmp_path / "eval")
+    )
+    assert code == 0, out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_images"] == 20 and np.isfinite(metrics["test_recon"])
+    if recipe == "wae-mmd-mnist":  # a deterministic encoder: no density, so no ELBO or IW-NLL
+        assert metrics["test_nll_iw"] is None and metrics["test_neg_elbo"] is None
+    else:
+        assert np.isfinite(metrics["test_nll_iw"])
 
 
 @pytest.mark.parametrize("recipe", ["info-vae-mmd-mnist", "wae-mmd-mnist"])
