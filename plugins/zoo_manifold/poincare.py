@@ -120,6 +120,11 @@ class WrappedNormal(Distribution):
     deviations of the Gaussian in the tangent space. Batch shape [...], event shape [d]. ``log_prob``
     is a density with respect to the ball's Riemannian volume (points on or outside the boundary
     are first moved just inside it); ``mean`` is ``loc`` (the distribution's Frechet mean).
+
+    Samples and densities are computed in float64 whatever the parameters' dtype, and returned in
+    it: near the boundary, Moebius addition in float32 loses the digits that tell nearby points
+    apart, and a density that is wrong there is one an optimiser learns to exploit (a negative
+    Monte-Carlo KL).
     """
 
     arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
@@ -147,21 +152,23 @@ class WrappedNormal(Distribution):
 
     def rsample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
         shape = self._extended_shape(sample_shape)
-        v = self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        loc, scale = self.loc.double(), self.scale.double()
+        v = scale * torch.randn(shape, dtype=torch.float64, device=loc.device)
         # transporting v / lambda_0 from the origin to loc multiplies it by lambda_0 / lambda_loc
-        return expmap(self.loc, v / conformal_factor(self.loc, self.c), self.c)
+        return expmap(loc, v / conformal_factor(loc, self.c), self.c).to(self.loc.dtype)
 
     def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        value = project(value, self.c)
-        v = conformal_factor(self.loc, self.c) * logmap(self.loc, value, self.c)
-        gaussian = Normal(torch.zeros_like(self.scale), self.scale, validate_args=False).log_prob(v).sum(-1)
-        r = distance(self.loc, value, self.c)
+        loc, scale = self.loc.double(), self.scale.double()
+        value = project(value.double(), self.c)
+        v = conformal_factor(loc, self.c) * logmap(loc, value, self.c)
+        gaussian = Normal(torch.zeros_like(scale), scale, validate_args=False).log_prob(v).sum(-1)
+        r = distance(loc, value, self.c)
         d = self.event_shape[0]
-        return gaussian - (d - 1) * _log_sinhc(math.sqrt(self.c) * r)
+        return (gaussian - (d - 1) * _log_sinhc(math.sqrt(self.c) * r)).to(self.loc.dtype)
 
     def __repr__(self) -> str:
         return f"WrappedNormal(loc: {tuple(self.loc.shape)}, c: {self.c})"
