@@ -86,9 +86,10 @@ def register_recipes(register):
                 "paper": _SVAE,
                 "citation": _SVAE_CITATION,
                 "protocol": "dynamically binarized MNIST, test log-likelihood by importance sampling, latent "
-                "dimensions 2 to 40 in the paper (its MLP networks, Adam 1e-3, early stopping); zoo's conv "
-                "networks here, so the figures do not compare one to one",
-                "pythae": "pythae reports none",
+                "dimensions 2 to 40 in the paper (its MLP networks); zoo's conv networks here, so the figures do "
+                "not compare one to one",
+                "pythae": "93.27 +- 0.69 (its reproduction: dynamically binarized MNIST, NLL with 500 importance "
+                "samples); pythae lists 93.16 +- 0.31 as the paper's table 1 figure",
             },
         )
     )
@@ -111,7 +112,8 @@ def register_recipes(register):
                 "protocol": "dynamically binarized MNIST, test marginal log-likelihood by importance sampling, "
                 "latent dimensions 2 to 20 and curvatures 0.1 to 1.4 in the paper (MLP networks); c = 0.7 with 10 "
                 "latents is one of its settings as read, not confirmed from the paper's text",
-                "pythae": "pythae reports none",
+                "pythae": "101.66 (its reproduction of the authors' implementation: MNIST, NLL with 500 importance "
+                "samples); pythae lists 101.47 as the official implementation's figure",
             },
         )
     )

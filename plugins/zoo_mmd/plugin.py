@@ -76,7 +76,8 @@ def register_recipes(register):
                 "protocol": "the paper reports FID and samples (MNIST: d_z = 8, lambda = 10, squared-error cost, "
                 "Adam 1e-3, batch 100, 100 epochs); no likelihood is defined for a deterministic encoder, so "
                 "zoo scores reconstruction error and FID",
-                "pythae": "pythae reports none",
+                "pythae": "none on MNIST; its WAE reproduction is on CelebA 64: FID 56.5 against the paper's 55 "
+                "(table 1)",
             },
             **_NETS,
         )
