@@ -31,8 +31,8 @@ from torch.distributions.kl import register_kl
 import zoo
 
 #: Wood's rejection loop accepts well over half the proposals; a batch that is not done after this
-#: many rounds has a non-finite concentration.
-MAX_ROUNDS = 1000
+#: many proposals per draw has a non-finite concentration.
+MAX_PROPOSALS = 1000
 
 
 def _log_ive_numpy(order: float, kappa: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ class VonMisesFisher(Distribution):
         eps = torch.zeros(shape, dtype=torch.float64, device=kappa.device)
         todo = torch.ones(shape, dtype=torch.bool, device=kappa.device)
         bd, x0d, cd, kd = b.detach(), x0.detach(), c.detach(), kappa.detach()
-        for _ in range(MAX_ROUNDS):
+        for _ in range(MAX_PROPOSALS):
             if not todo.any():
                 break
             e = proposal.sample(shape)
