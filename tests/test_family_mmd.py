@@ -29,7 +29,7 @@ def _with_mmd(monkeypatch):
     plugins.reset()
 
 
-SMALL = {"encoder:wae-conv": {"channels": 4}, "recipe:wae-mmd-mnist": {"encoder.channels": 4}}
+SMALL = {"encoder:wae-conv": {"channels": 4}, "recipe:wae-mmd-conv-mnist": {"encoder.channels": 4}}
 
 
 @parametrize_plugin_checks("mmd", options=SMALL)
@@ -91,7 +91,7 @@ def _model(encoder: str):
 def test_wae_mmd_is_reconstruction_plus_lambda_mmd_on_a_deterministic_encoder():
     model = _model("wae-conv")
     assert model.encoder.deterministic
-    objective, _ = zoo.build_objective("wae-mmd", {"lam": 7.0, "kernel": "rbf"})
+    objective, _ = zoo.build_objective("wae-mmd", {"reg_weight": 7.0, "kernel_choice": "rbf"})
     assert objective.needs_density is False
     x = torch.rand(16, 1, 8, 8).bernoulli()
     torch.manual_seed(3)
@@ -115,7 +115,7 @@ def test_info_vae_weights_kl_and_mmd_as_the_paper():
     x = torch.rand(16, 1, 8, 8).bernoulli()
     parts = {}
     for alpha, lam in ((0.0, 1.0), (0.0, 1000.0), (1.0, 10.0), (0.5, 2.0)):
-        objective, _ = zoo.build_objective("info-vae-mmd", {"alpha": alpha, "lam": lam})
+        objective, _ = zoo.build_objective("info-vae-mmd", {"alpha": alpha, "lbd": lam})
         torch.manual_seed(5)
         loss, logs = objective(model, x)
         parts[alpha, lam] = loss.item(), logs
@@ -132,13 +132,13 @@ def test_info_vae_weights_kl_and_mmd_as_the_paper():
 @pytest.mark.parametrize(
     ("objective", "options", "message"),
     [
-        ("wae-mmd", {"kernel": "gaussian"}, "kernel must be one of imq, rbf"),
-        ("wae-mmd", {"bandwidth": 0}, "bandwidth must be a positive number"),
+        ("wae-mmd", {"kernel_choice": "gaussian"}, "kernel_choice must be one of imq, rbf"),
+        ("wae-mmd", {"kernel_bandwidth": 0}, "kernel_bandwidth must be a positive number"),
         ("wae-mmd", {"scales": []}, "scales must be a non-empty list"),
-        ("wae-mmd", {"lam": -1.0}, "lam must be >= 0"),
+        ("wae-mmd", {"reg_weight": -1.0}, "reg_weight must be >= 0"),
         ("info-vae-mmd", {"alpha": 2.0}, "alpha must be at most 1"),
-        ("info-vae-mmd", {"alpha": 0.0, "lam": 0.5}, "alpha + lam must be at least 1"),
-        ("info-vae-mmd", {"lam": 0.0}, "lam must be > 0"),
+        ("info-vae-mmd", {"alpha": 0.0, "lbd": 0.5}, "alpha + lbd must be at least 1"),
+        ("info-vae-mmd", {"lbd": 0.0}, "lbd must be > 0"),
     ],
 )
 def test_bad_options_are_one_line_errors(objective, options, message):
@@ -148,8 +148,10 @@ def test_bad_options_are_one_line_errors(objective, options, message):
 
 
 def test_a_bad_option_on_the_command_line_is_one_line(capsys, tmp_path):
-    code, out = cli(capsys, "train", "info-vae-mmd-mnist", "--set", "objective.kernel=laplace", "--out", tmp_path / "r")
-    assert code != 0 and "kernel must be one of imq, rbf" in out and "Traceback" not in out, out
+    code, out = cli(
+        capsys, "train", "info-vae-mmd-conv-mnist", "--set", "objective.kernel_choice=laplace", "--out", tmp_path / "r"
+    )
+    assert code != 0 and "kernel_choice must be one of imq, rbf" in out and "Traceback" not in out, out
     assert not (tmp_path / "r").exists()
 
 
@@ -161,7 +163,7 @@ def test_mmd_needs_two_codes():
 # -- from the command line ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("recipe", ["info-vae-mmd-mnist", "wae-mmd-mnist"])
+@pytest.mark.parametrize("recipe", ["info-vae-mmd-conv-mnist", "wae-mmd-conv-mnist"])
 def test_recipes_train_on_mnist(recipe, data_root, capsys, tmp_path):
     run = tmp_path / "run"
     code, out = cli(
@@ -191,13 +193,13 @@ def test_recipes_train_on_mnist(recipe, data_root, capsys, tmp_path):
     assert code == 0, out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_images"] == 20 and np.isfinite(metrics["test_recon"])
-    if recipe == "wae-mmd-mnist":  # a deterministic encoder: no density, so no ELBO or IW-NLL
+    if recipe == "wae-mmd-conv-mnist":  # a deterministic encoder: no density, so no ELBO or IW-NLL
         assert metrics["test_nll_iw"] is None and metrics["test_neg_elbo"] is None
     else:
         assert np.isfinite(metrics["test_nll_iw"])
 
 
-@pytest.mark.parametrize("recipe", ["info-vae-mmd-mnist", "wae-mmd-mnist"])
+@pytest.mark.parametrize("recipe", ["info-vae-mmd-conv-mnist", "wae-mmd-conv-mnist"])
 def test_recipes_train_on_a_colour_folder(recipe, capsys, tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

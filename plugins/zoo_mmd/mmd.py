@@ -10,7 +10,7 @@ Its expectation is the population MMD^2, which is zero exactly when the two dist
 (for a characteristic kernel), so a single estimate can be slightly negative.
 
 The kernels follow Tolstikhin et al. (2018): with C = 2 L sigma^2 (L the latent size, sigma^2
-the prior's variance per dimension, ``bandwidth`` sigma) and each ``scale`` s,
+the prior's variance per dimension, ``kernel_bandwidth`` sigma) and each ``scale`` s,
 
 - ``imq``: the inverse multiquadratic k(x, y) = sum_s s C / (s C + ||x - y||^2);
 - ``rbf``: the Gaussian k(x, y) = sum_s exp(-||x - y||^2 / (s C)).
@@ -34,9 +34,9 @@ DEFAULT_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 def check_kernel(kernel: object, bandwidth: object, scales: object) -> tuple[str, float, tuple[float, ...]]:
     """The kernel settings, validated: a one-line ZooError names the first bad one."""
     if kernel not in KERNELS:
-        raise zoo.ZooError(f"kernel must be one of {', '.join(KERNELS)} (got {kernel!r})")
+        raise zoo.ZooError(f"kernel_choice must be one of {', '.join(KERNELS)} (got {kernel!r})")
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not 0 < bandwidth < math.inf:
-        raise zoo.ZooError(f"bandwidth must be a positive number (got {bandwidth!r})")
+        raise zoo.ZooError(f"kernel_bandwidth must be a positive number (got {bandwidth!r})")
     if isinstance(scales, (int, float)) and not isinstance(scales, bool):
         scales = [scales]
     if (
@@ -57,7 +57,7 @@ def kernel_matrix(a: Tensor, b: Tensor, kernel: str = "imq", bandwidth: float = 
         return sum(s * base / (s * base + squared) for s in scales)
     if kernel == "rbf":
         return sum(torch.exp(-squared / (s * base)) for s in scales)
-    raise zoo.ZooError(f"kernel must be one of {', '.join(KERNELS)} (got {kernel!r})")
+    raise zoo.ZooError(f"kernel_choice must be one of {', '.join(KERNELS)} (got {kernel!r})")
 
 
 def _off_diagonal_mean(k: Tensor) -> Tensor:

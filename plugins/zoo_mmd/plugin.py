@@ -25,14 +25,14 @@ def register_objectives(register):
     register(
         "wae-mmd",
         f"{_O}:WAEMMD",
-        description="WAE-MMD (Tolstikhin et al. 2018): -log p(x|z) + lam x MMD(codes, prior draws), unbiased; "
-        "options lam (10), kernel (imq | rbf), bandwidth (1), scales; for deterministic encoders too",
+        description="WAE-MMD (Tolstikhin et al. 2018): -log p(x|z) + reg_weight x MMD(codes, prior draws), unbiased; "
+        "options reg_weight (10), kernel_choice (imq | rbf), kernel_bandwidth (1), scales; for deterministic encoders too",
     )
     register(
         "info-vae-mmd",
         f"{_O}:InfoVAEMMD",
-        description="InfoVAE (Zhao et al. 2019): -recon + (1 - alpha) KL + (alpha + lam - 1) MMD(q(z), p(z)); "
-        "options alpha (0), lam (1000), kernel (imq | rbf), bandwidth, scales",
+        description="InfoVAE (Zhao et al. 2019): -recon + (1 - alpha) KL + (alpha + lbd - 1) MMD(q(z), p(z)); "
+        "options alpha (0), lbd (lambda, 1000), kernel_choice (imq | rbf), kernel_bandwidth, scales",
     )
 
 
@@ -63,12 +63,12 @@ _NETS = dict(decoder="conv", prior="standard-normal", likelihood="bernoulli", da
 def register_recipes(register):
     register(
         zoo.Recipe(
-            id="wae-mmd-mnist",
+            id="wae-mmd-conv-mnist",
             description="WAE-MMD (Tolstikhin et al. 2018): deterministic conv encoder, 16 latents, N(0, I) prior, "
             "lambda 10, IMQ kernel summed over 7 scales, Bernoulli likelihood as the cost",
             encoder="wae-conv",
             objective="wae-mmd",
-            objective_options={"lam": 10.0, "kernel": "imq"},
+            objective_options={"reg_weight": 10.0, "kernel_choice": "imq"},
             training=_TRAINING,
             reference={
                 "paper": _WAE,
@@ -84,12 +84,12 @@ def register_recipes(register):
     )
     register(
         zoo.Recipe(
-            id="info-vae-mmd-mnist",
+            id="info-vae-mmd-conv-mnist",
             description="InfoVAE-MMD (Zhao et al. 2019): conv Gaussian encoder, 16 latents, N(0, I) prior, "
             "alpha 0, lambda 1000, one Gaussian kernel (the paper's), Bernoulli likelihood",
             encoder="conv",
             objective="info-vae-mmd",
-            objective_options={"alpha": 0.0, "lam": 1000.0, "kernel": "rbf", "scales": [1.0]},
+            objective_options={"alpha": 0.0, "lbd": 1000.0, "kernel_choice": "rbf", "scales": [1.0]},
             training=_TRAINING,
             reference={
                 "paper": _INFO,
