@@ -56,7 +56,7 @@ def _images(n=5):
 @pytest.mark.parametrize("encoder", ["ae-conv", "ae-mlp"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 9, 14)])
 def test_the_encoders_give_a_code_for_any_image_shape(encoder, shape):
-    model = zoo.compose(encoder, "conv", latent_size=5, data_shape=shape, likelihood="gaussian")
+    model = zoo.compose(encoder, "conv", latent_size=5, data_shape=shape)
     q = model.encoder(torch.rand(2, *shape))
     assert isinstance(q, zoo.PointMass) and q.mean.shape == (2, 5) and model.deterministic
     assert torch.equal(q.rsample(), q.mean)
@@ -69,7 +69,7 @@ def test_a_conv_encoder_refuses_images_too_small_in_one_line():
 
 def test_rae_l2_adds_the_code_norm_and_the_decoder_weights_norm():
     model, x = _model(), _images()
-    objective = RAEL2(beta=0.5, lam=0.25)
+    objective = RAEL2(embedding_weight=0.5, reg_weight=0.25)
     loss, logs = objective(model, x)
     z = model.encoder(x).mean
     recon = -model.likelihood(model.decoder(z)).log_prob(x)
@@ -85,7 +85,7 @@ def test_rae_l2_regularises_the_decoder_weights_only():
     grads = []
     for lam in (0.0, 10.0):
         model.zero_grad()
-        RAEL2(beta=0.0, lam=lam)(model, x).loss.backward()
+        RAEL2(embedding_weight=0.0, reg_weight=lam)(model, x).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, before in grads[0].items():
         after, param = grads[1][name], dict(model.named_parameters())[name]
@@ -112,7 +112,7 @@ def test_the_gradient_penalty_estimates_the_decoders_jacobian_norm():
 
 def test_rae_gp_trains_every_parameter_and_scores_in_eval_mode():
     model, x = _model("rae-gp-conv-mnist"), _images()
-    objective = RAEGP(beta=1e-2, lam=1.0)
+    objective = RAEGP(embedding_weight=1e-2, reg_weight=1.0)
     assert objective.cuda_graph_safe is False and objective.needs_density is False
     loss, logs = objective(model, x)
     assert logs["gradient_penalty"] > 0 and set(logs) == {"recon", "embedding", "gradient_penalty"}
@@ -128,10 +128,11 @@ def test_rae_gp_trains_every_parameter_and_scores_in_eval_mode():
 @pytest.mark.parametrize(
     "objective, options, message",
     [
-        ("rae-l2", {"beta": -1}, "beta must be a finite number >= 0"),
-        ("rae-l2", {"lam": float("nan")}, "lam must be a finite number"),
+        ("rae-l2", {"embedding_weight": -1}, "embedding_weight must be a finite number >= 0"),
+        ("rae-l2", {"reg_weight": float("nan")}, "reg_weight must be a finite number"),
         ("rae-gp", {"projections": 0}, "projections must be a positive integer"),
-        ("rae-gp", {"lam": "big"}, "lam"),
+        ("rae-gp", {"reg_weight": "big"}, "reg_weight"),
+        ("rae-gp", {"beta": 1.0}, "beta"),
     ],
 )
 def test_bad_options_are_one_line_errors(objective, options, message):
@@ -145,8 +146,8 @@ def test_the_recipes_carry_their_paper():
         assert r.latent_size == 16 and r.encoder == "ae-conv" and r.objective in ("ae", "rae-l2", "rae-gp")
         assert "Ghosh" in r.reference["paper"] and "ghosh2020from" in r.reference["citation"]
         assert r.reference["protocol"] and r.reference["pythae"]
-    assert zoo.get_recipe("rae-l2-conv-mnist").objective_options == {"beta": 1e-4, "lam": 1e-7}
-    assert zoo.get_recipe("rae-gp-conv-mnist").objective_options == {"beta": 1e-4, "lam": 0.5e-7}
+    assert zoo.get_recipe("rae-l2-conv-mnist").objective_options == {"embedding_weight": 1e-4, "reg_weight": 1e-7}
+    assert zoo.get_recipe("rae-gp-conv-mnist").objective_options == {"embedding_weight": 1e-4, "reg_weight": 0.5e-7}
 
 
 # -- through the commands ---------------------------------------------------------------------------
@@ -160,8 +161,10 @@ def test_zoo_train_refuses_an_elbo_for_a_deterministic_encoder(tmp_path, capsys)
         "train it with an objective for autoencoders: ae, rae-gp, rae-l2"
     ]
     assert not (tmp_path / "run").exists()
-    code, _, err = run_zoo(capsys, "train", "rae-l2-conv-mnist", "--set", "objective.beta=-2", "--out", tmp_path / "r")
-    assert code != 0 and "beta must be a finite number >= 0" in err and "Traceback" not in err
+    code, _, err = run_zoo(
+        capsys, "train", "rae-l2-conv-mnist", "--set", "objective.embedding_weight=-2", "--out", tmp_path / "r"
+    )
+    assert code != 0 and "embedding_weight must be a finite number >= 0" in err and "Traceback" not in err
 
 
 def _eval_json(capsys, run, *args) -> dict:
