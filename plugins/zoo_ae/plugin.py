@@ -30,12 +30,14 @@ def register_objectives(register):
     register(
         "rae-l2",
         f"{_O}:RAEL2",
-        description="RAE-L2 (Ghosh et al. 2020): -log p(x|z) + beta ||z||^2/2 + lam ||decoder weights||^2",
+        description="RAE-L2 (Ghosh et al. 2020): -log p(x|z) + embedding_weight ||z||^2/2 "
+        "+ reg_weight ||decoder weights||^2",
     )
     register(
         "rae-gp",
         f"{_O}:RAEGP",
-        description="RAE-GP (Ghosh et al. 2020): -log p(x|z) + beta ||z||^2/2 + lam ||dD(z)/dz||^2 (double backprop)",
+        description="RAE-GP (Ghosh et al. 2020): -log p(x|z) + embedding_weight ||z||^2/2 "
+        "+ reg_weight ||dD(z)/dz||^2 (double backprop)",
     )
 
 
@@ -50,24 +52,22 @@ _CITATION = """@inproceedings{ghosh2020from,
 _PROTOCOL = (
     "FID (Inception features) of 10,000 samples against the test set, decoded from N(0, I) and from a "
     "10-component Gaussian mixture fitted to the training codes afterwards (ex-post density estimation); "
-    "the paper's nets have 128 filters and batch norm, 16 latents, L2 reconstruction, batch 100, 100 epochs. "
+    "the paper's nets have 128 filters and batch norm, 16 latents, a summed squared error for the "
+    "reconstruction (the zoo recipes: the reference conv nets and a Bernoulli likelihood), batch 100, 100 epochs. "
     "zoo eval's default FID features are its own MNIST classifier's, so compare with --fid-features inception"
 )
-# The authors' L2 reconstruction is the summed squared error: -log N(x; mean, 1/2) is that plus a
-# constant, so the regularisers' weights carry over unchanged.
-_LIKELIHOOD = dict(likelihood="gaussian", likelihood_options={"scale": 0.5**0.5, "mean": "sigmoid"})
 _CONV = dict(
     encoder="ae-conv",
     decoder="conv-mnist",
     prior="standard-normal",
     dataset="mnist",
     latent_size=16,
+    likelihood="bernoulli",
     training=zoo.Training(epochs=100, batch_size=100, lr=1e-3),
-    **_LIKELIHOOD,
 )
 _NOTE = (
-    "reference conv nets with 16 latents, Gaussian likelihood of variance 1/2 (the paper's summed squared "
-    "error), MNIST grey levels; samples decode N(0, I) draws until a prior is fitted to the codes"
+    "reference conv nets, 16 latents, Bernoulli likelihood on MNIST grey levels (pythae's bce); samples "
+    "decode N(0, I) draws until a prior is fitted to the codes"
 )
 
 
@@ -98,9 +98,10 @@ def register_recipes(register):
     register(
         zoo.Recipe(
             id="rae-l2-conv-mnist",
-            description="RAE-L2 (Ghosh et al. 2020), beta 1e-4, lam 1e-7 (the authors' MNIST settings): " + _NOTE,
+            description="RAE-L2 (Ghosh et al. 2020), embedding_weight 1e-4, reg_weight 1e-7 (the authors' MNIST "
+            "settings): " + _NOTE,
             objective="rae-l2",
-            objective_options={"beta": 1e-4, "lam": 1e-7},
+            objective_options={"embedding_weight": 1e-4, "reg_weight": 1e-7},
             reference=_reference(
                 "FID 9.1 (pythae's reproducibility table, MNIST, against 9.9 from the authors' code; its "
                 "reproduction used embedding_weight 1e-6, reg_weight 1e-3)",
@@ -112,10 +113,10 @@ def register_recipes(register):
     register(
         zoo.Recipe(
             id="rae-gp-conv-mnist",
-            description="RAE-GP (Ghosh et al. 2020), beta 1e-4, gradient-penalty weight 0.5e-7 (the authors' "
-            "MNIST settings): " + _NOTE,
+            description="RAE-GP (Ghosh et al. 2020), embedding_weight 1e-4, gradient-penalty reg_weight 0.5e-7 "
+            "(the authors' MNIST settings): " + _NOTE,
             objective="rae-gp",
-            objective_options={"beta": 1e-4, "lam": 0.5e-7},
+            objective_options={"embedding_weight": 1e-4, "reg_weight": 0.5e-7},
             reference=_reference(
                 "FID 9.7 (pythae's reproducibility table, MNIST, against 9.4 from the authors' code; its "
                 "reproduction used embedding_weight 1e-3, reg_weight 1e-6)",
