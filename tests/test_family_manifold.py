@@ -171,6 +171,20 @@ def test_wrapped_normal_samples_stay_inside_the_ball_and_are_distributed_as_buil
     assert r.mean().item() == pytest.approx(0.4 * scipy.stats.chi(3).mean(), rel=0.02)
 
 
+def test_float32_posteriors_near_the_boundary_keep_a_positive_kl():
+    """A float32 wrapped normal near the boundary is scored in float64: the Monte-Carlo KL to the
+    prior stays positive, with nothing for an optimiser to exploit."""
+    torch.manual_seed(6)
+    c = 0.7
+    tangent = torch.nn.functional.normalize(torch.randn(256, 10), dim=-1) * 8.0  # exp_0 puts these at the edge
+    q = WrappedNormal(expmap0(tangent, c), 0.05 + 0.5 * torch.rand(256, 10), c)
+    p = WrappedNormal(torch.zeros(10), torch.ones(10), c)
+    z = q.rsample()
+    assert z.dtype == torch.float32 and q.log_prob(z).dtype == torch.float32
+    kl = q.log_prob(z) - p.log_prob(z)
+    assert torch.isfinite(kl).all() and (kl > 0).all()
+
+
 def test_poincare_maps_are_inverse_and_geodesic():
     torch.manual_seed(4)
     c = 1.3
@@ -196,6 +210,9 @@ def test_encoders_give_the_papers_heads():
     q = model.encoder(torch.rand(6, 1, 28, 28))
     assert isinstance(q, WrappedNormal) and q.c == pytest.approx(0.7) and model.decoder.curvature == pytest.approx(0.7)
     assert (q.loc.norm(dim=-1) < 1 / math.sqrt(0.7)).all()
+    with torch.no_grad():
+        model.encoder.net[-1].bias[10:].fill_(50.0)  # a posterior that would be far wider than the prior
+    assert model.encoder(torch.rand(6, 1, 28, 28)).scale.max() <= 1.0  # is held at the prior's scale
     terms = model.elbo(torch.rand(6, 1, 28, 28).bernoulli())
     assert torch.isfinite(terms.elbo).all()
 

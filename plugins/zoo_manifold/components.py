@@ -98,7 +98,8 @@ def _curvature_of(prior: zoo.Prior, what: str) -> float:
 class PoincareConvEncoder(_ConvHead):
     """x -> N^W(mu, diag(sigma^2)) on the Poincare ball (Mathieu et al. 2019): the ``conv`` layers
     give 2L numbers, the first L mapped onto the ball by exp_0 to give mu, the other L through
-    softplus (+ 1e-5) to give sigma. The curvature is the ``wrapped-normal`` prior's ``c``."""
+    softplus (+ 1e-5) to give sigma, at most the prior's scale. The curvature is the
+    ``wrapped-normal`` prior's ``c``."""
 
     partners = {"prior": "wrapped-normal"}
 
@@ -113,6 +114,7 @@ class PoincareConvEncoder(_ConvHead):
         super().__init__(latent_size, data_shape, channels=channels, downsamplings=downsamplings)
         self.prior = prior
         self.curvature = _curvature_of(prior, "the pvae-conv encoder")
+        self.widest = float(prior().scale.max())
 
     @classmethod
     def _id(cls) -> str:
@@ -121,7 +123,10 @@ class PoincareConvEncoder(_ConvHead):
     def forward(self, x: Tensor) -> WrappedNormal:
         tangent, raw = self.features(x).chunk(2, dim=-1)
         loc = expmap0(tangent, self.curvature)
-        return WrappedNormal(loc, nn.functional.softplus(raw) + 1e-5, self.curvature)
+        # Never wider than the prior: a draw that would land beyond the ball's representable edge is
+        # moved inside it, and a posterior that sent many there would be scored at the wrong points.
+        scale = torch.clamp(nn.functional.softplus(raw) + 1e-5, max=self.widest)
+        return WrappedNormal(loc, scale, self.curvature)
 
 
 class PoincareConvDecoder(ImageConvDecoder):
