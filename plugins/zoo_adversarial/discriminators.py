@@ -62,7 +62,7 @@ class ImageDiscriminator(nn.Module):
 
     depth = 3
 
-    def __init__(self, channels: int = 32, layer: int = 3, hidden: int = 256) -> None:
+    def __init__(self, channels: int = 16, layer: int = 3, hidden: int = 256) -> None:
         super().__init__()
         self.layer = layer
         widths = [channels * 2**i for i in range(self.depth)]

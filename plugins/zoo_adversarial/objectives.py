@@ -115,7 +115,7 @@ class VAEGAN(zoo.Objective):
         gamma: float = 1.0,
         beta: float = 1.0,
         layer: int = 3,
-        channels: int = 32,
+        channels: int = 16,
         discriminator_lr: float | None = None,
         discriminator_optimizer: str = "adam",
     ) -> None:

@@ -72,7 +72,7 @@ def register_recipes(register):
         zoo.Recipe(
             id="vae-gan-conv-mnist",
             description="VAE-GAN on MNIST: the reference conv networks, 16 latents, reconstruction measured in the "
-            "3rd conv layer of a conv discriminator (32-64-128 channels), gamma 1",
+            "3rd conv layer of a conv discriminator (16-32-64 channels), gamma 1",
             objective="vae-gan",
             objective_options={"gamma": 1.0, "layer": 3},
             reference={

@@ -70,16 +70,21 @@ class MSSSIMVAE(zoo.Objective):
                 f"objective 'msssim-vae' with scales={self.scales} and kernel_size={self.kernel_size} needs images of "
                 f"at least {side}x{side} pixels, got {height}x{width}; lower objective.scales or objective.kernel_size"
             )
-        similarity = ms_ssim(
-            reconstruction.float(),
-            x.float(),
-            kernel_size=self.kernel_size,
-            betas=self.betas,
-            data_range=data_range,
-            reduction="none",
-            normalize="simple",
-        )
-        return 1.0 - similarity
+        def measure(preds: Tensor, target: Tensor) -> Tensor:
+            return ms_ssim(
+                preds,
+                target,
+                kernel_size=self.kernel_size,
+                betas=self.betas,
+                data_range=data_range,
+                reduction="none",
+                normalize="simple",
+            )
+
+        preds, target = reconstruction.float(), x.float()
+        if preds.device.type == "cpu" and preds.requires_grad and torch.is_grad_enabled():
+            return 1.0 - _WithoutOneDNN.apply(preds, target, measure)
+        return 1.0 - measure(preds, target)
 
     def forward(self, model: nn.Module, x: Tensor) -> zoo.ObjectiveOutput:
         """The loss and its two terms."""
@@ -97,3 +102,26 @@ class MSSSIMVAE(zoo.Objective):
         loss = (self.scale * dissimilarity + self.beta * kl).mean()
         logs = {"msssim_loss": dissimilarity.mean().detach(), "kl": kl.mean().detach()}
         return zoo.ObjectiveOutput(loss, logs)
+
+
+class _WithoutOneDNN(torch.autograd.Function):
+    """``measure(preds, target)`` whose backward pass is recomputed with oneDNN (mkldnn) off.
+
+    MS-SSIM's windows are depthwise convolutions, whose backward pass oneDNN runs on the CPU about
+    four times slower than torch's own kernels; the flag is read when the backward runs, so the
+    gradient is taken here, by recomputing the cheap forward pass under it.
+    """
+
+    @staticmethod
+    def forward(ctx, preds: Tensor, target: Tensor, measure) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(preds, target)
+        ctx.measure = measure
+        return measure(preds, target)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        preds, target = ctx.saved_tensors
+        with torch.enable_grad(), torch.backends.mkldnn.flags(enabled=False):
+            leaf = preds.detach().requires_grad_(True)
+            (grad_preds,) = torch.autograd.grad(ctx.measure(leaf, target), leaf, grad)
+        return grad_preds, None, None
