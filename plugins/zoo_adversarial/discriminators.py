@@ -15,6 +15,15 @@ from torch import Tensor, nn
 import zoo
 
 
+def unsized_as_none(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """A state-dict post-hook: a lazy layer's parameter not yet sized by a first batch is stored
+    as ``None``, which has no shape to compare, instead of a tensor whose shape cannot be read. A
+    checkpoint loaded into a fresh objective then sizes the layer from the stored tensor."""
+    for name, value in state_dict.items():
+        if isinstance(value, (nn.parameter.UninitializedParameter, nn.parameter.UninitializedBuffer)):
+            state_dict[name] = None
+
+
 def positive_int(owner: str, name: str, value: object) -> int:
     """``value`` as an int of at least 1, else a one-line ``ZooError``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -14,7 +14,14 @@ from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 import zoo
 from zoo.interfaces import Update
 
-from .discriminators import CodeDiscriminator, ImageDiscriminator, non_negative, positive_int, scale_gradient
+from .discriminators import (
+    CodeDiscriminator,
+    ImageDiscriminator,
+    non_negative,
+    positive_int,
+    scale_gradient,
+    unsized_as_none,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 
@@ -73,7 +80,10 @@ class AdversarialAutoencoder(zoo.Objective):
         self.reconstruction_scale = non_negative(what, "reconstruction_scale", reconstruction_scale, positive=True)
         self.discriminator_lr = _lr(what, discriminator_lr)
         self.discriminator_optimizer = _optimizer(what, discriminator_optimizer)
-        self.discriminator = CodeDiscriminator(positive_int(what, "hidden", hidden), positive_int(what, "layers", layers))
+        self.discriminator = CodeDiscriminator(
+            positive_int(what, "hidden", hidden), positive_int(what, "layers", layers)
+        )
+        self.register_state_dict_post_hook(unsized_as_none)
 
     def updates(self) -> list[Update]:
         """The discriminator, stepped by its own optimizer after the model's."""
@@ -129,6 +139,7 @@ class VAEGAN(zoo.Objective):
         self.discriminator_lr = _lr(what, discriminator_lr)
         self.discriminator_optimizer = _optimizer(what, discriminator_optimizer)
         self.discriminator = ImageDiscriminator(positive_int(what, "channels", channels), layer)
+        self.register_state_dict_post_hook(unsized_as_none)
 
     def updates(self) -> list[Update]:
         """The discriminator, stepped by its own optimizer after the model's."""
@@ -137,7 +148,9 @@ class VAEGAN(zoo.Objective):
     def forward(self, model: nn.Module, x: Tensor) -> zoo.ObjectiveOutput:
         """The encoder's and decoder's losses as one, and the discriminator's."""
         if x.dim() != 4:
-            raise zoo.ZooError(f"objective 'vae-gan' trains on images [B, C, H, W] (got a batch of shape {tuple(x.shape)})")
+            raise zoo.ZooError(
+                f"objective 'vae-gan' trains on images [B, C, H, W] (got a batch of shape {tuple(x.shape)})"
+            )
         q = model.encoder(x)
         z = q.rsample()
         p = model.prior()

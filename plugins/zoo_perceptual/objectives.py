@@ -70,6 +70,7 @@ class MSSSIMVAE(zoo.Objective):
                 f"objective 'msssim-vae' with scales={self.scales} and kernel_size={self.kernel_size} needs images of "
                 f"at least {side}x{side} pixels, got {height}x{width}; lower objective.scales or objective.kernel_size"
             )
+
         def measure(preds: Tensor, target: Tensor) -> Tensor:
             return ms_ssim(
                 preds,
