@@ -16,10 +16,20 @@ WANG_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def smallest_side(scales: int, kernel_size: int) -> int:
-    """The smallest image side torchmetrics' MS-SSIM takes with ``scales`` scales and a window of
-    ``kernel_size``: it halves the image ``scales - 1`` times, needs a side of at least 2^scales,
-    and a side of at least ``kernel_size x (scales - 1)^2`` (its check of the window's fit)."""
-    return max(2**scales, kernel_size * max(1, scales - 1) ** 2)
+    """The smallest image side MS-SSIM takes with ``scales`` scales and windows of ``kernel_size``.
+
+    torchmetrics halves the image ``scales - 1`` times (average pooling, rounding down) and asks for
+    a side of at least 2^scales and of at least ``kernel_size x (scales - 1)^2``; its reflection
+    padding needs the coarsest image to be wider than half a window.
+    """
+    return max(2**scales, kernel_size * max(1, scales - 1) ** 2, (kernel_size + 1) // 2 * 2 ** (scales - 1))
+
+
+def window_sigma(kernel_size: int) -> float:
+    """The Gaussian's standard deviation whose window is ``kernel_size`` pixels: torchmetrics cuts its
+    Gaussian at 3.5 sigma (a window of ``int(3.5 sigma + 0.5) * 2 + 1`` pixels, whatever its
+    ``kernel_size``), so sigma is (kernel_size - 1) / 7 (1.43 for 11 pixels, near Wang et al.'s 1.5)."""
+    return (kernel_size - 1) / 7
 
 
 class MSSSIMVAE(zoo.Objective):
@@ -27,11 +37,12 @@ class MSSSIMVAE(zoo.Objective):
     the likelihood's mean at one z ~ q(z|x) (pythae's form: its MS-SSIM loss plus beta x KL).
 
     MS-SSIM compares local means, contrasts and structures in Gaussian windows of ``kernel_size``
-    pixels (sigma 1.5) at ``scales`` scales, halving the image between them; the exponent of each
-    scale is Wang et al.'s for the ``scales`` finest, renormalised to sum to 1. The defaults fit
-    28x28 images: 3 scales see 28, 14 and 7 pixels, and a 7-pixel window fits the coarsest (the
-    standard 11-pixel window over 5 scales needs images of at least 176 pixels). Smaller images
-    need fewer scales or a smaller window: the loss says which, in one line. Each scale's
+    pixels (sigma (kernel_size - 1) / 7, :func:`window_sigma`) at ``scales`` scales, halving the
+    image between them; the exponent of each scale is Wang et al.'s for the ``scales`` finest,
+    renormalised to sum to 1. The defaults fit 28x28 images: 3 scales see 28, 14 and 7 pixels, and
+    a 7-pixel window fits the coarsest (the standard 11-pixel window over 5 scales needs images of
+    at least 176 pixels). Smaller images need fewer scales or a smaller window: the loss says
+    which, in one line (:func:`smallest_side`). Each scale's
     similarity is mapped into [0, 1] as (s + 1) / 2 before the product (pythae's normalisation,
     torchmetrics' ``normalize="simple"``), so the term lies in [0, 1] and is 0 for identical images.
 
@@ -76,6 +87,7 @@ class MSSSIMVAE(zoo.Objective):
                 preds,
                 target,
                 kernel_size=self.kernel_size,
+                sigma=window_sigma(self.kernel_size),
                 betas=self.betas,
                 data_range=data_range,
                 reduction="none",
