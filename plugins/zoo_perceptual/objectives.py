@@ -134,7 +134,12 @@ class _WithoutOneDNN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
         preds, target = ctx.saved_tensors
-        with torch.enable_grad(), torch.backends.mkldnn.flags(enabled=False):
-            leaf = preds.detach().requires_grad_(True)
-            (grad_preds,) = torch.autograd.grad(ctx.measure(leaf, target), leaf, grad)
+        enabled = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False  # (mkldnn.flags() would also touch, and warn about, TF32)
+        try:
+            with torch.enable_grad():
+                leaf = preds.detach().requires_grad_(True)
+                (grad_preds,) = torch.autograd.grad(ctx.measure(leaf, target), leaf, grad)
+        finally:
+            torch.backends.mkldnn.enabled = enabled
         return grad_preds, None, None
