@@ -247,3 +247,22 @@ def test_vae_gan_trains_on_a_folder_of_colour_images(tmp_path, capsys, monkeypat
     payload = load_checkpoint(run / "checkpoints" / "last.pt")
     first = payload["objective"]["discriminator.convs.0.weight"]
     assert first.shape[1] == 3  # the lazy first layer took the images' three channels
+
+
+@pytest.mark.parametrize(("id", "options"), OBJECTIVES)
+def test_a_fresh_objective_takes_its_sizes_from_a_checkpoint(id, options):
+    # Before its first batch the lazy first layer has no size: its state dict holds None there, and
+    # a trained objective's state dict sizes it.
+    fresh = zoo.build_objective(id, options)[0]
+    assert any(value is None for value in fresh.state_dict().values())
+    torch.manual_seed(0)
+    model = _small_model()
+    trained = zoo.build_objective(id, options)[0]
+    x = torch.rand(4, 1, 8, 8)
+    trained(model, x)
+    fresh.load_state_dict(trained.state_dict())
+    assert all(value is not None for value in fresh.state_dict().values())
+    torch.manual_seed(1)
+    expected = trained(model, x).losses["discriminator"]
+    torch.manual_seed(1)
+    assert torch.allclose(fresh(model, x).losses["discriminator"], expected)
