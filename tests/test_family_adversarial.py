@@ -247,6 +247,10 @@ def test_vae_gan_trains_on_a_folder_of_colour_images(tmp_path, capsys, monkeypat
     payload = load_checkpoint(run / "checkpoints" / "last.pt")
     first = payload["objective"]["discriminator.convs.0.weight"]
     assert first.shape[1] == 3  # the lazy first layer took the images' three channels
+    code, out = cli(capsys, "eval", str(run), "--limit", "8", "--iw-samples", "2", "--no-fid", "--json")
+    assert code == 0, out
+    metrics, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    assert np.isfinite(metrics["test_neg_elbo"]) and np.isfinite(metrics["test_nll_iw"])
 
 
 @pytest.mark.parametrize(("id", "options"), OBJECTIVES)

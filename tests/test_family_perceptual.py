@@ -170,3 +170,7 @@ def test_the_recipe_trains_on_a_folder_of_colour_images(tmp_path, capsys, monkey
     assert config["recipe"]["dataset"] == "files:pictures"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert 0 < rows[-1]["train_msssim_loss"] <= 1
+    code, out = cli(capsys, "eval", str(run), "--limit", "8", "--iw-samples", "2", "--no-fid", "--json")
+    assert code == 0, out
+    metrics, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    assert np.isfinite(metrics["test_neg_elbo"]) and np.isfinite(metrics["test_nll_iw"])
