@@ -67,7 +67,8 @@ class ConvTrunk(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).float()
+        out = self.net(x)
+        return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out  # fp32 under autocast
 
 
 def base_gaussian(mean: Tensor, log_var: Tensor) -> Independent:
@@ -226,11 +227,17 @@ class IAFConvEncoder(zoo.Encoder):
 # -- planar flows -------------------------------------------------------------------------------
 
 
+PLANAR_MARGIN = 1e-4
+
+
 def constrained_u(u: Tensor, w: Tensor) -> Tensor:
     """u_hat = u + (m(w^T u) - w^T u) w / ||w||^2 with m(a) = -1 + softplus(a), so w^T u_hat > -1
-    and the planar step is invertible (Rezende & Mohamed 2015, appendix A.1)."""
+    and the planar step is invertible (Rezende & Mohamed 2015, appendix A.1). A margin of
+    ``PLANAR_MARGIN`` keeps w^T u_hat above -1 in float32 too, where softplus of a very negative
+    number rounds to 0 and log|det| would be -inf."""
     wu = (w * u).sum(-1, keepdim=True)
-    return u + (nn.functional.softplus(wu) - 1 - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
+    m = nn.functional.softplus(wu) - 1 + PLANAR_MARGIN
+    return u + (m - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 class PlanarStep(Transform):

@@ -46,7 +46,9 @@ class RHVAEConvEncoder(zoo.Encoder):
 
     def forward(self, x: Tensor):
         L = self.latent_size
-        mean, log_var, log_diag, lower = self.net(x).float().split([L, L, L, self.lower], dim=-1)
+        out = self.net(x)
+        out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out  # fp32 under autocast
+        mean, log_var, log_diag, lower = out.split([L, L, L, self.lower], dim=-1)
         factors = torch.diag_embed(log_diag.exp())
         if self.lower:
             factors[:, self.rows[0], self.rows[1]] = lower

@@ -87,7 +87,7 @@ class _Hamiltonian(zoo.Objective):
 
     def __init__(self, steps: int, step_size: float, beta0: float, learn_step_size: bool, learn_beta0: bool) -> None:
         super().__init__()
-        self.steps = _count("steps", steps, least=0)
+        self.steps = _count("steps", steps)
         _positive("step_size", step_size)
         _positive("beta0", beta0, most=1.0)
         self.learn_step_size, self.learn_beta0 = bool(learn_step_size), bool(learn_beta0)
@@ -133,7 +133,8 @@ class HVAE(_Hamiltonian):
 
     ``steps`` leapfrog steps (K) of size ``step_size`` (learned when ``learn_step_size``, one size
     for every latent dimension, as pythae's), initial inverse temperature ``beta0`` in (0, 1]
-    (learned when ``learn_beta0``). ``steps=0`` is the ELBO with a Monte-Carlo KL.
+    (learned when ``learn_beta0``). At ``beta0=1`` and a vanishing step size it is the one-sample
+    ELBO with a Monte-Carlo KL.
     """
 
     def __init__(
