@@ -80,6 +80,35 @@ def _standard_normal_log_prob(v: Tensor) -> Tensor:
     return -0.5 * (v * v).sum(-1) - 0.5 * v.shape[-1] * math.log(2 * math.pi)
 
 
+class Metric:
+    """The RHVAE's inverse metric G(z)^-1 = sum_n w_n(z) M_n + lambda I, w_n = exp(-|z - c_n|^2 / T^2),
+    over centroids c_n [N, L] and M_n = L_n L_n^T [N, L, L]."""
+
+    def __init__(self, centroids: Tensor, outer: Tensor, temperature: float, regularization: float) -> None:
+        self.centroids, self.outer = centroids, outer
+        self.t2, self.lam = temperature**2, regularization
+        self.eye = torch.eye(centroids.shape[-1], dtype=centroids.dtype, device=centroids.device)
+
+    def weights(self, z: Tensor) -> Tensor:
+        c = self.centroids
+        sq = (z * z).sum(-1, keepdim=True) - 2 * z @ c.T + (c * c).sum(-1)
+        return torch.exp(-sq.clamp_min(0) / self.t2)  # [B, N]
+
+    def inverse(self, z: Tensor) -> Tensor:
+        """G(z)^-1, [B, L, L]."""
+        return torch.einsum("bn,nij->bij", self.weights(z), self.outer) + self.lam * self.eye
+
+    def gradient(self, z: Tensor, rho: Tensor) -> Tensor:
+        """d/dz of 1/2 log det G(z) + 1/2 rho^T G(z)^-1 rho at fixed rho, in closed form:
+        sum_n dw_n/dz (rho^T M_n rho - tr(G(z) M_n)) / 2, with dw_n/dz = -2 (z - c_n) w_n / T^2."""
+        weights = self.weights(z)
+        g_inv = torch.einsum("bn,nij->bij", weights, self.outer) + self.lam * self.eye
+        g = torch.cholesky_inverse(torch.linalg.cholesky(g_inv))
+        a = 0.5 * (torch.einsum("bi,nij,bj->bn", rho, self.outer, rho) - torch.einsum("bij,nij->bn", g, self.outer))
+        wa = weights * a * (-2 / self.t2)
+        return wa.sum(-1, keepdim=True) * z - wa @ self.centroids
+
+
 class _Hamiltonian(zoo.Objective):
     """What both bounds share: options, the learnable step size and beta_0, the gradient mode."""
 
@@ -218,24 +247,8 @@ class RHVAE(_Hamiltonian):
         centroids, outer = q.mean, factors @ factors.transpose(-1, -2)  # [B, L], [B, L, L]
         if not create_graph:
             centroids, outer = centroids.detach(), outer.detach()
-        eye = torch.eye(z0.shape[-1], dtype=z0.dtype, device=z0.device)
-        lam, t2 = self.regularization, self.temperature**2
-
-        def inverse_metric(z: Tensor) -> Tensor:
-            sq = (z * z).sum(-1, keepdim=True) - 2 * z @ centroids.T + (centroids * centroids).sum(-1)
-            weights = torch.exp(-sq.clamp_min(0) / t2)  # [B, N]
-            return torch.einsum("bn,nij->bij", weights, outer) + lam * eye
-
-        def metric_gradient(z: Tensor, rho: Tensor) -> Tensor:
-            """d/dz of 1/2 log det G(z) + 1/2 rho^T G(z)^-1 rho at fixed rho, in closed form: with
-            w_n = exp(-|z - c_n|^2 / T^2) and M_n = L_n L_n^T, it is
-            sum_n dw_n/dz (rho^T M_n rho - tr(G(z) M_n)) / 2, dw_n/dz = -2 (z - c_n) w_n / T^2."""
-            sq = (z * z).sum(-1, keepdim=True) - 2 * z @ centroids.T + (centroids * centroids).sum(-1)
-            weights = torch.exp(-sq.clamp_min(0) / t2)  # [B, N]
-            g = torch.cholesky_inverse(torch.linalg.cholesky(torch.einsum("bn,nij->bij", weights, outer) + lam * eye))
-            a = 0.5 * (torch.einsum("bi,nij,bj->bn", rho, outer, rho) - torch.einsum("bij,nij->bn", g, outer))
-            wa = weights * a * (-2 / t2)
-            return wa.sum(-1, keepdim=True) * z - wa @ centroids
+        metric = Metric(centroids, outer, self.temperature, self.regularization)
+        inverse_metric, metric_gradient = metric.inverse, metric.gradient
 
         sqrt_beta0, step = self.sqrt_beta0(), self.step_size()
         with torch.enable_grad():
