@@ -372,3 +372,66 @@ def all_scores(
         "points": points,
         "votes": votes,
     }
+
+
+# -- on a trained model -----------------------------------------------------------------------------
+
+
+def check_requested(dataset, wanted: bool | None, points: int) -> bool:
+    """Whether to score ``dataset`` (a :class:`zoo.DatasetInfo`): with ``wanted`` None, when it has factors.
+    A one-line error when they are asked for and it has none, or ``points`` is not a count of at least 30."""
+    from zoo.errors import ZooError
+
+    has = bool(getattr(dataset, "factors", ())) and getattr(dataset, "factor_image_loader", None) is not None
+    if wanted and not has:
+        raise ZooError(
+            f"--disentanglement needs a data set with ground-truth factors (dsprites, dsprites-colour); "
+            f"{getattr(dataset, 'id', dataset)} has none"
+        )
+    if (wanted or (wanted is None and has)) and (
+        isinstance(points, bool) or not isinstance(points, int) or points < 30
+    ):
+        raise ZooValueError(f"--disentanglement-points must be a whole number of at least 30 (got {points!r})")
+    return has if wanted is None else bool(wanted)
+
+
+def model_scores(model, dataset, data_dir=None, *, points: int = 3000, seed: int = 0, batch_size: int = 256) -> dict:
+    """The five metrics of ``model`` (a composed zoo model) on ``dataset``'s factors, with the posterior
+    mean as the representation, ``points`` uniform draws and ``points // 10`` votes; the metrics as
+    top-level keys plus ``disentanglement`` (the settings, per-factor scores and seconds)."""
+    import time
+
+    import torch
+
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+
+    def represent(images) -> np.ndarray:
+        codes = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = images[i : i + batch_size].to(device).float().div_(255)
+                codes.append(model.encoder(x).mean.reshape(len(x), -1).double().cpu())
+        return torch.cat(codes).numpy()
+
+    def sample(classes: np.ndarray):
+        return dataset.images_for_factors(classes, data_dir)
+
+    names = tuple(name for name, _ in dataset.factors)
+    sizes = tuple(size for _, size in dataset.factors)
+    scores = all_scores(represent, sample, sizes, points=points, votes=max(3, points // 10), seed=seed, names=names)
+    details = {k: scores.pop(k) for k in ("mig_per_factor", "sap_per_factor", "points", "votes")}
+    details.update(seed=seed, representation="posterior mean", seconds=round(time.perf_counter() - started, 3))
+    return {**scores, "disentanglement": details}
+
+
+#: The metrics as ``zoo eval`` prints them: (key, label).
+PRINTED = (
+    ("mig", "MIG"),
+    ("sap", "SAP"),
+    ("dci_disentanglement", "DCI disentanglement"),
+    ("dci_completeness", "DCI completeness"),
+    ("dci_informativeness", "DCI informativeness"),
+    ("factor_vae_score", "FactorVAE score"),
+    ("beta_vae_score", "BetaVAE score"),
+)
