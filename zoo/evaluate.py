@@ -136,7 +136,7 @@ def evaluate(
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
     disentanglement: bool | None = None,
-    disentanglement_points: int = 3000,
+    disentanglement_points: int = 2000,
 ) -> dict[str, Any]:
     """Evaluate the model in ``path`` (a run directory or checkpoint) on its test set.
 

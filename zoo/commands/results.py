@@ -124,10 +124,10 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
 @click.option(
     "--disentanglement-points",
     type=int,
-    default=3000,
+    default=2000,
     show_default=True,
     metavar="N",
-    help="Factor draws for MIG, SAP and DCI; N/10 votes of 64 draws for the FactorVAE and BetaVAE scores.",
+    help="Factor draws for MIG and SAP (DCI: at most 1,000 of them); N/10 votes of 64 draws for the FactorVAE and BetaVAE scores.",
 )
 def eval_command(
     run,
