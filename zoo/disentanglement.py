@@ -48,7 +48,7 @@ from zoo.errors import ZooValueError
 #: Bins of MIG's discretisation, the draws per vote, and the variance below which a dimension is collapsed.
 MIG_BINS, VOTE_BATCH, COLLAPSED_VARIANCE = 20, 64, 0.05
 #: The most draws :func:`all_scores` gives DCI: its gradient-boosted trees (one per class per stage)
-#: dominate the time, about 2 minutes for 1,000 draws of dSprites' 113 classes on one busy CPU core.
+#: dominate the time (4.3 minutes for 3,000 draws of dSprites' 113 classes on one busy CPU core).
 DCI_POINTS = 1000
 
 
