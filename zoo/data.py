@@ -3,9 +3,9 @@
 The built-in data sets are registered by this module acting as a plugin (it is listed in
 :data:`zoo.plugins.DEFAULT_PLUGINS`), exactly as a third-party package registers its own; their
 loaders live in other modules, imported on first use: :mod:`zoo.idx` (MNIST, Fashion-MNIST,
-KMNIST), :mod:`zoo.datasets_torchvision` (CIFAR-10, SVHN), :mod:`zoo.celeba` (CelebA at 64x64)
-and :mod:`zoo.datasets_papers` (Omniglot, Frey Face); :mod:`zoo.downloads` is their shared
-download attempt and missing-files error.
+KMNIST), :mod:`zoo.datasets_torchvision` (CIFAR-10, SVHN), :mod:`zoo.celeba` (CelebA at 64x64),
+:mod:`zoo.datasets_papers` (Omniglot, Frey Face) and :mod:`zoo.dsprites` (dSprites, with factors);
+:mod:`zoo.downloads` is their shared download attempt and missing-files error.
 
 Where files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), the
 ``ZOO_DATA`` environment variable, then a per-user cache (``$XDG_CACHE_HOME/zoo/data``, by
@@ -52,6 +52,14 @@ class DatasetInfo:
     source: dict[str, Any] | None = None
     #: The class names of labels 0..K-1 when they have names (a user's class folders); empty otherwise.
     classes: tuple[str, ...] = ()
+    #: The ground-truth factors of variation, ``(name, number of values)`` each, for a set made from them
+    #: (dSprites); empty otherwise. With them come two more ``"module:function"`` loaders, both called
+    #: with ``(root, ..., download, **loader_options)``: ``factor_loader(root, split, download)`` returns
+    #: each image's factor classes (int ``[N, F]``, in ``load``'s order) and ``factor_image_loader(root,
+    #: classes, download)`` the uint8 images of any factor classes ``[M, F]``.
+    factors: tuple[tuple[str, int], ...] = ()
+    factor_loader: Any = None
+    factor_image_loader: Any = None
 
     def load(
         self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
@@ -85,6 +93,44 @@ class DatasetInfo:
                 "incomplete or belong to another data set: replace them"
             )
         return images, labels
+
+    def load_factors(self, split: str, data_dir: str | os.PathLike | None = None, download: bool = True):
+        """The factor classes (int64 numpy ``[N, F]``) of ``split``'s images; an error for a set without factors."""
+        import numpy as np
+
+        if split not in SPLITS:
+            raise ZooError(f"unknown split {split!r}; use 'train' or 'test'")
+        classes = np.asarray(self._factor_call("factor_loader")(resolve_data_dir(data_dir), split, download,
+                                                                **self.loader_options), dtype=np.int64)  # fmt: skip
+        if classes.ndim != 2 or classes.shape[1] != len(self.factors):
+            raise ZooError(
+                f"{self.id} {split}: the factor loader returned {classes.shape}, expected [N, {len(self.factors)}]"
+            )
+        return classes
+
+    def images_for_factors(self, classes, data_dir: str | os.PathLike | None = None, download: bool = True) -> Tensor:
+        """The uint8 images ``[M, *shape]`` of factor classes ``[M, F]``; an error for a set without factors."""
+        images = self._factor_call("factor_image_loader")(
+            resolve_data_dir(data_dir), classes, download, **self.loader_options
+        )
+        if tuple(images.shape[1:]) != tuple(self.shape) or len(images) != len(classes):
+            raise ZooError(
+                f"{self.id}: factor images shaped {tuple(images.shape)}, expected [{len(classes)}, *{self.shape}]"
+            )
+        return images
+
+    def _factor_call(self, name: str):
+        loader = getattr(self, name)
+        if not self.factors or loader is None:
+            raise ZooError(
+                f"{self.id} has no ground-truth factors; disentanglement metrics need a data set with them (dsprites)"
+            )
+        if isinstance(loader, str):
+            import importlib
+
+            module, _, attr = loader.partition(":")
+            loader = getattr(importlib.import_module(module), attr)
+        return loader
 
 
 def cache_dir() -> Path:
@@ -192,6 +238,30 @@ BUILTIN_DATASETS = (
         {},
         {"train": 1765, "test": 200},
         num_classes=1,
+    ),
+    DatasetInfo(
+        "dsprites",
+        "dSprites: 737,280 binary 64x64 sprites from 5 factors (shape, scale, orientation, x, y); generated offline",
+        (1, 64, 64),
+        "zoo.dsprites:load_dsprites",
+        {},
+        {"train": 737280, "test": 10000},
+        num_classes=3,
+        factors=(("shape", 3), ("scale", 6), ("orientation", 40), ("posX", 32), ("posY", 32)),
+        factor_loader="zoo.dsprites:load_factors",
+        factor_image_loader="zoo.dsprites:images_for_factors",
+    ),
+    DatasetInfo(
+        "dsprites-colour",
+        "dSprites with each sprite in one of 6 colours on black (a sixth factor), 3x64x64; generated offline",
+        (3, 64, 64),
+        "zoo.dsprites:load_dsprites",
+        {"colour": True},
+        {"train": 737280, "test": 10000},
+        num_classes=3,
+        factors=(("colour", 6), ("shape", 3), ("scale", 6), ("orientation", 40), ("posX", 32), ("posY", 32)),
+        factor_loader="zoo.dsprites:load_factors",
+        factor_image_loader="zoo.dsprites:images_for_factors",
     ),
 )
 

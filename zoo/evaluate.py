@@ -135,6 +135,8 @@ def evaluate(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
+    disentanglement: bool | None = None,
+    disentanglement_points: int = 2000,
 ) -> dict[str, Any]:
     """Evaluate the model in ``path`` (a run directory or checkpoint) on its test set.
 
@@ -149,11 +151,12 @@ def evaluate(
     log = log or (lambda message: None)
     started = time.perf_counter()
     source = _load_source(path, dataset, data_dir)
+    scores = _disentanglement_settings(source, disentanglement, disentanglement_points)
     out_dir = Path(out) if out is not None else default_out_dir(path)
     made = _check_out_dir(out_dir)  # before the hours an estimate may take, not after
     try:
         result = _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_features, images, seed,
-                      decode_batch, progress, log, threads, started)  # fmt: skip
+                      decode_batch, progress, log, threads, started, scores)  # fmt: skip
     except BaseException:
         if made:
             with contextlib.suppress(OSError):
@@ -163,7 +166,7 @@ def evaluate(
 
 
 def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_features, images, seed,
-         decode_batch, progress, log, threads, started) -> dict[str, Any]:  # fmt: skip
+         decode_batch, progress, log, threads, started, scores=None) -> dict[str, Any]:  # fmt: skip
     """:func:`evaluate`'s steps, once its arguments and output folder are checked."""
     from zoo.devices import resolve_device
 
@@ -186,6 +189,7 @@ def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_featur
     result = _likelihood_results(model, x, iw, source, dev, used)
     if fid:
         result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
+    result.update(_disentanglement_results(model, source, scores, seed, log))
     _write(result, out_dir, model, x, images, seed, started)
     return result
 
@@ -358,6 +362,24 @@ def _fid_results(
     if fid_features == "classifier":
         result["fid_classifier"] = {k: made.get(k) for k in ("data_sha256", "test_accuracy", "epochs", "seed", "task")}
     return result
+
+
+def _disentanglement_settings(source: _Source, wanted: bool | None, points: int) -> dict[str, Any] | None:
+    """``{"points": N}`` when the disentanglement metrics are to be computed (by default: when the data set
+    has ground-truth factors), else None; a one-line error when they are asked for and it has none."""
+    from zoo.disentanglement import check_requested
+
+    return {"points": points} if check_requested(source.dataset, wanted, points) else None
+
+
+def _disentanglement_results(model, source: _Source, scores: dict[str, Any] | None, seed: int, log) -> dict[str, Any]:
+    """MIG, SAP, DCI, the FactorVAE and BetaVAE scores (:mod:`zoo.disentanglement`), or nothing."""
+    if scores is None:
+        return {}
+    from zoo.disentanglement import model_scores
+
+    log(f"disentanglement metrics on {scores['points']} points of {source.dataset_id}'s factors")
+    return model_scores(model, source.dataset, source.data_dir, points=scores["points"], seed=seed)
 
 
 def _check_out_dir(out_dir: Path) -> bool:

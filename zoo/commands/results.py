@@ -116,6 +116,19 @@ def sample_command(run: str, count: int, out: str, seed: int, device: str) -> No
     metavar="N",
     help="CPU threads (default: torch's count, lowered to the cores other processes leave idle).",
 )
+@click.option(
+    "--disentanglement/--no-disentanglement",
+    default=None,
+    help="MIG, SAP, DCI, FactorVAE and BetaVAE scores (default: on for a data set with ground-truth factors).",
+)
+@click.option(
+    "--disentanglement-points",
+    type=int,
+    default=2000,
+    show_default=True,
+    metavar="N",
+    help="Factor draws for MIG and SAP (DCI: at most 1,000 of them); N/10 votes of 64 draws for the FactorVAE and BetaVAE scores.",
+)
 def eval_command(
     run,
     iw_samples,
@@ -131,6 +144,8 @@ def eval_command(
     seed,
     progress,
     threads,
+    disentanglement,
+    disentanglement_points,
 ) -> None:
     """Evaluate a trained model on its test set: negative ELBO, importance-weighted NLL, bits/dim,
     active units and FID; writes reconstructions, samples and a latent interpolation as PNG.
@@ -173,6 +188,8 @@ def eval_command(
         progress=progress,
         threads=threads,
         log=lambda message: click.echo(message, err=True),
+        disentanglement=disentanglement,
+        disentanglement_points=disentanglement_points,
     )
     if as_json:
         click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))
@@ -195,9 +212,24 @@ def eval_command(
         click.echo(
             f"  {'FID (' + result['fid_features'] + ')':<20} {result['fid']:.2f} on {result['fid_images']} images"
         )
+    _print_disentanglement(result)
     click.echo(
         f"  IW speed             {result['iw_samples_per_second']:,.0f} samples/s "
         f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s"
     )
     for name, path in result.get("images", {}).items():
         click.echo(f"  {name + ':':<20} {path}")
+
+
+def _print_disentanglement(result: dict) -> None:
+    """The disentanglement metrics' lines, when ``zoo eval`` computed them."""
+    if "disentanglement" not in result:
+        return
+    from zoo.disentanglement import PRINTED
+
+    details = result["disentanglement"]
+    click.echo(
+        f"  disentanglement      {details['points']} points, {details['votes']} votes, {details['seconds']:.1f} s"
+    )
+    for key, label in PRINTED:
+        click.echo(f"    {label:<21} {result[key]:.3f}")
