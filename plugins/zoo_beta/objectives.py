@@ -131,10 +131,10 @@ class BetaTC(zoo.Objective):
 
     The three terms decompose the KL term (:func:`tc_decomposition`); with ``alpha = beta = gamma
     = 1`` the loss is the negative ELBO with a Monte-Carlo KL. ``sampling`` is ``mws``
-    (minibatch-weighted, the paper's) or ``mss`` (stratified). The data set's size N comes from
-    the run (``self.context.dataset_size``); outside a run the batch counts as the data set. The
-    defaults are the paper's: alpha = gamma = 1 and beta = 6, its dSprites setting. Each term is
-    logged (``mi``, ``tc``, ``dwkl``) beside ``recon`` and ``kl``.
+    (minibatch-weighted, the paper's) or ``mss`` (stratified). The data set's size N, which the
+    stratified weights use, comes from the run (``self.context.dataset_size``); outside a run the
+    batch counts as the data set. The defaults are the paper's: alpha = gamma = 1 and beta = 6,
+    its dSprites setting. Each term is logged (``mi``, ``tc``, ``dwkl``) beside ``recon`` and ``kl``.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 6.0, gamma: float = 1.0, sampling: str = "mws") -> None:
