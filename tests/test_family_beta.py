@@ -273,6 +273,20 @@ def test_factor_vae_trains_its_discriminator_with_its_own_adam(tiny_data, tmp_pa
     assert {"train_loss_discriminator", "train_tc", "train_discriminator_accuracy"} <= set(history[-1])
 
 
+def test_through_the_trainer_the_discriminator_loss_never_moves_the_model(tiny_data, tmp_path):
+    """With gamma 0 the model's loss ignores the discriminator: however differently the discriminator
+    is trained (its lr), the model ends with the same weights, so none of its loss reached the model."""
+    runs = []
+    for lr in (1e-4, 0.1):
+        trainer = _trainer(tmp_path / f"lr{lr}", "factor-vae", gamma=0.0, code_size=3, hidden=16, layers=2, lr=lr)
+        trainer.fit()
+        runs.append(trainer)
+    slow, fast = runs
+    assert not torch.equal(slow.objective.discriminator.net[0].weight, fast.objective.discriminator.net[0].weight)
+    for a, b in zip(slow.model.parameters(), fast.model.parameters()):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize(
     ("objective", "options"),
     [
