@@ -193,11 +193,11 @@ class FactorVAE(zoo.Objective):
     """FactorVAE (Kim & Mnih 2018): the negative ELBO plus ``gamma`` times the total correlation
     estimated by a discriminator, ``E[log D(z) / (1 - D(z))]``.
 
-    The discriminator (``layers`` x ``hidden`` leaky-ReLU MLP, the paper's 6 x 1000, on codes of
-    ``code_size`` dimensions, the model's latent size: an objective is built before it meets
-    the model, and its size is in every checkpoint) is this objective's own module, trained by its own Adam (``lr`` 1e-4, betas ``(beta1, beta2)`` =
-    (0.5, 0.9), the paper's) on its cross-entropy between codes of q(z) and dimension-wise
-    permuted codes, returned as the loss ``discriminator``. The paper draws two batches per step,
+    The discriminator (``layers`` x ``hidden`` leaky-ReLU MLP, the paper's 6 x 1000) reads codes
+    of ``code_size`` dimensions, which must be the model's latent size: an objective is built
+    before it meets the model. It is this objective's own module, trained by its own Adam (``lr``
+    1e-4, betas ``(beta1, beta2)`` = (0.5, 0.9), the paper's) on its cross-entropy between codes
+    of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper draws two batches per step,
     one for the VAE and one to permute; here a batch is split in two halves: the first half
     trains the VAE (its codes are the discriminator's "real" ones), the second half's codes are
     permuted, so a recipe's batch of 128 is the paper's two batches of 64. A batch of one example
