@@ -197,9 +197,9 @@ class FactorVAE(zoo.Objective):
     of ``code_size`` dimensions, which must be the model's latent size: an objective is built
     before it meets the model. It is this objective's own module, trained by its own Adam (``lr``
     1e-4, betas ``(beta1, beta2)`` = (0.5, 0.9), the paper's) on its cross-entropy between codes
-    of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper draws two batches per step,
-    one for the VAE and one to permute; here a batch is split in two halves: the first half
-    trains the VAE (its codes are the discriminator's "real" ones), the second half's codes are
+    of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper
+    draws two batches per step, one for the VAE and one to permute; here a batch is split in two
+    halves: the first half trains the VAE (its codes are the discriminator's "real" ones), the second half's codes are
     permuted, so a recipe's batch of 128 is the paper's two batches of 64. A batch of one example
     serves as both.
     """
@@ -265,4 +265,7 @@ class FactorVAE(zoo.Objective):
         return zoo.ObjectiveOutput(loss, logs, losses={"discriminator": d_loss})
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, code_size={self.code_size}, hidden={self.hidden}, layers={self.layers}, lr={self.lr}, betas={self.betas}"
+        return (
+            f"gamma={self.gamma}, code_size={self.code_size}, hidden={self.hidden}, layers={self.layers}, "
+            f"lr={self.lr}, betas={self.betas}"
+        )
