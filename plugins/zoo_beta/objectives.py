@@ -199,9 +199,9 @@ class FactorVAE(zoo.Objective):
     1e-4, betas ``(beta1, beta2)`` = (0.5, 0.9), the paper's) on its cross-entropy between codes
     of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper
     draws two batches per step, one for the VAE and one to permute; here a batch is split in two
-    halves: the first half trains the VAE (its codes are the discriminator's "real" ones), the second half's codes are
-    permuted, so a recipe's batch of 128 is the paper's two batches of 64. A batch of one example
-    serves as both.
+    halves: the first half trains the VAE (its codes are the discriminator's "real" ones), the
+    second half's codes are permuted, so a recipe's batch of 128 is the paper's two batches of 64.
+    A batch of one example serves as both.
     """
 
     def __init__(
