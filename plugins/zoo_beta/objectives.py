@@ -95,8 +95,10 @@ def tc_decomposition(q: Distribution, log_pz: Tensor, z: Tensor, dataset_size: i
     weighted sum of q(z_i | x_j) over the batch's examples j, with weights (B examples of a data
     set of N):
 
-    - ``mws`` (minibatch-weighted sampling, the paper's section 3.1): 1 / (N B) for every j, as the
-      paper writes it; its estimates carry constant offsets (log N B per term) that no gradient sees;
+    - ``mws`` (minibatch-weighted sampling, the paper's section 3.1): the paper weighs every pair
+      1 / (N B); that adds the constant log N to each estimated log-density (log q(z) and each
+      log q(z_d)), which no gradient sees, so it is left out here: every pair weighs 1 / B, and the
+      logged terms are those of the batch taken as the data set (the loss's gradient is the paper's);
     - ``mss`` (stratified): 1 / N for the example's own j = i, which is exact, and (N - 1) / (N (B - 1))
       for each other example standing for the N - 1 not drawn; the weights sum to one.
 
@@ -113,7 +115,7 @@ def tc_decomposition(q: Distribution, log_pz: Tensor, z: Tensor, dataset_size: i
     n = max(int(dataset_size), b)
     pairs = base.log_prob(z.unsqueeze(1))  # [B, B, L]: log q(z_i,d | x_j)
     if sampling == "mws":
-        log_w = torch.full((b, b), -math.log(n * b), device=z.device, dtype=pairs.dtype)
+        log_w = torch.full((b, b), -math.log(b), device=z.device, dtype=pairs.dtype)
     else:
         other = math.log(n - 1) - math.log(n * (b - 1)) if b > 1 else -math.inf
         log_w = torch.full((b, b), other, device=z.device, dtype=pairs.dtype)
@@ -129,10 +131,10 @@ class BetaTC(zoo.Objective):
 
     The three terms decompose the KL term (:func:`tc_decomposition`); with ``alpha = beta = gamma
     = 1`` the loss is the negative ELBO with a Monte-Carlo KL. ``sampling`` is ``mws``
-    (minibatch-weighted, the paper's) or ``mss`` (stratified). The data set's size N comes from
-    the run (``self.context.dataset_size``); outside a run the batch counts as the data set. The
-    defaults are the paper's: alpha = gamma = 1 and beta = 6, its dSprites setting. Each term is
-    logged (``mi``, ``tc``, ``dwkl``) beside ``recon`` and ``kl``.
+    (minibatch-weighted, the paper's) or ``mss`` (stratified). The data set's size N, which the
+    stratified weights use, comes from the run (``self.context.dataset_size``); outside a run the
+    batch counts as the data set. The defaults are the paper's: alpha = gamma = 1 and beta = 6,
+    its dSprites setting. Each term is logged (``mi``, ``tc``, ``dwkl``) beside ``recon`` and ``kl``.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 6.0, gamma: float = 1.0, sampling: str = "mws") -> None:
@@ -173,14 +175,14 @@ def permute_dims(z: Tensor) -> Tensor:
 
 class Discriminator(nn.Module):
     """Kim & Mnih's total-correlation discriminator: ``layers`` dense layers of ``hidden`` units
-    with leaky ReLU (slope 0.2), then two logits: "a code of q(z)" and "a permuted code". Its
-    input size is the latent size, read at its first batch."""
+    with leaky ReLU (slope 0.2) on codes of ``latent_size`` dimensions, then two logits: "a code
+    of q(z)" and "a permuted code"."""
 
-    def __init__(self, hidden: int = 1000, layers: int = 6) -> None:
+    def __init__(self, latent_size: int, hidden: int = 1000, layers: int = 6) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         for i in range(layers):
-            blocks += [nn.LazyLinear(hidden) if i == 0 else nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)]
+            blocks += [nn.Linear(latent_size if i == 0 else hidden, hidden), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*blocks, nn.Linear(hidden, 2))
 
     def forward(self, z: Tensor) -> Tensor:
@@ -191,19 +193,21 @@ class FactorVAE(zoo.Objective):
     """FactorVAE (Kim & Mnih 2018): the negative ELBO plus ``gamma`` times the total correlation
     estimated by a discriminator, ``E[log D(z) / (1 - D(z))]``.
 
-    The discriminator (``layers`` x ``hidden`` leaky-ReLU MLP, the paper's 6 x 1000) is this
-    objective's own module, trained by its own Adam (``lr`` 1e-4, betas ``(beta1, beta2)`` =
-    (0.5, 0.9), the paper's) on its cross-entropy between codes of q(z) and dimension-wise
-    permuted codes, returned as the loss ``discriminator``. The paper draws two batches per step,
-    one for the VAE and one to permute; here a batch is split in two halves: the first half
-    trains the VAE (its codes are the discriminator's "real" ones), the second half's codes are
-    permuted, so a recipe's batch of 128 is the paper's two batches of 64. A batch of one example
-    serves as both.
+    The discriminator (``layers`` x ``hidden`` leaky-ReLU MLP, the paper's 6 x 1000) reads codes
+    of ``code_size`` dimensions, which must be the model's latent size: an objective is built
+    before it meets the model. It is this objective's own module, trained by its own Adam (``lr``
+    1e-4, betas ``(beta1, beta2)`` = (0.5, 0.9), the paper's) on its cross-entropy between codes
+    of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper
+    draws two batches per step, one for the VAE and one to permute; here a batch is split in two
+    halves: the first half trains the VAE (its codes are the discriminator's "real" ones), the
+    second half's codes are permuted, so a recipe's batch of 128 is the paper's two batches of 64.
+    A batch of one example serves as both.
     """
 
     def __init__(
         self,
         gamma: float = 35.0,
+        code_size: int = 10,
         hidden: int = 1000,
         layers: int = 6,
         lr: float = 1e-4,
@@ -212,6 +216,7 @@ class FactorVAE(zoo.Objective):
     ) -> None:
         super().__init__()
         self.gamma = _number("gamma", gamma)
+        self.code_size = _count("code_size", code_size, 1)
         self.hidden = _count("hidden", hidden, 1)
         self.layers = _count("layers", layers, 1)
         self.lr = _number("lr", lr)
@@ -220,7 +225,7 @@ class FactorVAE(zoo.Objective):
         self.betas = (_number("beta1", beta1), _number("beta2", beta2))
         if not all(b < 1 for b in self.betas):
             raise zoo.ZooError(f"beta1 and beta2 must lie in [0, 1) (got {beta1!r}, {beta2!r})")
-        self.discriminator = Discriminator(self.hidden, self.layers)
+        self.discriminator = Discriminator(self.code_size, self.hidden, self.layers)
 
     def updates(self) -> list[Update]:
         return [
@@ -232,6 +237,11 @@ class FactorVAE(zoo.Objective):
         x_vae, x_other = (x[:half], x[half:]) if x.shape[0] > 1 else (x, x)
         q = model.encoder(x_vae)
         z = q.rsample()
+        if z.shape[-1] != self.code_size:
+            raise zoo.ZooError(
+                f"factor-vae's discriminator takes codes of {self.code_size} dimensions (objective option "
+                f"code_size) but the model's have {z.shape[-1]}; set objective.code_size={z.shape[-1]}"
+            )
         recon = _recon(model, x_vae, z)
         kl = _kl(q, model.prior(), z)
         logits = self.discriminator(z)
@@ -255,4 +265,7 @@ class FactorVAE(zoo.Objective):
         return zoo.ObjectiveOutput(loss, logs, losses={"discriminator": d_loss})
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, hidden={self.hidden}, layers={self.layers}, lr={self.lr}, betas={self.betas}"
+        return (
+            f"gamma={self.gamma}, code_size={self.code_size}, hidden={self.hidden}, layers={self.layers}, "
+            f"lr={self.lr}, betas={self.betas}"
+        )
