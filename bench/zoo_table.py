@@ -53,6 +53,13 @@ def _reference(config: dict) -> dict:
         return recipe.get("reference") or {}
 
 
+def _stat(metrics: dict, key: str) -> str:
+    """``mean ± stderr``, or "n/a" where the metric does not apply (a deterministic encoder has no ELBO)."""
+    if metrics.get(key) is None:
+        return "n/a"
+    return f"{metrics[key]:.2f} ± {metrics[key + '_stderr']:.2f}"
+
+
 def row(run: Path, eval_name: str) -> str:
     metrics = json.loads((run / eval_name / "metrics.json").read_text())
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -69,9 +76,8 @@ def row(run: Path, eval_name: str) -> str:
     schedule = config.get("recipe", {}).get("training", {}).get("lr_schedule", "constant")
     return (
         f"| {metrics['model']} | {metrics['dataset']} | {epoch} ({schedule} lr) "
-        f"| {metrics['test_neg_elbo']:.2f} ± {metrics['test_neg_elbo_stderr']:.2f} "
-        f"| {metrics['test_nll_iw']:.2f} ± {metrics['test_nll_iw_stderr']:.2f} "
-        f"| {metrics['iw_samples']} x {metrics['n_images']} | {bpd} "
+        f"| {_stat(metrics, 'test_neg_elbo')} | {_stat(metrics, 'test_nll_iw')} "
+        f"| {metrics['iw_samples'] or 'n/a'} x {metrics['n_images']} | {bpd} "
         f"| {metrics['active_units']}/{metrics['latent_size']} | {paper} | {pythae} "
         f"| {seconds / 60:.1f} min (fastest epoch {fastest:.1f} s) | {device}: {_machine()} |"
     )

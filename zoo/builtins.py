@@ -35,3 +35,8 @@ def register_objectives(register):
         f"{_O}:CIWAE",
         description="beta x ELBO + (1 - beta) x IWAE on the same samples (Rainforth et al. 2018)",
     )
+    register(
+        "ae",
+        f"{_O}:AE",
+        description="Autoencoder: -log p(x|z) at the code z; for deterministic encoders (needs no density)",
+    )

@@ -220,6 +220,38 @@ def build_objective(
     return obj, source_record(entry, options)
 
 
+def autoencoder_objectives() -> list[str]:
+    """Ids of the registered objectives that need no density of q(z|x) (``needs_density = False``):
+    the ones a deterministic encoder trains with."""
+    from zoo.plugins import get_registry
+
+    registry = get_registry()
+    found = []
+    for id in registry.ids("objective"):
+        try:
+            factory = registry.get("objective", id).load()
+        except Exception:  # noqa: BLE001 - a broken plugin is reported where it is used, not here
+            continue
+        if getattr(factory, "needs_density", True) is False:
+            found.append(id)
+    return found
+
+
+def check_objective_fits(model: VAE, objective: Objective, record: dict[str, Any] | None = None) -> None:
+    """Refuse an objective that needs q(z|x) to have a density (``Objective.needs_density``) for a
+    model whose encoder is deterministic (``Encoder.deterministic``): an
+    :class:`IncompatibleComponentsError` naming both and the objectives that fit."""
+    if not getattr(model.encoder, "deterministic", False) or not getattr(objective, "needs_density", True):
+        return
+    name = (record or {}).get("id") or identify("objective", objective).get("id") or type(objective).__name__
+    encoder = (model.spec.get("components", {}).get("encoder") or {}).get("id") or type(model.encoder).__name__
+    fitting = ", ".join(autoencoder_objectives()) or "none is registered"
+    raise IncompatibleComponentsError(
+        f"objective {name!r} needs q(z|x) to have a density, but encoder {encoder!r} is deterministic; "
+        f"train it with an objective for autoencoders: {fitting}"
+    )
+
+
 def create(model_id: str, *, pretrained: bool = False, **overrides: Any) -> VAE:
     """Build the registered recipe ``model_id`` (``zoo list``), with optional overrides.
 

@@ -8,6 +8,10 @@ objectives and :func:`importance_weighted` all use it. :func:`importance_weighte
 stays bounded whatever the number of draws K; the log-sum-exp of the weights is accumulated chunk
 by chunk in float64. From the same draws it also returns the ELBO, its reconstruction and KL
 terms, and the posterior means.
+
+A deterministic encoder (:attr:`zoo.VAE.deterministic`) has no log q(z|x), so no importance weights:
+:func:`reconstruction_scores` and :func:`test_reconstruction` score such a model by -log p(x|z) at
+its code, and every model by the squared error of its reconstructions.
 """
 
 from __future__ import annotations
@@ -229,3 +233,55 @@ def test_elbo(model, batches, autocast, dist) -> dict[str, float]:
         torch.distributed.all_reduce(totals)
     loss, recon, kl, count = totals.tolist()
     return {"test_loss": loss / count, "test_recon": recon / count, "test_kl": kl / count}
+
+
+@torch.no_grad()
+def test_reconstruction(model, batches, autocast, dist) -> dict[str, float]:
+    """:func:`test_elbo` for a model with a deterministic encoder: -log p(x|z) at the code, nats per
+    image, as both ``test_loss`` (what picks the best checkpoint) and ``test_recon``; no ``test_kl``."""
+    sums, count = None, 0
+    for x in batches:
+        x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        with autocast():
+            nll = model.reconstruction_nll(x)
+        part = nll.float().sum().reshape(1)
+        sums = part if sums is None else sums + part
+        count += x.shape[0]
+    if sums is None:
+        raise ZooError("no test images to evaluate")
+    totals = torch.cat([sums, sums.new_tensor([count])])
+    if dist.enabled:
+        torch.distributed.all_reduce(totals)
+    recon, count = totals.tolist()
+    return {"test_loss": recon / count, "test_recon": recon / count}
+
+
+@dataclass
+class ReconstructionScores:
+    """Per-image results of :func:`reconstruction_scores` (shape [N]; means [N, L])."""
+
+    recon: Tensor  # -log p(x | z), z the code (or one posterior draw of a stochastic encoder)
+    squared_error: Tensor  # sum over the image of (x - reconstruction mean)^2, at the posterior mean
+    posterior_mean: Tensor  # E_q[z | x], the code of a deterministic encoder
+    seconds: float
+
+
+@torch.inference_mode()
+def reconstruction_scores(model, batches: Iterable[Tensor]) -> ReconstructionScores:
+    """Reconstruction error over ``batches``: -log p(x|z) at z = q.rsample() and the squared error
+    between each image and the likelihood's mean at the posterior mean (summed over the image)."""
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    start = time.perf_counter()
+    for x in batches:
+        x = inference_input(x.to(device))
+        model.check_input(x)
+        q = model.encoder(x)
+        recon = -model.likelihood(model.decoder(q.rsample())).log_prob(x)
+        mean = q.mean
+        error = (model.likelihood(model.decoder(mean)).mean.double() - x.double()).square().flatten(1).sum(1)
+        parts.append((recon.double().cpu(), error.cpu(), mean.double().cpu()))
+    if not parts:
+        raise ZooError("no images to evaluate")
+    recon, error, means = (torch.cat(p) for p in zip(*parts))
+    return ReconstructionScores(recon, error, means, time.perf_counter() - start)

@@ -14,10 +14,18 @@
     density value of grey levels is not a probability of them.
 ``active_units``
     Latent dimensions whose posterior mean varies across the test set: Cov_x(E_q[z_u]) > 0.01.
+``test_mse``
+    The squared error between each test image and its reconstruction (the likelihood's mean at the
+    posterior mean), summed over the image and averaged over the test set.
 ``fid``
     The Frechet distance between generated images (the likelihood's mean at prior draws) and
     test images, computed by torchmetrics in the feature space of a small classifier trained on
     the training set and cached (:func:`zoo.fid.feature_network`), or Inception's when asked for.
+
+A model whose encoder is deterministic (an autoencoder's, :attr:`zoo.VAE.deterministic`) has no
+density q(z|x): ``test_neg_elbo``, ``test_nll_iw`` and ``bits_per_dim`` are ``None``, each with a
+``..._note`` saying why, and ``test_recon`` is -log p(x|z) at its code; ``test_mse``, the FID of
+images decoded from its prior's draws and the active units (of its codes) are reported as for any model.
 
 This module runs the steps: load the checkpoint and the test images, estimate, summarise, FID,
 write the images and ``metrics.json``. The parts are :mod:`zoo.estimators` (the IW estimate, the
@@ -43,7 +51,7 @@ from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
 from zoo.errors import ZooError, ZooValueError, first_line, is_count
-from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference
+from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference, reconstruction_scores
 from zoo.fid import (
     FID_FEATURES,
     _InceptionInput,
@@ -178,12 +186,15 @@ def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_featur
     model.likelihood.check_data(x)
     model.check_inputs = False
     torch.manual_seed(seed)
-    log(
-        f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
-        f"with K={iw_samples} on {dev}"
-    )
-    iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
-    result = _likelihood_results(model, x, iw, source, dev, used)
+    how = "by reconstruction (deterministic encoder)" if model.deterministic else f"with K={iw_samples}"
+    log(f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
+        f"{how} on {dev}")  # fmt: skip
+    if model.deterministic:
+        result = _reconstruction_results(model, x, source, dev, batch_size, threads)
+    else:
+        iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
+        result = _likelihood_results(model, x, iw, source, dev, used)
+        result["test_mse"] = _squared_error(model, x, batch_size, used)
     if fid:
         result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
     _write(result, out_dir, model, x, images, seed, started)
@@ -320,6 +331,59 @@ def _likelihood_results(
             "support (grey levels under a Bernoulli), so -log p(x) is not a code length"
         )
     return result
+
+
+def _squared_error(model, x: Tensor, batch_size: int, threads: int | None) -> float:
+    """``test_mse``: squared error of the reconstructions at the posterior mean, summed over each image."""
+    from zoo.threads import cpu_threads
+
+    with cpu_threads(threads) if threads else contextlib.nullcontext():
+        return float(reconstruction_scores(model, _batched(x, batch_size)).squared_error.mean())
+
+
+#: Why a deterministic encoder's model has no ELBO, IW-NLL or bits per dimension.
+NO_DENSITY_NOTE = "not applicable: the encoder is deterministic, q(z|x) has no density"
+
+
+def _reconstruction_results(
+    model, x: Tensor, source: _Source, dev: torch.device, batch_size: int, threads: int | None
+) -> dict[str, Any]:
+    """What applies to a model with a deterministic encoder: reconstruction error and active units;
+    the likelihood bounds as ``None`` with a note (``fid`` still ``None``)."""
+    from zoo.threads import check_thread_count, choose_threads, cpu_threads
+
+    check_thread_count(threads)
+    used = choose_threads(threads)[0] if x.device.type == "cpu" else None
+    with cpu_threads(used) if used else contextlib.nullcontext():
+        scores = reconstruction_scores(model, _batched(x, batch_size))
+    return {
+        "test_neg_elbo": None,
+        "test_neg_elbo_stderr": None,
+        "test_neg_elbo_note": NO_DENSITY_NOTE,
+        "test_recon": float(scores.recon.mean()),
+        "test_recon_stderr": standard_error(scores.recon),
+        "test_kl": None,
+        "test_nll_iw": None,
+        "test_nll_iw_stderr": None,
+        "test_nll_iw_note": NO_DENSITY_NOTE,
+        "iw_samples": None,
+        "bits_per_dim": None,
+        "bits_per_dim_note": NO_DENSITY_NOTE,
+        "test_mse": float(scores.squared_error.mean()),
+        "active_units": active_units(scores.posterior_mean),
+        "latent_size": model.latent_size,
+        "deterministic_encoder": True,
+        "fid": None,
+        "fid_features": None,
+        "n_images": len(x),
+        "model": source.recipe.get("id"),
+        "dataset": source.dataset_id,
+        "checkpoint": str(source.checkpoint),
+        "epoch": source.payload.get("epoch"),
+        "device": str(dev),
+        "recon_seconds": round(scores.seconds, 3),
+        "threads": used,
+    }
 
 
 def _fid_results(

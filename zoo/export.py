@@ -202,6 +202,7 @@ def _score(folder: Path, scoring: Scoring, log: Callable[[str], None]) -> dict[s
     keys = (
         "test_nll_iw", "test_nll_iw_stderr", "test_neg_elbo", "test_neg_elbo_stderr", "test_recon", "test_kl",
         "iw_samples", "n_images", "bits_per_dim", "active_units", "latent_size", "dataset", "iw_seconds", "threads",
+        "test_mse", "test_nll_iw_note",
     )  # fmt: skip
     metrics = {k: result.get(k) for k in keys}
     limit = f" --limit {scoring.limit}" if scoring.limit else ""

@@ -1,8 +1,10 @@
 """The VAE: an encoder, a decoder, a prior and a likelihood held as one ``nn.Module``.
 
 The :class:`VAE` computes the quantities every objective and evaluation needs
-(:meth:`VAE.elbo`, :meth:`VAE.iwae`, :meth:`VAE.iw_terms`); what it is *trained* with is a
-separate :class:`zoo.Objective`. Models are built by :mod:`zoo.composition` (``zoo.compose``,
+(:meth:`VAE.elbo`, :meth:`VAE.iwae`, :meth:`VAE.iw_terms`, :meth:`VAE.reconstruction_nll`); what it
+is *trained* with is a separate :class:`zoo.Objective`. A model whose encoder is deterministic
+(:attr:`VAE.deterministic`, an autoencoder's) has no ELBO or importance-weighted bound: those raise
+:class:`zoo.distributions.NoDensityError`, and it is scored by reconstruction. Models are built by :mod:`zoo.composition` (``zoo.compose``,
 ``zoo.create``).
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.distributions import NoDensityError
 from zoo.errors import ZooError, is_count
 from zoo.estimators import LogWeights, iw_draws
 from zoo.interfaces import Decoder, Encoder, Likelihood, Prior
@@ -65,6 +68,19 @@ class VAE(nn.Module):
         return self.prior.latent_size
 
     @property
+    def deterministic(self) -> bool:
+        """Whether the encoder is deterministic (returns a :class:`zoo.PointMass`): then q(z|x) has no
+        density, and the ELBO and the importance-weighted bound do not apply."""
+        return bool(getattr(self.encoder, "deterministic", False))
+
+    def _require_density(self, what: str) -> None:
+        if self.deterministic:
+            raise NoDensityError(
+                f"{what} needs q(z|x) to have a density, but this model's encoder ({type(self.encoder).__name__}) "
+                "is deterministic; score it with model.reconstruction_nll(x), FID and samples instead"
+            )
+
+    @property
     def device(self) -> torch.device:
         for tensor in (*self.parameters(), *self.buffers()):
             return tensor.device
@@ -102,7 +118,9 @@ class VAE(nn.Module):
         return self.elbo(x)
 
     def elbo(self, x: Tensor) -> ELBOTerms:
-        """Per-example ELBO terms with one reparameterised sample of z."""
+        """Per-example ELBO terms with one reparameterised sample of z (a :class:`NoDensityError` for a
+        deterministic encoder)."""
+        self._require_density("the ELBO")
         self.check_input(x)
         q = self.encoder(x)
         z = q.rsample()
@@ -114,6 +132,13 @@ class VAE(nn.Module):
     def loss(self, terms: ELBOTerms) -> Tensor:
         """The negative ELBO, mean over the batch (nats/example). Training uses a :class:`zoo.Objective`."""
         return -terms.elbo.mean()
+
+    def reconstruction_nll(self, x: Tensor) -> Tensor:
+        """-log p(x|z) per example [B], nats, at z = q.rsample(): the code itself for a deterministic
+        encoder, one posterior draw for a stochastic one."""
+        self.check_input(x)
+        z = self.encoder(x).rsample()
+        return -self.likelihood(self.decoder(z)).log_prob(x)
 
     def iw_terms(self, x: Tensor, samples: int, chunk_size: int | None = None):
         """Yield ``(log p(x|z_k), log q(z_k|x) - log p(z_k))`` for ``samples`` draws per example,
@@ -132,6 +157,7 @@ class VAE(nn.Module):
 
     def _iw_draws(self, x: Tensor, samples: int, chunk_size: int | None) -> Iterator[LogWeights]:
         """:func:`zoo.estimators.iw_draws` on checked arguments (the checks run at the first draw)."""
+        self._require_density("the importance-weighted bound")
         if not is_count(samples):
             raise ZooError(f"samples must be a positive integer (got {samples!r})")
         if chunk_size is not None and not is_count(chunk_size):

@@ -154,7 +154,9 @@ def _results(metrics: dict[str, Any], reference: dict[str, Any], training: dict[
         f"| active units | {metrics.get('active_units')} of {metrics.get('latent_size')} | - |",
         "",
     ]
-    if metrics.get("bits_per_dim") is None:
+    if metrics.get("test_nll_iw_note"):  # a deterministic encoder
+        lines += [f"No ELBO, importance-weighted NLL or bits per dimension: {metrics['test_nll_iw_note']}.", ""]
+    elif metrics.get("bits_per_dim") is None:
         lines += [
             "No bits per dimension: the likelihood is not a distribution over a discrete set holding the test "
             "images (grey levels under a Bernoulli, or a density), so -log p(x) is not a code length.",

@@ -275,6 +275,23 @@ class CIWAE(_Weighted):
         return f"samples={self.samples}, beta={self.beta}"
 
 
+class AE(Objective):
+    """A plain autoencoder's loss: -log p(x|z) at z = q.rsample() (the code of a deterministic
+    encoder), averaged over the batch, in nats per example; logged as ``recon``.
+
+    It never asks q(z|x) for a density (``needs_density = False``), so it trains deterministic
+    encoders (:class:`zoo.PointMass`); on a stochastic encoder it is the ELBO's reconstruction term
+    alone. No prior enters it: sample through a prior fitted to the codes afterwards.
+    """
+
+    needs_density = False
+
+    def forward(self, model: nn.Module, x: Tensor) -> ObjectiveOutput:
+        z = model.encoder(x).rsample()
+        loss = -model.likelihood(model.decoder(z)).log_prob(x).mean()
+        return ObjectiveOutput(loss, {"recon": loss.detach()})
+
+
 class TrainingStep(nn.Module):
     """The model and its objective as one module, so ``DistributedDataParallel`` (and
     ``torch.compile``) see the whole loss computation as one forward pass."""

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo import run_state
+from zoo.composition import check_objective_fits
 from zoo.cuda_graphs import GraphedStep, graph_problem
 from zoo.devices import (
     deterministic_algorithms,
@@ -46,7 +47,7 @@ from zoo.devices import (
 from zoo.distributed import Dist
 from zoo.epoch_sums import EpochSums
 from zoo.errors import ZooError, ZooTypeError, ZooValueError
-from zoo.estimators import test_elbo
+from zoo.estimators import test_elbo, test_reconstruction
 from zoo.images import save_epoch_grids
 from zoo.interfaces import TrainingContext
 from zoo.objectives import TrainingStep
@@ -106,6 +107,7 @@ class Trainer:
         # component that does not fit is reported with no run directory left behind.
         seed_everything(self.settings.seed + self.dist.rank)
         self.model, self.objective = plan.build(resumed=resume is not None)
+        check_objective_fits(self.model, self.objective, self.model.spec.get("objective"))
         self._resume, self._fitted = resume, False
         self.graphed: GraphedStep | None = None
         self._graph_wanted = False
@@ -402,13 +404,16 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Test-set negative ELBO, reconstruction and KL terms, nats per image (exact under DDP,
-        :func:`zoo.estimators.test_elbo`). A quick look (``max_steps``) reads the first few batches."""
+        :func:`zoo.estimators.test_elbo`); for a deterministic encoder, which has no ELBO, -log p(x|z)
+        at the code as ``test_loss`` and ``test_recon`` (:func:`zoo.estimators.test_reconstruction`).
+        A quick look (``max_steps``) reads the first few batches."""
         self.model.eval()
         batches = self.test_data.eval_batches(self.settings.eval_batch_size)
         if self.settings.max_steps:
             size = max(1, self.recipe.training.batch_size // self.dist.world_size)
             batches = itertools.islice(self.test_data.eval_batches(size), QUICK_EVAL_BATCHES)
-        return test_elbo(self.model, batches, self._autocast, self.dist)
+        score = test_reconstruction if self.model.deterministic else test_elbo
+        return score(self.model, batches, self._autocast, self.dist)
 
     # -- checkpoints and artefacts -------------------------------------------------------------
     def _end_of_epoch(self, epoch: int, row: dict[str, Any]) -> None:
@@ -425,9 +430,10 @@ class Trainer:
             )
             if self._tensorboard is not None:
                 self._tensorboard.epoch(row, images)
+            terms = f"kl {row['test_kl']:.2f}" if "test_kl" in row else "recon only: deterministic encoder"
             print(
                 f"epoch {row['epoch']}/{self.recipe.training.epochs}: train {row['train_loss']:.2f}  "
-                f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, kl {row['test_kl']:.2f})  "
+                f"test {row['test_loss']:.2f} nats/image (recon {row['test_recon']:.2f}, {terms})  "
                 f"{row['epoch_seconds']:.1f} s, {row['images_per_second']:.0f} img/s",
                 file=sys.stderr,
             )

@@ -185,19 +185,28 @@ def eval_command(
         f"{result['model'] or result['checkpoint']} (epoch {result['epoch']}), "
         f"{result['n_images']} test images of {result['dataset']}"
     )
-    click.echo(
-        f"  negative ELBO        {stat('test_neg_elbo')} (recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})"
-    )
-    bpd = f", {result['bits_per_dim']:.4f} bits/dim" if result["bits_per_dim"] is not None else ""
-    click.echo(f"  {'IW NLL (K=' + str(result['iw_samples']) + ')':<20} {stat('test_nll_iw')}{bpd}")
+    if result["test_nll_iw"] is None:  # a deterministic encoder: no density, no bound
+        click.echo(f"  reconstruction       {stat('test_recon')} (-log p(x|z) at the code)")
+        click.echo(f"  negative ELBO, IW NLL  n/a ({result.get('test_nll_iw_note', 'not applicable')})")
+    else:
+        click.echo(
+            f"  negative ELBO        {stat('test_neg_elbo')} (recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})"
+        )
+        bpd = f", {result['bits_per_dim']:.4f} bits/dim" if result["bits_per_dim"] is not None else ""
+        click.echo(f"  {'IW NLL (K=' + str(result['iw_samples']) + ')':<20} {stat('test_nll_iw')}{bpd}")
+    if result.get("test_mse") is not None:
+        click.echo(f"  squared error        {result['test_mse']:.2f} per image (reconstruction at the posterior mean)")
     click.echo(f"  active units         {result['active_units']} of {result['latent_size']}")
     if result["fid"] is not None:
         click.echo(
             f"  {'FID (' + result['fid_features'] + ')':<20} {result['fid']:.2f} on {result['fid_images']} images"
         )
-    click.echo(
-        f"  IW speed             {result['iw_samples_per_second']:,.0f} samples/s "
-        f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s"
-    )
+    if "iw_seconds" in result:
+        click.echo(
+            f"  IW speed             {result['iw_samples_per_second']:,.0f} samples/s "
+            f"({result['iw_seconds']:.1f} s); total {result['seconds']:.1f} s"
+        )
+    else:
+        click.echo(f"  total                {result['seconds']:.1f} s")
     for name, path in result.get("images", {}).items():
         click.echo(f"  {name + ':':<20} {path}")

@@ -29,7 +29,7 @@ This package imports torch only when a check runs, so collecting tests stays fas
 :mod:`~zoo.conformance.subject` (what a check examines and how it reports),
 :mod:`~zoo.conformance.probes` (data and probes), :mod:`~zoo.conformance.components` (each
 kind's own promises), :mod:`~zoo.conformance.common` (promises every component keeps),
-:mod:`~zoo.conformance.objectives` (objectives and recipes) and :mod:`~zoo.conformance.harness` (which checks run on what).
+:mod:`~zoo.conformance.objectives` (objectives and recipes), :mod:`~zoo.conformance.point_mass` (the deterministic encoder autoencoder objectives are checked with) and :mod:`~zoo.conformance.harness` (which checks run on what).
 """
 
 from __future__ import annotations

@@ -31,6 +31,21 @@ def check_encoder_shapes(s: Subject) -> None:
         s.fail(f"q.rsample((2,)) must be [2, {B}, {L}] (got {shape_text(z.shape)})")
 
 
+def check_encoder_deterministic(s: Subject) -> None:
+    """An encoder that says ``deterministic = True`` returns a :class:`zoo.PointMass`, and one that
+    returns a PointMass says so (the trainer and ``zoo eval`` read the attribute, not the output)."""
+    from zoo.distributions import PointMass
+
+    model = s.model()
+    x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
+    q = s.call("encoder(x)", lambda: model.encoder(x))
+    says = bool(getattr(model.encoder, "deterministic", False))
+    if says and not isinstance(q, PointMass):
+        s.fail(f"a deterministic encoder (deterministic = True) must return a zoo.PointMass (got {type(q).__name__})")
+    if isinstance(q, PointMass) and not says:
+        s.fail("it returns a zoo.PointMass, so it must declare deterministic = True (a class attribute)")
+
+
 def check_decoder_shapes(s: Subject) -> None:
     """decoder(z) is [..., *output_shape] for leading dims [K, B] and [B]; output_shape is the likelihood's."""
     import torch
@@ -106,7 +121,8 @@ def _require_gradients(s: Subject, model, parameters, how: str) -> None:
 
 
 def check_encoder_gradients(s: Subject) -> None:
-    """Gradients of q.rsample() and q.log_prob reach every encoder parameter."""
+    """Gradients of q.rsample() and q.log_prob (of q.rsample() alone for a deterministic encoder)
+    reach every encoder parameter."""
     model = s.model()
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
 
@@ -117,7 +133,9 @@ def check_encoder_gradients(s: Subject) -> None:
         take_aux_losses(model)
         q = model.encoder(x)
         z = q.rsample()
-        loss = z.square().sum() + q.log_prob(z.detach()).sum()
+        loss = z.square().sum()
+        if not model.deterministic:  # a PointMass has no log_prob
+            loss = loss + q.log_prob(z.detach()).sum()
         for value in take_aux_losses(model).values():  # a codebook reached only by its own loss
             loss = loss + value
         if loss.requires_grad:  # else nothing reaches the parameters: reported below
@@ -184,6 +202,8 @@ def _permutes_with_batch(s: Subject, call: str, log_prob_of_permuted, log_prob, 
 def check_encoder_log_prob(s: Subject) -> None:
     """q.log_prob(z) is one number per example: it sums over the latent dimensions."""
     model = s.model()
+    if model.deterministic:
+        pytest.skip(f"{s.what} is deterministic: q(z|x) is a point and has no log_prob to check")
     B = s.settings.batch_size
     x = synthetic_batch(model.likelihood, model.data_shape, B)
     q = s.call("encoder(x)", lambda: model.encoder(x))

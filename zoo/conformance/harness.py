@@ -13,6 +13,7 @@ import pytest
 from zoo.conformance.common import check_checkpoint_round_trip, check_device_dtype, check_options, check_stored_once
 from zoo.conformance.components import (
     check_decoder_shapes,
+    check_encoder_deterministic,
     check_encoder_gradients,
     check_encoder_log_prob,
     check_encoder_shapes,
@@ -130,6 +131,7 @@ _COMMON = [
 CHECKS: dict[str, list[tuple[str, Callable[[Subject], None]]]] = {
     "encoder": [
         ("shapes", check_encoder_shapes),
+        ("deterministic", check_encoder_deterministic),
         ("rsample_gradients", check_encoder_gradients),
         ("log_prob_sums_event", check_encoder_log_prob),
         *_COMMON,

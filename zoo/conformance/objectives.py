@@ -15,11 +15,17 @@ from zoo.recipe import COMPONENT_KINDS
 
 
 def _objective_setup(s: Subject):
+    """A small model to check the objective on, its objective and a batch. An objective that needs no
+    density (``needs_density = False``, an autoencoder's) gets a model with a deterministic encoder."""
     from zoo.composition import build_objective
 
     host = Subject("encoder", partner("encoder")[0], s.settings)
     model = host.model()
     objective = s.call("building it", lambda: build_objective(s.target, s.options())[0], "objective")
+    if not getattr(objective, "needs_density", True):
+        from zoo.conformance.point_mass import point_mass_model
+
+        model = point_mass_model(model)
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
     return model, objective, x
 
@@ -161,6 +167,9 @@ def check_recipe_training_step(s: Subject) -> tuple[int, ...]:
     objective = s.call(
         "building its objective", lambda: build_objective(recipe.objective, objective_options)[0], "objective"
     )
+    from zoo.composition import check_objective_fits
+
+    s.call("checking its objective fits its encoder", lambda: check_objective_fits(model, objective), "objective")
     x = synthetic_batch(model.likelihood, model.data_shape, s.settings.batch_size)
     training_step(s, model, objective, x, "10-checking-your-plugin", TUTORIAL_DOC)
     return tuple(model.data_shape)

@@ -52,7 +52,7 @@ def probe(kind: str, model, x):
     if kind == "encoder":
         q = model.encoder(x)
         z = q.rsample()
-        return [z, q.log_prob(z)]
+        return [z] if model.deterministic else [z, q.log_prob(z)]
     if kind == "decoder":
         return [model.decoder(torch.randn(len(x), model.latent_size, **like))]
     if kind == "prior":
