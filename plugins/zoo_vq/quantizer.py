@@ -17,8 +17,8 @@ class Quantized(NamedTuple):
 
     codes: Tensor  # [B, D, H, W]: the chosen codebook vectors, with the straight-through gradient to h
     indices: Tensor  # [B, H, W]: which codebook vector each position took (long)
-    codebook_loss: Tensor  # ||sg[h] - e||^2 summed per example, batch mean (0 under EMA updates)
-    commitment_loss: Tensor  # ||h - sg[e]||^2 summed per example, batch mean (before beta)
+    codebook_loss: Tensor  # ||sg[h] - e||^2, the mean over every element (0 under EMA updates)
+    commitment_loss: Tensor  # ||h - sg[e]||^2, the mean over every element (before beta)
 
 
 class VectorQuantizer(nn.Module):
@@ -69,11 +69,14 @@ class VectorQuantizer(nn.Module):
         chosen = F.embedding(indices, self.codebook.to(h.dtype)).view(B, H, W, D).permute(0, 3, 1, 2)
         if self.ema and self.training:
             self._ema_update(flat.detach(), indices)
-        commitment = (h - chosen.detach()).square().flatten(1).sum(1).mean()
+        # Means over every element of the grid, as DeepMind's and pythae's implementations take them:
+        # summed over a grid of hundreds of values they outweigh the reconstruction term and pull
+        # the encoder's outputs onto the few codebook vectors chosen first (most of K go unused).
+        commitment = (h - chosen.detach()).square().mean()
         if self.ema:
             codebook_loss = torch.zeros((), device=h.device, dtype=h.dtype)
         else:
-            codebook_loss = (chosen - h.detach()).square().flatten(1).sum(1).mean()
+            codebook_loss = (chosen - h.detach()).square().mean()
         codes = h + (chosen - h).detach()  # straight-through: the decoder's gradient flows to h
         return Quantized(codes, indices.view(B, H, W), codebook_loss, commitment)
 
