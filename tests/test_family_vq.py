@@ -60,7 +60,7 @@ def small_encoder(**options):
 
 
 def test_each_vector_is_replaced_by_its_nearest_codebook_vector():
-    encoder = small_encoder()
+    encoder = small_encoder().eval()  # a training pass would first set the codebook from its batch
     x = torch.rand(3, 1, 28, 28)
     h = encoder.net(x)  # [3, 4, 4, 4]
     vectors = h.permute(0, 2, 3, 1).reshape(-1, 4)
@@ -82,7 +82,7 @@ def test_straight_through_gradient_and_the_two_losses():
     losses = take_aux_losses(encoder)
     h = encoder.net(x).detach()
     e = q.mean.detach().view(3, 4, 4, 4)
-    per_image = (h - e).square().mean()  # the mean over every element, as pythae and DeepMind take it
+    per_image = (h - e).square().flatten(1).sum(1).mean()
     assert set(losses) == {"codebook", "commitment"}
     assert torch.allclose(losses["codebook"], per_image, atol=1e-5)
     assert torch.allclose(losses["commitment"], 0.5 * per_image, atol=1e-5)
@@ -98,6 +98,23 @@ def test_straight_through_gradient_and_the_two_losses():
     assert take_aux_losses(encoder) == {}  # evaluation adds nothing
 
 
+def test_the_first_training_pass_starts_the_codebook_at_vectors_of_its_batch():
+    encoder = small_encoder()
+    x = torch.rand(8, 1, 28, 28)
+    encoder.eval()
+    encoder(x)
+    assert not bool(encoder.quantizer.initialised)  # evaluation leaves it alone
+    encoder.train()
+    encoder(x)
+    assert bool(encoder.quantizer.initialised)
+    h = encoder.net(x).detach().permute(0, 2, 3, 1).reshape(-1, 4)
+    assert torch.cdist(encoder.codebook.detach(), h).min(1).values.max() < 1e-5  # each entry is one of them
+    kept = encoder.codebook.detach().clone()
+    encoder(torch.rand(8, 1, 28, 28))
+    assert torch.equal(kept, encoder.codebook.detach())  # only once
+    assert "quantizer.initialised" in encoder.state_dict()  # a reloaded model is not initialised again
+
+
 def test_ema_codebook_moves_towards_its_assigned_vectors_in_place():
     encoder = small_encoder(ema=True, decay=0.5)
     assert "quantizer.codebook" in dict(encoder.named_buffers())
@@ -109,14 +126,19 @@ def test_ema_codebook_moves_towards_its_assigned_vectors_in_place():
     encoder(x)
     assert set(take_aux_losses(encoder)) == {"commitment"}
     assert not torch.equal(before, encoder.codebook) and encoder.codebook.data_ptr() == storage
-    # An entry that took vectors is now close to their mean (decay 0.5: halfway there, then smoothed).
+    # With decay 0.5 an entry's running sum and count move halfway to what it took in this batch.
     h = encoder.net(x).detach().permute(0, 2, 3, 1).reshape(-1, 4)
-    used = encoder.quantizer.nearest(h)
+    quantizer = encoder.quantizer
+    sums, counts = quantizer.vector_sum.clone(), quantizer.cluster_size.clone()
+    used = quantizer.nearest(h)
+    encoder(x)
+    taken = torch.zeros(8, 4).index_add_(0, used, h)
+    assert torch.allclose(quantizer.vector_sum, 0.5 * sums + 0.5 * taken, atol=1e-5)
+    assert torch.allclose(quantizer.cluster_size, 0.5 * counts + 0.5 * torch.bincount(used, minlength=8), atol=1e-5)
     encoder.eval()
     frozen = encoder.codebook.clone()
     encoder(x)
     assert torch.equal(frozen, encoder.codebook)  # eval mode never updates it
-    assert len(used) == 16 * 16
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 9, 14), (1, 28, 20)])
@@ -227,9 +249,9 @@ def test_fit_learns_the_distribution_of_the_codes():
 
 
 def test_fit_leaves_the_autoencoder_alone():
-    model = small_vq_model()
-    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("prior.")}
+    model = small_vq_model().eval()
     codes = model.encoder(torch.rand(32, 1, 28, 28)).mean.detach()
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("prior.")}
     model.prior.fit(codes, epochs=1, batch_size=16)
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
@@ -252,8 +274,13 @@ TINY_RECIPE = {
 def test_the_recipe_trains_its_codebook_and_reloads(tmp_path):
     zoo.register("dataset", "random-8x8", random_images.dataset("random-8x8"))
     torch.manual_seed(0)
+    assert zoo.get_recipe("vq-vae-mnist").encoder_options["ema"] is True
     trainer = zoo.Trainer(
-        "vq-vae-mnist", overrides={**TINY_RECIPE, "epochs": 2}, out=tmp_path / "run", device="cpu", progress=False
+        "vq-vae-mnist",
+        overrides={**TINY_RECIPE, "epochs": 2, "encoder.ema": False},
+        out=tmp_path / "run",
+        device="cpu",
+        progress=False,
     )
     start = trainer.model.encoder.codebook.detach().clone()
     history = trainer.fit()

@@ -85,7 +85,8 @@ class VQEncoder(zoo.Encoder):
     and a 1x1 conv to D = latent_size / (H' x W') channels. Each of the H' x W' vectors is replaced by
     the nearest of ``codebook_size`` codebook vectors (the straight-through estimator carries the
     decoder's gradient to the encoder). Adds the losses ``codebook`` (||sg[h] - e||^2) and
-    ``commitment`` (``beta`` ||h - sg[e]||^2), each the mean over the grid's elements. ``ema=True`` updates the codebook as
+    ``commitment`` (``beta`` ||h - sg[e]||^2), summed over the grid per image. The codebook starts as
+    vectors of the first training batch. ``ema=True`` updates the codebook as
     moving averages (decay ``decay``) instead of by its loss. Returns ``zoo.PointMass`` of the
     flattened quantised grid (channel-major, [D, H', W']).
     """

@@ -17,13 +17,14 @@ class Quantized(NamedTuple):
 
     codes: Tensor  # [B, D, H, W]: the chosen codebook vectors, with the straight-through gradient to h
     indices: Tensor  # [B, H, W]: which codebook vector each position took (long)
-    codebook_loss: Tensor  # ||sg[h] - e||^2, the mean over every element (0 under EMA updates)
-    commitment_loss: Tensor  # ||h - sg[e]||^2, the mean over every element (before beta)
+    codebook_loss: Tensor  # ||sg[h] - e||^2 summed over the grid, batch mean (0 under EMA updates)
+    commitment_loss: Tensor  # ||h - sg[e]||^2 summed over the grid, batch mean (before beta)
 
 
 class VectorQuantizer(nn.Module):
     """K codebook vectors of size D and the nearest-neighbour lookup.
 
+    The first training pass sets the codebook to K vectors of its batch (see :meth:`_initialise_once`).
     With ``ema=False`` (the paper's main form) the codebook is a parameter trained by the codebook
     loss ||sg[h] - e||^2. With ``ema=True`` (the paper's appendix A.1) it is a buffer moved towards
     the mean of the vectors assigned to each entry, with decay ``decay``, in place during each
@@ -38,6 +39,7 @@ class VectorQuantizer(nn.Module):
             raise zoo.ZooError(f"decay must lie strictly between 0 and 1 (got {decay})")
         self.codebook_size, self.dim, self.ema, self.decay = codebook_size, dim, bool(ema), float(decay)
         initial = torch.empty(codebook_size, dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
+        self.register_buffer("initialised", torch.tensor(False))  # set by the first training pass
         if self.ema:
             self.register_buffer("codebook", initial)
             self.register_buffer("cluster_size", torch.zeros(codebook_size))
@@ -65,20 +67,40 @@ class VectorQuantizer(nn.Module):
         h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # distances in full precision
         B, D, H, W = h.shape
         flat = h.permute(0, 2, 3, 1).reshape(-1, D)
+        if self.training:
+            self._initialise_once(flat.detach())
         indices = self.nearest(flat.detach())
         chosen = F.embedding(indices, self.codebook.to(h.dtype)).view(B, H, W, D).permute(0, 3, 1, 2)
         if self.ema and self.training:
             self._ema_update(flat.detach(), indices)
-        # Means over every element of the grid, as DeepMind's and pythae's implementations take them:
-        # summed over a grid of hundreds of values they outweigh the reconstruction term and pull
-        # the encoder's outputs onto the few codebook vectors chosen first (most of K go unused).
-        commitment = (h - chosen.detach()).square().mean()
+        # Summed over the grid, per image (the paper's squared norms, in the units of the
+        # reconstruction term); averaged over the elements instead, they let the encoder's outputs
+        # grow far beyond what the codebook follows.
+        commitment = (h - chosen.detach()).square().flatten(1).sum(1).mean()
         if self.ema:
             codebook_loss = torch.zeros((), device=h.device, dtype=h.dtype)
         else:
-            codebook_loss = (chosen - h.detach()).square().mean()
+            codebook_loss = (chosen - h.detach()).square().flatten(1).sum(1).mean()
         codes = h + (chosen - h).detach()  # straight-through: the decoder's gradient flows to h
         return Quantized(codes, indices.view(B, H, W), codebook_loss, commitment)
+
+    @torch.no_grad()
+    def _initialise_once(self, flat: Tensor) -> None:
+        """At the first training pass, set the codebook to K of the batch's vectors drawn at random.
+
+        Started near zero instead, as the paper's uniform(-1/K, 1/K), the codebook moves by about the
+        learning rate per Adam step while the encoder's outputs are of order 1: every vector then
+        picks the same few entries and most of K are never used (10 of 512 after an MNIST epoch).
+        The choice is made without reading the flag on the host (``torch.where``), so a CUDA graph
+        replays it correctly."""
+        drawn = flat[torch.randint(len(flat), (self.codebook_size,), device=flat.device)].to(self.codebook.dtype)
+        self.codebook.copy_(torch.where(self.initialised, self.codebook, drawn))
+        if self.ema:
+            self.vector_sum.copy_(torch.where(self.initialised, self.vector_sum, drawn))
+            self.cluster_size.copy_(
+                torch.where(self.initialised, self.cluster_size, torch.ones_like(self.cluster_size))
+            )
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def _ema_update(self, flat: Tensor, indices: Tensor) -> None:
