@@ -104,8 +104,8 @@ def test_the_example_plugin_conforms(example_site):
         cwd=EXAMPLE,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    # 7 checks each for the encoder and the prior, 5 for the decoder and the objective, 1 per recipe
-    assert "26 passed" in proc.stdout, proc.stdout
+    # 8 checks for the encoder, 7 for the prior, 5 for the decoder and the objective, 1 per recipe
+    assert "27 passed" in proc.stdout, proc.stdout
 
 
 def test_pytest_plugin_is_light_and_inert(tmp_path):
@@ -425,6 +425,7 @@ def test_a_sound_component_passes_every_check():
         checks = plugin_checks("sound")
         assert [c.name for c in checks] == [
             "shapes",
+            "deterministic",
             "rsample_gradients",
             "log_prob_sums_event",
             "device_dtype",

@@ -286,6 +286,9 @@ class AE(Objective):
 
     needs_density = False
 
+    def __init__(self) -> None:  # recorded (no options), so a run writes it down by id
+        super().__init__()
+
     def forward(self, model: nn.Module, x: Tensor) -> ObjectiveOutput:
         z = model.encoder(x).rsample()
         loss = -model.likelihood(model.decoder(z)).log_prob(x).mean()

@@ -276,8 +276,9 @@ def train_command(
     history = trainer.fit()
     if trainer.dist.is_main and history:
         last = history[-1]
+        what = "test negative ELBO" if "test_kl" in last else "test reconstruction -log p(x|z)"
         click.echo(
-            f"done: test negative ELBO {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
+            f"done: {what} {last['test_loss']:.2f} nats/image after epoch {last['epoch']}; "
             f"run directory {_shown(trainer.out)}"
         )
 
