@@ -14,6 +14,7 @@ from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo.distributions import NoDensityError
 from zoo.objectives import take_aux_losses
+from zoo_vq.pixelcnn import PixelCNNPrior
 
 
 @pytest.fixture(autouse=True)
@@ -179,8 +180,10 @@ def test_mistakes_are_one_line_errors():
         encoder.embed(torch.zeros(2, 3, 3, dtype=torch.long))
     with pytest.raises(zoo.ZooError, match=r"code indices must be integers in \[0, 8\)"):
         encoder.embed(torch.full((2, 4, 4), 8))
-    with pytest.raises(zoo.ZooError, match="pixelcnn prior models a vector-quantised encoder"):
+    with pytest.raises(zoo.ZooError, match="prior 'pixelcnn' must be composed with encoder 'vq-conv'"):
         zoo.compose("conv-mnist", "conv-mnist", "pixelcnn", latent_size=16)
+    with pytest.raises(zoo.ZooError, match="pixelcnn prior models a vector-quantised encoder"):
+        PixelCNNPrior(zoo.compose("conv-mnist", "conv-mnist", latent_size=16).encoder, 16)
     with pytest.raises(zoo.ZooError, match="objective 'elbo' needs|density|deterministic"):
         zoo.Trainer("vq-vae-mnist", overrides={"objective": "elbo", **TINY_RECIPE}, out=None, device="cpu")
 
@@ -242,8 +245,11 @@ def test_fit_learns_the_distribution_of_the_codes():
     assert report["bits_per_index"] == pytest.approx(report["nll"] / 16 / math.log(2))
     drawn = model.prior.sample_indices(20)
     assert sum(bool((d == p).all()) for d in drawn for p in patterns) >= 18
-    with pytest.raises(zoo.ZooError, match="pixelcnn fit settings are epochs, batch_size, lr"):
-        model.prior.fit(codes, steps=3)
+    with pytest.raises(zoo.ZooError, match="pixelcnn fit: epochs must be a positive integer"):
+        model.prior.fit(codes, epochs=0)
+    lines = []
+    model.prior.fit(codes, epochs=2, seed=0, log=lines.append)  # what zoo fit-prior passes
+    assert len(lines) == 2 and lines[0].startswith("pixelcnn epoch 1/2")
     with pytest.raises(zoo.ZooError, match="kernel must be odd"):
         small_vq_model(kernel=4)
 

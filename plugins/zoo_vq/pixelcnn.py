@@ -10,7 +10,7 @@ log-probability of index grids, in nats.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -113,9 +113,6 @@ class CodeGrid(Distribution):
         )
 
 
-_FIT_SETTINGS = {"epochs": 20, "batch_size": 128, "lr": 1e-3}
-
-
 class PixelCNNPrior(zoo.Sampler):
     """A gated PixelCNN over the grid of code indices of the model's VQ encoder, fitted after training.
 
@@ -127,6 +124,7 @@ class PixelCNNPrior(zoo.Sampler):
     """
 
     has_density = False
+    partners = {"encoder": "vq-conv"}  # it reads that encoder's codebook and grid
     cuda_graph_safe = False  # sampling runs a Python loop over the grid
 
     def __init__(
@@ -181,37 +179,40 @@ class PixelCNNPrior(zoo.Sampler):
         """``n`` codes [n, latent_size]: sampled index grids, embedded by the encoder's codebook."""
         return self.encoder.embed(self.sample_indices(n)).to(self.encoder.codebook.dtype)
 
-    def fit(self, codes: Tensor, **settings: Any) -> dict[str, float]:
+    def fit(
+        self,
+        codes: Tensor,
+        epochs: int = 20,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        seed: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> dict[str, float]:
         """Fit to ``codes`` [N, latent_size] (the encoder's quantised codes of the training images) by
-        maximum likelihood; return the final epoch's ``nll`` (nats per grid) and ``bits_per_index``."""
-        unknown = sorted(set(settings) - set(_FIT_SETTINGS))
-        if unknown:
-            raise zoo.ZooError(f"pixelcnn fit settings are {', '.join(_FIT_SETTINGS)} (got {', '.join(unknown)})")
-        s = {**_FIT_SETTINGS, **settings}
-        if not (
-            isinstance(s["epochs"], int)
-            and s["epochs"] >= 1
-            and isinstance(s["batch_size"], int)
-            and s["batch_size"] >= 1
-        ):
-            raise zoo.ZooError(
-                f"epochs and batch_size must be positive integers (got {s['epochs']!r}, {s['batch_size']!r})"
-            )
+        maximum likelihood; return the final epoch's ``nll`` (nats per grid) and ``bits_per_index``.
+        ``seed`` seeds the batches' order; ``log`` receives a line per epoch (``zoo fit-prior`` passes both)."""
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise zoo.ZooError(f"pixelcnn fit: {name} must be a positive integer (got {value!r})")
+        if seed is not None:
+            torch.manual_seed(seed)
         device = next(self.net.parameters()).device
         indices = self.encoder.indices_of_codes(codes.to(device=device, dtype=self.encoder.codebook.dtype))
-        optimizer = torch.optim.Adam(self._own_parameters(), lr=float(s["lr"]))
+        optimizer = torch.optim.Adam(self._own_parameters(), lr=float(lr))
         was_training = self.training
         self.train()
         nll = float("nan")
-        for _ in range(s["epochs"]):
+        for epoch in range(epochs):
             total = 0.0
-            for batch in indices[torch.randperm(len(indices), device=device)].split(s["batch_size"]):
+            for batch in indices[torch.randperm(len(indices), device=device)].split(batch_size):
                 loss = -self.log_pmf(batch).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(batch)
             nll = total / len(indices)
+            if log is not None:
+                log(f"pixelcnn epoch {epoch + 1}/{epochs}: {nll:.3f} nats per grid")
         self.train(was_training)
         positions = self.grid[1] * self.grid[2]
         return {"nll": nll, "bits_per_index": nll / positions / math.log(2)}
