@@ -77,7 +77,8 @@ def register_recipes(register):
                 "citation": _CITATION,
                 "protocol": "reconstruction error on the test set and samples from the PixelCNN prior over the 4x4 "
                 "code grid; the paper reports no MNIST figure. Codebook (K=512, D=16) and network as pythae's "
-                "VQVAE MNIST benchmark (its Encoder_ResNet_VQVAE_MNIST), optimiser as the paper",
+                "VQVAE MNIST benchmark (its Encoder_ResNet_VQVAE_MNIST), optimiser as the paper, EMA codebook updates "
+                "as the paper's appendix A.1",
                 "pythae": "pythae reports none that we could confirm for VQ-VAE",
             },
         )
