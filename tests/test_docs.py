@@ -212,7 +212,9 @@ def test_hooks_doc_mentions_the_environment_variables_and_security():
 
 def test_tutorial_shows_the_example_package_file_for_file():
     shown = {b.marker: b.text for b in blocks(TUTORIAL) if b.marker}
-    package = sorted(str(p.relative_to(ROOT)) for p in [EXAMPLE / "pyproject.toml", *EXAMPLE.glob("zoo_mlp/*.py")])
+    second = ROOT / "examples" / "zoo-vqladder"  # sections 11 and 12
+    files = [EXAMPLE / "pyproject.toml", *EXAMPLE.glob("zoo_mlp/*.py"), second / "pyproject.toml"]
+    package = sorted(str(p.relative_to(ROOT)) for p in [*files, *second.glob("zoo_vqladder/*.py")])
     assert sorted(shown) == package
     for name, text in shown.items():
         assert text == (ROOT / name).read_text(), f"the tutorial's copy of {name} differs from the file"
