@@ -33,7 +33,7 @@ ANCHORS = {
     "beta-vae-dsprites": "Chen et al. 2018 and Locatello et al. 2019 show beta-VAE's MIG on dSprites in plots "
     "only; no number was found in the sources searched to quote here",
     "beta-tc-vae-dsprites": "Chen et al. 2018 show beta-TC-VAE's MIG in plots only; one reproduction with the "
-    "authors' code (MLP encoder) reports MIG about 0.50 (YannDubs/disentangling-vae, issue 64)",
+    "authors' code (MLP encoder) reports MIG about 0.50 (a GitHub thread of YannDubs/disentangling-vae)",
 }
 
 

@@ -46,7 +46,7 @@ requires_data = pytest.mark.skipif(
 
 
 #: zoo's own plugins (in plugins/), the only installed ones tests see.
-OWN_PLUGINS = "aevb,iwae,vamp,flows,resnet,samplers"
+OWN_PLUGINS = "aevb,iwae,vamp,flows,resnet,samplers,ae,beta,mmd,manifold,vq,adversarial,perceptual,hamiltonian"
 
 
 @pytest.fixture(autouse=True, scope="session")

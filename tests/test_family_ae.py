@@ -156,10 +156,12 @@ def test_the_recipes_carry_their_paper():
 def test_zoo_train_refuses_an_elbo_for_a_deterministic_encoder(tmp_path, capsys):
     code, _, err = run_zoo(capsys, "train", "ae-conv-mnist", "--set", "objective=elbo", "--out", tmp_path / "run")
     assert code != 0 and "Traceback" not in err
-    assert err.strip().splitlines() == [
+    (line,) = err.strip().splitlines()
+    assert line.startswith(
         "Error: objective 'elbo' needs q(z|x) to have a density, but encoder 'ae-conv' is deterministic; "
-        "train it with an objective for autoencoders: ae, rae-gp, rae-l2"
-    ]
+        "train it with an objective for autoencoders: "
+    )
+    assert {"ae", "rae-gp", "rae-l2"} <= set(line.rsplit(": ", 1)[1].split(", "))
     assert not (tmp_path / "run").exists()
     code, _, err = run_zoo(
         capsys, "train", "rae-l2-conv-mnist", "--set", "objective.embedding_weight=-2", "--out", tmp_path / "r"

@@ -133,7 +133,7 @@ def test_the_kit_catches_a_learnable_prior_with_detached_samples():
 
 
 def test_the_kit_counts_a_components_own_loss_as_a_gradient_path():
-    registry, pm = plugins.build([("vq", _plugin(encoder={"codebook": CodebookEncoder}))])
+    registry, pm = plugins.build([("vq-test", _plugin(encoder={"codebook": CodebookEncoder}))])
     with plugins.using(registry, pm):
-        checks = {c.id: c for c in plugin_checks("vq")}
+        checks = {c.id: c for c in plugin_checks("vq-test")}
         checks["encoder[codebook]-rsample_gradients"]()

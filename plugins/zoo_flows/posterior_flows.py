@@ -126,7 +126,9 @@ class MADE(nn.Module):
         self.context = nn.Linear(context, hidden)
         out_deg = torch.cat([degree_in, degree_in])
         self.out = MaskedLinear(hidden, 2 * latent, out_deg[:, None] > degrees[-1][None, :])
-        nn.init.zeros_(self.out.weight)
+        # Small output weights: each step starts near the identity (with the forget bias), yet every
+        # weight of the MADE gets a gradient from the first step.
+        nn.init.normal_(self.out.weight, std=1e-3)
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():
             self.out.bias[latent:] = forget_bias
