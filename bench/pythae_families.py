@@ -84,10 +84,37 @@ FAMILIES: dict[str, Family] = {
         "WAE_MMD_Config",
         lambda o: {k: o[k] for k in ("kernel_choice", "reg_weight", "kernel_bandwidth") if k in o},
     ),
-    "info-vae": Family("info-vae-mmd-conv-mnist", "INFOVAE_MMD", "INFOVAE_MMD_Config"),
-    "aae": Family("aae-conv-mnist", "Adversarial_AE", "Adversarial_AE_Config"),
-    "msssim-vae": Family("msssim-vae-conv-mnist", "MSSSIM_VAE", "MSSSIM_VAEConfig"),
-    "hvae": Family("hvae-conv-mnist", "HVAE", "HVAEConfig"),
+    "info-vae": Family(
+        "info-vae-mmd-conv-mnist",
+        "INFOVAE_MMD",
+        "INFOVAE_MMD_Config",
+        lambda o: {k: o[k] for k in ("alpha", "lbd", "kernel_choice", "kernel_bandwidth", "scales") if k in o},
+    ),
+    "aae": Family(
+        "aae-conv-mnist",
+        "Adversarial_AE",
+        "Adversarial_AE_Config",
+        lambda o: {"adversarial_loss_scale": o.get("adversarial_scale", 0.5)},
+    ),
+    # pythae's MS-SSIM term has no scale (the zoo recipe weighs it by 784); its window is set to the zoo's 7
+    "msssim-vae": Family(
+        "msssim-vae-conv-mnist",
+        "MSSSIM_VAE",
+        "MSSSIM_VAEConfig",
+        lambda o: {"beta": o.get("beta", 1.0)},
+        {"window_size": 7},
+    ),
+    "hvae": Family(
+        "hvae-conv-mnist",
+        "HVAE",
+        "HVAEConfig",
+        lambda o: {
+            "n_lf": o.get("steps", 3),
+            "eps_lf": o.get("step_size", 1e-3),
+            "beta_zero": o.get("beta0", 0.3),
+            "learn_eps_lf": o.get("learn_step_size", False),
+        },
+    ),
 }
 
 
