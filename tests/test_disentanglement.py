@@ -8,11 +8,10 @@ score near 0 (MIG, SAP, DCI disentanglement and completeness) or near chance (th
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from helpers_plugin_source import one_epoch_runs, plugin_from_source
 
 import zoo
 from zoo import disentanglement as D
@@ -196,30 +195,13 @@ def register_recipes(register):
 
 @pytest.fixture(scope="module")
 def tiny_zoo(tmp_path_factory):
-    site = tmp_path_factory.mktemp("site")
-    (site / f"{PLUGIN_MODULE}.py").write_text(textwrap.dedent(TINY_PLUGIN))
-    sys.path.insert(0, str(site))
-    try:
-        import importlib
-
-        module = importlib.import_module(PLUGIN_MODULE)
-        registry, pm = plugins.build(plugins=[("tinysquares", module)])
-        assert registry.plugins["tinysquares"].error is None, registry.plugins["tinysquares"].error
-        yield registry, pm
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop(PLUGIN_MODULE, None)
+    with plugin_from_source(tmp_path_factory.mktemp("site"), PLUGIN_MODULE, "tinysquares", TINY_PLUGIN) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_zoo, tmp_path_factory):
-    from zoo.trainer import Trainer
-
-    root = tmp_path_factory.mktemp("runs")
-    with plugins.using(*tiny_zoo):
-        for name in ("tiny-squares", "tiny-plain"):
-            Trainer(f"{name}-vae", out=root / name, device="cpu", progress=False).fit()
-    return root
+    return one_epoch_runs(tiny_zoo, tmp_path_factory.mktemp("runs"), ("tiny-squares", "tiny-plain"))
 
 
 EVAL = ("--iw-samples", "5", "--no-fid", "--device", "cpu", "--disentanglement-points", "100")

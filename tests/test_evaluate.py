@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-import textwrap
 
 import pytest
 import torch
+from helpers_plugin_source import one_epoch_runs, plugin_from_source
 from torch import nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
@@ -377,31 +377,14 @@ def register_recipes(register):
 
 @pytest.fixture(scope="module")
 def tiny_zoo(tmp_path_factory):
-    site = tmp_path_factory.mktemp("site")
-    (site / f"{PLUGIN_MODULE}.py").write_text(textwrap.dedent(TINY_PLUGIN))
-    sys.path.insert(0, str(site))
-    try:
-        import importlib
-
-        module = importlib.import_module(PLUGIN_MODULE)
-        registry, pm = plugins.build(plugins=[("tinyeval", module)])
-        assert registry.plugins["tinyeval"].error is None, registry.plugins["tinyeval"].error
-        yield registry, pm
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop(PLUGIN_MODULE, None)
+    with plugin_from_source(tmp_path_factory.mktemp("site"), PLUGIN_MODULE, "tinyeval", TINY_PLUGIN) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_zoo, tmp_path_factory):
     """One-epoch runs on the tiny grey-level and binarized data sets."""
-    from zoo.trainer import Trainer
-
-    root = tmp_path_factory.mktemp("runs")
-    with plugins.using(*tiny_zoo):
-        for name in ("tiny-grey", "tiny-bin"):
-            Trainer(f"{name}-vae", out=root / name, device="cpu", progress=False).fit()
-    return root
+    return one_epoch_runs(tiny_zoo, tmp_path_factory.mktemp("runs"), ("tiny-grey", "tiny-bin"))
 
 
 def zoo_eval_json(capsys, *args) -> dict:
