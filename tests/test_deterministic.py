@@ -21,7 +21,8 @@ from zoo.conformance.components import check_encoder_deterministic, check_encode
 from zoo.conformance.subject import Settings, Subject
 from zoo.distributions import NoDensityError, PointMass
 from zoo.errors import IncompatibleComponentsError
-from zoo.evaluate import NO_DENSITY_NOTE, evaluate
+from zoo.eval_results import NO_DENSITY_NOTE
+from zoo.evaluate import evaluate
 
 DATA = (1, SIDE, SIDE)
 LATENT = 3

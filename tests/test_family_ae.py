@@ -15,7 +15,7 @@ from helpers_cli import run_zoo
 import zoo
 from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
-from zoo.evaluate import NO_DENSITY_NOTE
+from zoo.eval_results import NO_DENSITY_NOTE
 from zoo_ae.objectives import RAEGP, RAEL2, decoder_gradient_penalty, decoder_weights_l2
 
 RECIPES = ["ae-conv-mnist", "rae-l2-conv-mnist", "rae-gp-conv-mnist"]

@@ -51,7 +51,13 @@ from torch import Tensor, nn
 
 from zoo.checkpoint import atomic_write, load_checkpoint, model_from_payload, resolve_checkpoint_path
 from zoo.errors import ZooError, ZooValueError, first_line, is_count
-from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference, reconstruction_scores
+from zoo.estimators import IWEstimate, importance_weighted, prepare_for_inference
+from zoo.eval_results import (
+    likelihood_results,
+    no_density_results,
+    reconstruction_results,
+    squared_error,
+)
 from zoo.fid import (
     FID_FEATURES,
     _InceptionInput,
@@ -61,7 +67,6 @@ from zoo.fid import (
     resolve_fid_features,
 )
 from zoo.images import save_images
-from zoo.metrics import active_units, bits_per_dim, likelihood_is_discrete, standard_error
 
 
 def _batched(images: Tensor, size: int) -> Iterator[Tensor]:
@@ -193,14 +198,14 @@ def _run(source, out_dir, iw_samples, device, batch_size, limit, fid, fid_featur
     log(f"evaluating {source.recipe.get('id', source.checkpoint)} on {len(x)} test images of {source.dataset_id} "
         f"{how} on {dev}")  # fmt: skip
     if model.deterministic:
-        result = _reconstruction_results(model, x, source, dev, batch_size, threads)
+        result = reconstruction_results(model, x, source, dev, batch_size, threads)
     elif getattr(model.prior, "has_density", True):
         iw, used = _estimate(model, x, iw_samples, batch_size, decode_batch, progress, threads)
-        result = _likelihood_results(model, x, iw, source, dev, used)
-        result["test_mse"] = _squared_error(model, x, batch_size, used)
+        result = likelihood_results(model, x, iw, source, dev, used)
+        result["test_mse"] = squared_error(model, x, batch_size, used)
     else:
-        result = _no_density_results(model, x, source, dev)
-        result["test_mse"] = _squared_error(model, x, batch_size, None)
+        result = no_density_results(model, x, source, dev)
+        result["test_mse"] = squared_error(model, x, batch_size, None)
         log(f"warning: {result['test_nll_iw_note']}")
     if fid:
         result.update(_fid_results(model, x, grey, source, fid_features, inception, seed, progress, log))
@@ -300,124 +305,6 @@ def _estimate(
             model, _batched(x, batch_size), iw_samples, decode_batch=decode_batch, total=len(x), progress=progress
         )
     return iw, used
-
-
-def _likelihood_results(
-    model, x: Tensor, iw: IWEstimate, source: _Source, dev: torch.device, used: int | None
-) -> dict[str, Any]:
-    """The likelihood metrics, the run's description and the estimate's speed (``fid`` still ``None``)."""
-    if iw is None:  # a prior without a density: every likelihood figure is None
-        return {**dict.fromkeys(_LIKELIHOOD_KEYS), **_description(model, x, source, dev, None, None)}
-    nll = -iw.log_px
-    neg_elbo = -iw.elbo
-    dims = math.prod(model.data_shape)
-    discrete = likelihood_is_discrete(model, x)
-    result: dict[str, Any] = {
-        "test_neg_elbo": float(neg_elbo.mean()),
-        "test_neg_elbo_stderr": standard_error(neg_elbo),
-        "test_recon": float(-iw.recon.mean()),
-        "test_kl": float(iw.kl.mean()),
-        "test_nll_iw": float(nll.mean()),
-        "test_nll_iw_stderr": standard_error(nll),
-        "iw_samples": iw.samples,
-        "bits_per_dim": bits_per_dim(float(nll.mean()), dims) if discrete else None,
-        "active_units": active_units(iw.posterior_mean),
-        **_description(model, x, source, dev, iw, used),
-    }
-    if not discrete:
-        result["bits_per_dim_note"] = (
-            "not reported: the likelihood is a density over real values or the data are not in its discrete "
-            "support (grey levels under a Bernoulli), so -log p(x) is not a code length"
-        )
-    return result
-
-
-_LIKELIHOOD_KEYS = (
-    "test_neg_elbo", "test_neg_elbo_stderr", "test_recon", "test_kl", "test_nll_iw", "test_nll_iw_stderr",
-    "iw_samples", "bits_per_dim", "active_units",
-)  # fmt: skip
-
-
-def _description(model, x: Tensor, source: _Source, dev: torch.device, iw, used: int | None) -> dict[str, Any]:
-    """The run's description and the estimate's speed (``None`` without an estimate)."""
-    return {
-        "latent_size": model.latent_size,
-        "fid": None,
-        "fid_features": None,
-        "n_images": len(x),
-        "model": source.recipe.get("id"),
-        "dataset": source.dataset_id,
-        "checkpoint": str(source.checkpoint),
-        "epoch": source.payload.get("epoch"),
-        "device": str(dev),
-        "iw_seconds": round(iw.seconds, 3) if iw is not None else None,
-        "iw_samples_per_second": round(iw.samples_per_second, 1) if iw is not None else None,
-        "threads": used,
-    }
-
-
-def _no_density_results(model, x: Tensor, source: _Source, dev: torch.device) -> dict[str, Any]:
-    """The results of a model whose prior has no density (a two-stage sampler): its likelihood
-    figures are ``None`` with a note saying why; FID and the images still come."""
-    result = _likelihood_results(model, x, None, source, dev, None)
-    result["test_nll_iw_note"] = (
-        f"not reported: the prior {type(model.prior).__name__} has no density, so the negative ELBO and the "
-        "IW-NLL do not apply; FID and the samples do"
-    )
-    return result
-
-
-def _squared_error(model, x: Tensor, batch_size: int, threads: int | None) -> float:
-    """``test_mse``: squared error of the reconstructions at the posterior mean, summed over each image."""
-    from zoo.threads import cpu_threads
-
-    with cpu_threads(threads) if threads else contextlib.nullcontext():
-        return float(reconstruction_scores(model, _batched(x, batch_size)).squared_error.mean())
-
-
-#: Why a deterministic encoder's model has no ELBO, IW-NLL or bits per dimension.
-NO_DENSITY_NOTE = "not applicable: the encoder is deterministic, q(z|x) has no density"
-
-
-def _reconstruction_results(
-    model, x: Tensor, source: _Source, dev: torch.device, batch_size: int, threads: int | None
-) -> dict[str, Any]:
-    """What applies to a model with a deterministic encoder: reconstruction error and active units;
-    the likelihood bounds as ``None`` with a note (``fid`` still ``None``)."""
-    from zoo.threads import check_thread_count, choose_threads, cpu_threads
-
-    check_thread_count(threads)
-    used = choose_threads(threads)[0] if x.device.type == "cpu" else None
-    with cpu_threads(used) if used else contextlib.nullcontext():
-        scores = reconstruction_scores(model, _batched(x, batch_size))
-    return {
-        "test_neg_elbo": None,
-        "test_neg_elbo_stderr": None,
-        "test_neg_elbo_note": NO_DENSITY_NOTE,
-        "test_recon": float(scores.recon.mean()),
-        "test_recon_stderr": standard_error(scores.recon),
-        "test_kl": None,
-        "test_nll_iw": None,
-        "test_nll_iw_stderr": None,
-        "test_nll_iw_note": NO_DENSITY_NOTE,
-        "iw_samples": None,
-        "bits_per_dim": None,
-        "bits_per_dim_note": NO_DENSITY_NOTE,
-        "test_mse": float(scores.squared_error.mean()),
-        "active_units": active_units(scores.posterior_mean),
-        "latent_size": model.latent_size,
-        "deterministic_encoder": True,
-        "fid": None,
-        "fid_features": None,
-        "n_images": len(x),
-        "model": source.recipe.get("id"),
-        "dataset": source.dataset_id,
-        "checkpoint": str(source.checkpoint),
-        "epoch": source.payload.get("epoch"),
-        "device": str(dev),
-        "recon_seconds": round(scores.seconds, 3),
-        "threads": used,
-    }
 
 
 def _fid_results(
