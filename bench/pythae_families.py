@@ -275,7 +275,11 @@ def main() -> None:
             zoo_side, initial, _ = run_zoo(family, args.epochs, args.seed, args.data_dir, Path(scratch), test)
             print(f"  {zoo_side}", flush=True)
             print(f"{name}: pythae {family.model}, {args.epochs} epochs ...", flush=True)
-            pythae_side = run_pythae(family, recipe, args.epochs, args.seed, train, test, Path(scratch), initial)
+            try:
+                pythae_side = run_pythae(family, recipe, args.epochs, args.seed, train, test, Path(scratch), initial)
+            except Exception as exc:  # noqa: BLE001 - pythae refusing a setting is a result too
+                print(f"  pythae failed: {str(exc).splitlines()[0][:200]}", flush=True)
+                continue
             print(f"  {pythae_side}", flush=True)
         results[name] = {"zoo": zoo_side, "pythae": pythae_side, "recipe": family.recipe, "pythae_model": family.model}
 
