@@ -12,12 +12,11 @@ import helpers_random_images as random_images
 import numpy as np
 import pytest
 import torch
-from conftest import OWN_PLUGINS
 from PIL import Image
 from test_reliability import cli
 
 import zoo
-from zoo import in_process, plugins
+from zoo import in_process
 from zoo.checkpoint import load_checkpoint
 from zoo.conformance import parametrize_plugin_checks
 from zoo_adversarial.discriminators import ImageDiscriminator, scale_gradient
@@ -29,14 +28,6 @@ SMALL = {
     "encoder:conv-mnist": {"channels": 4},
     "decoder:conv-mnist": {"channels": 4},
 }
-
-
-@pytest.fixture(autouse=True)
-def _with_the_plugin(monkeypatch):
-    monkeypatch.setenv("ZOO_PLUGINS", OWN_PLUGINS + ",adversarial")
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 @parametrize_plugin_checks("adversarial", options=SMALL)

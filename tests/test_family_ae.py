@@ -5,7 +5,6 @@ images, and ``zoo eval`` scores it by reconstruction and FID with the likelihood
 from __future__ import annotations
 
 import json
-import os
 
 import helpers_user_data as user_data
 import pytest
@@ -13,7 +12,6 @@ import torch
 from helpers_cli import run_zoo
 
 import zoo
-from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo.eval_results import NO_DENSITY_NOTE
 from zoo_ae.objectives import RAEGP, RAEL2, decoder_gradient_penalty, decoder_weights_l2
@@ -25,15 +23,6 @@ SMALL = {
     "encoder:ae-mlp": {"hidden": 16},
     **{f"recipe:{r}": SMALL_NETS for r in RECIPES},
 }
-
-
-@pytest.fixture(autouse=True)
-def _with_ae(monkeypatch):
-    """The ae plugin loaded beside the reference one."""
-    monkeypatch.setenv("ZOO_PLUGINS", os.environ.get("ZOO_PLUGINS", "aevb") + ",ae")
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 @parametrize_plugin_checks("ae", options=SMALL)

@@ -11,13 +11,13 @@ import helpers_random_images as random_images
 import helpers_user_data as user_data
 import pytest
 import torch
-from conftest import DATA_ROOT, OWN_PLUGINS, requires_data
+from conftest import DATA_ROOT, requires_data
 from helpers_cli import run_zoo
 from helpers_random_images import SIDE
 from torch.distributions import kl_divergence
 
 import zoo
-from zoo import in_process, plugins
+from zoo import in_process
 from zoo.conformance import parametrize_plugin_checks
 from zoo.interfaces import TrainingContext
 
@@ -32,13 +32,10 @@ SMALL = {
 
 
 @pytest.fixture(autouse=True)
-def _beta_plugin(monkeypatch):
-    """The reference plugin and this one (with the data set plugins, when installed)."""
-    monkeypatch.setenv("ZOO_PLUGINS", f"{OWN_PLUGINS},beta,dsprites")
-    plugins.reset()
+def _forget_in_process_registrations():
+    """What a test registers in this process does not outlive it."""
     yield
     in_process.forget()
-    plugins.reset()
 
 
 @parametrize_plugin_checks("beta", options=SMALL)

@@ -8,7 +8,6 @@ input, the conformance kit, and the CLI on MNIST and on a folder of colour pictu
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -22,18 +21,6 @@ from zoo.conformance import parametrize_plugin_checks
 from zoo.objectives import TrainingStep
 from zoo.updates import Updates
 from zoo_hamiltonian.objectives import HVAE, RHVAE, Metric, leapfrog, tempering
-
-
-@pytest.fixture(autouse=True)
-def _with_this_plugin(monkeypatch):
-    """The test session loads zoo's own plugins only (``ZOO_PLUGINS``); these tests add this one."""
-    from zoo import plugins
-
-    loaded = os.environ.get("ZOO_PLUGINS")
-    if loaded and "hamiltonian" not in loaded.split(","):
-        monkeypatch.setenv("ZOO_PLUGINS", loaded + ",hamiltonian")
-        plugins.reset()
-
 
 SMALL = {"encoder:rhvae-conv": {"channels": 4}, "recipe:rhvae-conv-mnist": {"encoder.channels": 4}}
 

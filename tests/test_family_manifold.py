@@ -12,27 +12,16 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from conftest import OWN_PLUGINS
 from PIL import Image
 from test_reliability import cli  # in-process ``zoo ARGS`` -> (exit code, output)
 from torch.distributions import kl_divergence
 
 import zoo
-from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo_manifold.poincare import WrappedNormal, conformal_factor, distance, expmap, expmap0, logmap, logmap0
 from zoo_manifold.vmf import HypersphericalUniform, VonMisesFisher, bessel_ratio, log_bessel_iv
 
-PLUGINS = OWN_PLUGINS + ",manifold"
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _with_manifold(monkeypatch):
-    monkeypatch.setenv("ZOO_PLUGINS", PLUGINS)
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 SMALL = {

@@ -9,25 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import OWN_PLUGINS
 from PIL import Image
 from test_reliability import cli  # in-process ``zoo ARGS`` -> (exit code, output)
 
 import zoo
-from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo_mmd.mmd import DEFAULT_SCALES, kernel_matrix, mmd
-
-PLUGINS = OWN_PLUGINS + ",mmd"
-
-
-@pytest.fixture(autouse=True)
-def _with_mmd(monkeypatch):
-    monkeypatch.setenv("ZOO_PLUGINS", PLUGINS)
-    plugins.reset()
-    yield
-    plugins.reset()
-
 
 SMALL = {"encoder:wae-conv": {"channels": 4}, "recipe:wae-mmd-conv-mnist": {"encoder.channels": 4}}
 

@@ -10,13 +10,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import OWN_PLUGINS
 from PIL import Image
 from test_reliability import cli
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
 
 import zoo
-from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo_perceptual.objectives import MSSSIMVAE, WANG_BETAS, smallest_side, window_sigma
 
@@ -26,14 +24,6 @@ SMALL = {
     "encoder:conv-mnist": {"channels": 4},
     "decoder:conv-mnist": {"channels": 4},
 }
-
-
-@pytest.fixture(autouse=True)
-def _with_the_plugin(monkeypatch):
-    monkeypatch.setenv("ZOO_PLUGINS", OWN_PLUGINS + ",perceptual")
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 @parametrize_plugin_checks("perceptual", options=SMALL)

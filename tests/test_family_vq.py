@@ -7,24 +7,13 @@ import math
 import helpers_random_images as random_images
 import pytest
 import torch
-from conftest import OWN_PLUGINS, requires_data
+from conftest import requires_data
 
 import zoo
-from zoo import plugins
 from zoo.conformance import parametrize_plugin_checks
 from zoo.distributions import NoDensityError
 from zoo.objectives import take_aux_losses
 from zoo_vq.pixelcnn import PixelCNNPrior
-
-
-@pytest.fixture(autouse=True)
-def _vq_loaded(monkeypatch):
-    """zoo's own plugins and this one (the pixelcnn's models use the reference plugin's parts)."""
-    monkeypatch.setenv("ZOO_PLUGINS", OWN_PLUGINS + ",vq")
-    plugins.reset()
-    yield
-    plugins.reset()
-
 
 SMALL = {
     "encoder:vq-conv": {"codebook_size": 8, "channels": 8, "res_channels": 4, "res_blocks": 1},
