@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -211,19 +211,16 @@ def importance_weighted(
     return IWEstimate(log_px, elbo, recon, kl, means, samples, seconds)
 
 
-@torch.no_grad()
-def test_elbo(model, batches, autocast, dist) -> dict[str, float]:
-    """The negative ELBO and its reconstruction and KL terms, nats per image, over ``batches``
-    (channels-last where 4-d, each forward pass under ``autocast()``): ``test_loss``, ``test_recon``,
-    ``test_kl``. Sums and the image count stay on the device and, under torchrun (``dist``), are
-    summed over the processes before dividing (shards may differ by an image). Not torchmetrics'
-    MeanMetric: importing torchmetrics costs 3-4 s of start-up, a third of a GPU run's first epoch."""
-    sums, count = None, 0  # -ELBO, -recon, KL; images
+def _test_means(batches, autocast, dist, sums_of: Callable[[Tensor], Tensor]) -> list[float]:
+    """The per-image means of the sums ``sums_of(x)`` returns for each batch (a 1-d tensor of float32
+    sums, computed under ``autocast()`` on the channels-last batch), over ``batches``. Sums and the
+    image count stay on the device and, under torchrun (``dist``), are summed over the processes
+    before dividing (shards may differ by an image)."""
+    sums, count = None, 0
     for x in batches:
         x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
         with autocast():
-            terms = model(x)
-        part = torch.stack([-terms.elbo.float().sum(), -terms.recon.float().sum(), terms.kl.float().sum()])
+            part = sums_of(x)
         sums = part if sums is None else sums + part
         count += x.shape[0]
     if sums is None:
@@ -231,29 +228,30 @@ def test_elbo(model, batches, autocast, dist) -> dict[str, float]:
     totals = torch.cat([sums, sums.new_tensor([count])])
     if dist.enabled:
         torch.distributed.all_reduce(totals)
-    loss, recon, kl, count = totals.tolist()
-    return {"test_loss": loss / count, "test_recon": recon / count, "test_kl": kl / count}
+    *values, count = totals.tolist()
+    return [value / count for value in values]
+
+
+@torch.no_grad()
+def test_elbo(model, batches, autocast, dist) -> dict[str, float]:
+    """The negative ELBO and its reconstruction and KL terms, nats per image, over ``batches``:
+    ``test_loss``, ``test_recon``, ``test_kl`` (exact under torchrun). Not torchmetrics' MeanMetric:
+    importing torchmetrics costs 3-4 s of start-up, a third of a GPU run's first epoch."""
+
+    def sums_of(x: Tensor) -> Tensor:
+        terms = model(x)
+        return torch.stack([-terms.elbo.float().sum(), -terms.recon.float().sum(), terms.kl.float().sum()])
+
+    loss, recon, kl = _test_means(batches, autocast, dist, sums_of)
+    return {"test_loss": loss, "test_recon": recon, "test_kl": kl}
 
 
 @torch.no_grad()
 def test_reconstruction(model, batches, autocast, dist) -> dict[str, float]:
     """:func:`test_elbo` for a model with a deterministic encoder: -log p(x|z) at the code, nats per
     image, as both ``test_loss`` (what picks the best checkpoint) and ``test_recon``; no ``test_kl``."""
-    sums, count = None, 0
-    for x in batches:
-        x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-        with autocast():
-            nll = model.reconstruction_nll(x)
-        part = nll.float().sum().reshape(1)
-        sums = part if sums is None else sums + part
-        count += x.shape[0]
-    if sums is None:
-        raise ZooError("no test images to evaluate")
-    totals = torch.cat([sums, sums.new_tensor([count])])
-    if dist.enabled:
-        torch.distributed.all_reduce(totals)
-    recon, count = totals.tolist()
-    return {"test_loss": recon / count, "test_recon": recon / count}
+    (recon,) = _test_means(batches, autocast, dist, lambda x: model.reconstruction_nll(x).float().sum().reshape(1))
+    return {"test_loss": recon, "test_recon": recon}
 
 
 @dataclass
