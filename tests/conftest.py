@@ -90,11 +90,14 @@ def _no_cpu_load_reading(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fresh_registry():
-    """Every test starts and ends with no cached registry, so nothing leaks between tests."""
-    from zoo import plugins
+    """Every test starts and ends with no cached registry and no in-process registration
+    (``zoo.register``), so nothing leaks between tests, whichever order they run in."""
+    from zoo import in_process, plugins
 
+    in_process.forget()
     plugins.reset()
     yield
+    in_process.forget()
     plugins.reset()
 
 

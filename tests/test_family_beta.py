@@ -17,7 +17,6 @@ from helpers_random_images import SIDE
 from torch.distributions import kl_divergence
 
 import zoo
-from zoo import in_process
 from zoo.conformance import parametrize_plugin_checks
 from zoo.interfaces import TrainingContext
 
@@ -29,13 +28,6 @@ SMALL = {
     "recipe:factor-vae-mnist": {"latent_size": 4},
     "recipe:factor-vae-dsprites": {"latent_size": 4},
 }
-
-
-@pytest.fixture(autouse=True)
-def _forget_in_process_registrations():
-    """What a test registers in this process does not outlive it."""
-    yield
-    in_process.forget()
 
 
 @parametrize_plugin_checks("beta", options=SMALL)
