@@ -121,10 +121,20 @@ FAMILIES: dict[str, Family] = {
 # -- shared networks and scoring -------------------------------------------------------------
 
 
-def _wrap(initial: nn.Module, shape: tuple[int, ...]):
-    """pythae encoder and decoder around copies of the zoo model's initialised networks."""
+def _wrap(initial: nn.Module, shape: tuple[int, ...], plain: bool):
+    """pythae encoder and decoder around copies of the zoo model's initialised networks.
+
+    ``plain``: the copies' layers run as one ``nn.Sequential`` each, the way pythae's own
+    benchmark networks (and a pythae user) write a conv VAE: the same layers and weights, so the
+    same function, without the zoo components' CPU fast paths (two layers computed as matrix
+    products, the single-channel layers' own passes). Otherwise the zoo components' own forward
+    passes run inside pythae's model, which leaves only the training loops and the family's own
+    computation to compare.
+    """
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    deterministic = bool(getattr(initial.encoder, "deterministic", False))
 
     class Encoder(BaseEncoder):
         def __init__(self) -> None:
@@ -132,8 +142,14 @@ def _wrap(initial: nn.Module, shape: tuple[int, ...]):
             self.zoo = copy.deepcopy(initial.encoder)
 
         def forward(self, x):
+            if plain:
+                out = self.zoo.net(x).flatten(1)
+                if deterministic:
+                    return ModelOutput(embedding=out)
+                mean, log_var = out.chunk(2, dim=1)
+                return ModelOutput(embedding=mean, log_covariance=log_var)
             q = self.zoo(x)
-            if getattr(q, "deterministic", False):
+            if deterministic:
                 return ModelOutput(embedding=q.mean)
             normal = q.base_dist
             return ModelOutput(embedding=normal.loc, log_covariance=2 * normal.scale.log())
@@ -144,9 +160,18 @@ def _wrap(initial: nn.Module, shape: tuple[int, ...]):
             self.zoo = copy.deepcopy(initial.decoder)
 
         def forward(self, z):
-            return ModelOutput(reconstruction=torch.sigmoid(self.zoo(z)).reshape(len(z), *shape))
+            logits = self.zoo.net(z.view(len(z), -1, 1, 1)) if plain else self.zoo(z)
+            return ModelOutput(reconstruction=torch.sigmoid(logits).reshape(len(z), *shape))
 
     return Encoder(), Decoder()
+
+
+def plain_networks_fit(model: nn.Module) -> bool:
+    """Whether the zoo model's encoder and decoder are the conv networks whose layers run as one
+    ``nn.Sequential`` (an encoder ending in a conv over the whole map, a decoder starting on a 1x1 map)."""
+    from zoo_aevb.components import ConvDecoder, ConvEncoder
+
+    return isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, ConvDecoder)
 
 
 @torch.no_grad()
@@ -188,7 +213,9 @@ def run_zoo(family: Family, epochs: int, seed: int, data_dir, scratch: Path, tes
     return {"epoch_seconds": [r["epoch_seconds"] for r in rows], **score(trainer.model.cpu(), test)}, initial, trainer
 
 
-def run_pythae(family: Family, recipe, epochs: int, seed: int, train: torch.Tensor, test, scratch: Path, initial):
+def run_pythae(
+    family: Family, recipe, epochs: int, seed: int, train: torch.Tensor, test, scratch: Path, initial, plain: bool
+):
     import pythae.models as models
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers.training_callbacks import TrainingCallback
@@ -209,7 +236,7 @@ def run_pythae(family: Family, recipe, epochs: int, seed: int, train: torch.Tens
 
     torch.manual_seed(seed)
     shape = tuple(initial.data_shape)
-    encoder, decoder = _wrap(initial, shape)
+    encoder, decoder = _wrap(initial, shape, plain)
     config = getattr(models, family.config)(
         input_dim=shape,
         latent_dim=initial.latent_size,
@@ -254,6 +281,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both")
+    parser.add_argument(
+        "--pythae-networks",
+        choices=["plain", "zoo", "both"],
+        default="both",
+        help="pythae's networks: the zoo's layers as plain nn.Sequential (as pythae writes them), the zoo "
+        "components themselves (only the loops and the family's own computation differ), or both",
+    )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -274,37 +308,63 @@ def main() -> None:
             print(f"{name}: zoo {family.recipe}, {args.epochs} epochs ...", flush=True)
             zoo_side, initial, _ = run_zoo(family, args.epochs, args.seed, args.data_dir, Path(scratch), test)
             print(f"  {zoo_side}", flush=True)
-            print(f"{name}: pythae {family.model}, {args.epochs} epochs ...", flush=True)
-            try:
-                pythae_side = run_pythae(family, recipe, args.epochs, args.seed, train, test, Path(scratch), initial)
-            except Exception as exc:  # noqa: BLE001 - pythae refusing a setting is a result too
-                print(f"  pythae failed: {str(exc).splitlines()[0][:200]}", flush=True)
-                continue
-            print(f"  {pythae_side}", flush=True)
-        results[name] = {"zoo": zoo_side, "pythae": pythae_side, "recipe": family.recipe, "pythae_model": family.model}
+            sides = {}
+            for kind in ("plain", "zoo") if args.pythae_networks == "both" else (args.pythae_networks,):
+                if kind == "plain" and not plain_networks_fit(initial):
+                    print(f"{name}: no plain form of {type(initial.encoder).__name__}; pythae runs the zoo's")
+                    continue
+                print(f"{name}: pythae {family.model} ({kind} networks), {args.epochs} epochs ...", flush=True)
+                try:
+                    sides[kind] = run_pythae(
+                        family, recipe, args.epochs, args.seed, train, test, Path(scratch), initial, kind == "plain"
+                    )
+                except Exception as exc:  # noqa: BLE001 - pythae refusing a setting is a result too
+                    print(f"  pythae failed: {str(exc).splitlines()[0][:200]}", flush=True)
+                    break
+                print(f"  {sides[kind]}", flush=True)
+        if sides:
+            results[name] = {"zoo": zoo_side, "pythae": sides, "recipe": family.recipe, "pythae_model": family.model}
 
     print()
     print(f"`python {' '.join(shlex.quote(a) for a in ['bench/pythae_families.py', *sys.argv[1:]])}`")
     print(f"CPU: {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}")
     print()
-    print("| family | zoo recipe | pythae model | zoo s/epoch | pythae s/epoch | zoo speed-up | score | zoo | pythae |")
-    print("|---|---|---|---:|---:|---:|---|---:|---:|")
+    kinds = [k for k in ("plain", "zoo") if any(k in r["pythae"] for r in results.values())]
+    heads = {"plain": "pythae, plain networks", "zoo": "pythae, zoo networks"}
+    print(
+        "| family | zoo recipe | pythae model | zoo s/epoch | "
+        + " | ".join(f"{heads[k]} s/epoch | speed-up" for k in kinds)
+        + " | score | zoo | "
+        + " | ".join(heads[k] for k in kinds)
+        + " |"
+    )
+    print("|---|---|---|---:|" + "---:|---:|" * len(kinds) + "---|---:|" + "---:|" * len(kinds))
     for name, r in results.items():
         # the fastest epoch of each: the first carries one-off costs, and the machine is shared
-        z, p = min(r["zoo"]["epoch_seconds"]), min(r["pythae"]["epoch_seconds"])
+        z = min(r["zoo"]["epoch_seconds"])
         key = "neg_elbo" if "neg_elbo" in r["zoo"] else "recon_nll"
-        r["speedup"] = p / z
+        times, scores = [], []
+        for k in kinds:
+            side = r["pythae"].get(k)
+            if side is None:
+                times.append("– | –")
+                scores.append("–")
+                continue
+            p = min(side["epoch_seconds"])
+            r.setdefault("speedup", {})[k] = p / z
+            times.append(f"{p:.1f} | {p / z:.2f}x")
+            scores.append(f"{side[key]:.2f} / {side['mse']:.2f}")
         print(
-            f"| {name} | {r['recipe']} | {r['pythae_model']} | {z:.1f} | {p:.1f} | {p / z:.2f}x | "
-            f"{key.replace('_', ' ')} / MSE | {r['zoo'][key]:.2f} / {r['zoo']['mse']:.2f} | "
-            f"{r['pythae'][key]:.2f} / {r['pythae']['mse']:.2f} |"
+            f"| {name} | {r['recipe']} | {r['pythae_model']} | {z:.1f} | {' | '.join(times)} | "
+            f"{key.replace('_', ' ')} / MSE | {r['zoo'][key]:.2f} / {r['zoo']['mse']:.2f} | {' | '.join(scores)} |"
         )
     if args.json_out:
         args.json_out.write_text(
             json.dumps({"args": vars(args) | {"json_out": str(args.json_out)}, "cpu": cpu_model(), "results": results})
         )
-    worst = min((r["speedup"] for r in results.values()), default=math.nan)
-    print(f"\nslowest zoo speed-up over the families: {worst:.2f}x")
+    for k in kinds:
+        worst = min((r["speedup"][k] for r in results.values() if k in r.get("speedup", {})), default=math.nan)
+        print(f"slowest zoo speed-up over pythae with {heads[k].split(', ')[1]}: {worst:.2f}x")
 
 
 if __name__ == "__main__":

@@ -369,6 +369,54 @@ def test_conv_cpu_fast_paths_stand_aside_for_autocast_and_other_dtypes(monkeypat
         assert model.decoder.decode(torch.randn(2, 4)).dtype == torch.bfloat16  # the layer's own autocast output
 
 
+@pytest.mark.parametrize(
+    "logits_shape,value_shape",
+    [((4, 1, 28, 28), (4, 1, 28, 28)), ((3, 4, 1, 6, 6), (4, 1, 6, 6)), ((5,), (2, 3, 5))],
+)
+def test_bernoulli_cpu_log_prob_equals_torchs_with_its_gradients(logits_shape, value_shape):
+    """The Bernoulli likelihood's CPU log-probability (exp and log instead of torch's log1p) matches
+    torch's Bernoulli in value, first and second derivatives, under broadcasting either way."""
+    from torch.distributions import Bernoulli
+
+    from zoo_aevb.fast_paths import LogBernoulli
+
+    torch.manual_seed(0)
+    logits = (torch.randn(logits_shape) * 8).requires_grad_()
+    results = []
+    for family in (Bernoulli, LogBernoulli):
+        torch.manual_seed(1)
+        value = torch.rand(value_shape).requires_grad_()  # grey levels, as the zoo's data are
+        log_p = family(logits=logits, validate_args=False).log_prob(value)
+        grads = torch.autograd.grad(log_p.square().sum(), [logits, value], create_graph=True)
+        second = torch.autograd.grad(grads[0].sin().sum(), logits)[0]
+        results.append((log_p.detach(), *(g.detach() for g in grads), second))
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    extreme = torch.tensor([-100.0, -30.0, 0.0, 30.0, 100.0])
+    values = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    torch.testing.assert_close(
+        LogBernoulli(logits=extreme).log_prob(values), Bernoulli(logits=extreme).log_prob(values), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_bernoulli_likelihood_uses_torchs_log_prob_off_the_cpu_fast_path(monkeypatch):
+    from torch.distributions import Bernoulli
+
+    from zoo_aevb import components
+    from zoo_aevb.fast_paths import LogBernoulli
+
+    likelihood = components.BernoulliLikelihood((1, 4, 4))
+    assert type(likelihood(torch.zeros(2, 1, 4, 4)).base_dist) is LogBernoulli
+    assert type(likelihood(torch.zeros(2, 1, 4, 4, dtype=torch.float64)).base_dist) is LogBernoulli  # made float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert type(likelihood(torch.zeros(2, 1, 4, 4)).base_dist) is Bernoulli
+    _layers_as_they_are(monkeypatch)
+    assert type(likelihood(torch.zeros(2, 1, 4, 4)).base_dist) is Bernoulli
+    # a value of another dtype takes torch's own path
+    p = LogBernoulli(logits=torch.zeros(3))
+    assert p.log_prob(torch.ones(3, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_a_factory_runtime_error_with_options_is_one_line_even_without_a_message():
     """A component factory that fails with a RuntimeError under user options is one ZooError line:
     the error's first non-blank line, or its type when it has no message (was an IndexError)."""

@@ -18,6 +18,7 @@ from torch.distributions import (
 
 import zoo
 from zoo_aevb.fast_paths import (
+    LogBernoulli,
     SingleChannelConv,
     StrideTwoTransposedConv,
     conv_fast_path_fits,
@@ -261,7 +262,10 @@ class BernoulliLikelihood(zoo.Likelihood):
         self.event_dims = len(data_shape)
 
     def forward(self, logits: Tensor) -> Independent:
-        return Independent(Bernoulli(logits=logits.float(), validate_args=False), self.event_dims, validate_args=False)
+        logits = logits.float()
+        # On the CPU its log-probability avoids torch's slow AVX-512 log1p (zoo_aevb/fast_paths.py)
+        family = LogBernoulli if _cpu_fast_path(logits) else Bernoulli
+        return Independent(family(logits=logits, validate_args=False), self.event_dims, validate_args=False)
 
 
 class ContinuousBernoulliLikelihood(zoo.Likelihood):

@@ -1,4 +1,5 @@
-"""Faster CPU passes for the seed's conv layers that touch a few-channel image.
+"""Faster CPU passes for the seed's model: its conv layers that touch a few-channel image, and the
+Bernoulli log-likelihood of its logits.
 
 oneDNN is slow on the convolutions next to a 1-channel image: the decoder's last transposed conv
 (16 -> 1 channel) takes ~1.3-2.2 ms forward for a batch of 100 at 28x28, and the weight gradient of
@@ -7,19 +8,25 @@ the encoder's first conv (1 -> 16) ~0.8 ms. Computed as below they take ~0.6 ms 
 torch.compile or on a GPU the layers run as they are. Each pass states what it assumes
 (:func:`transposed_fast_path_fits`, :func:`conv_fast_path_fits`); the networks call it only where
 that holds, on any image size.
+
+The Bernoulli log-likelihood (:class:`LogBernoulli`) avoids torch's ``log1p``, whose AVX-512 kernel
+takes ~1 ms for a batch of 100 MNIST images, several times its ``exp`` and ``log`` together
+(bench/PERF_NOTES.md); its value is within 1e-6 of torch's per pixel and its gradient is the same.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Bernoulli
 
 
-def cpu_fast_path(x: Tensor, layer: nn.Module) -> bool:
+def cpu_fast_path(x: Tensor, layer: nn.Module | None = None) -> bool:
+    """Whether the CPU passes apply: fp32 on the CPU, eager, no autocast."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
-        and layer.weight.dtype == torch.float32
+        and (layer is None or layer.weight.dtype == torch.float32)
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
     )
@@ -137,3 +144,38 @@ def conv_fast_path_fits(layer: nn.Conv2d) -> bool:
     """Whether :class:`SingleChannelConv` computes ``layer``: a conv from one input channel,
     without groups or dilation (any kernel, stride, padding and image size)."""
     return layer.in_channels == 1 and layer.groups == 1 and layer.dilation == (1, 1) and layer.padding_mode == "zeros"
+
+
+class BernoulliLogProb(torch.autograd.Function):
+    """log p(value | logits) of a Bernoulli, ``value * l - max(l, 0) - log(1 + exp(-|l|))``, by
+    ``exp`` and ``log`` (``1 + exp(-|l|)`` lies in [1, 2], where ``log`` loses nothing that matters:
+    at most ~1e-7 per pixel). Its gradient is ``value - sigmoid(l)`` for the logits and ``l`` for the
+    value, computed with differentiable ops, so a second derivative (HVAE's) goes through too."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, value: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, value)
+        tail = torch.exp(-logits.abs()).add_(1).log_()
+        return (value * logits).sub_(logits.clamp(min=0)).sub_(tail)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        logits, value = ctx.saved_tensors
+        grad_logits = grad_value = None
+        if ctx.needs_input_grad[0]:
+            grad_logits = ((value - torch.sigmoid(logits)) * grad).sum_to_size(logits.shape)
+        if ctx.needs_input_grad[1]:
+            grad_value = (grad * logits).sum_to_size(value.shape)
+        return grad_logits, grad_value
+
+
+class LogBernoulli(Bernoulli):
+    """torch's ``Bernoulli`` (made from logits) whose ``log_prob`` goes through
+    :class:`BernoulliLogProb` for fp32 values on the CPU; everything else is torch's own."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if not (cpu_fast_path(value) and "logits" in self.__dict__ and self.logits.dtype == torch.float32):
+            return super().log_prob(value)
+        if self._validate_args:
+            self._validate_sample(value)
+        return BernoulliLogProb.apply(self.logits, value)
