@@ -104,3 +104,23 @@ def test_mistakes_in_updates_are_one_line_errors(registered, tmp_path, bad, mess
     with pytest.raises(ZooError, match=message) as caught:
         _trainer(tmp_path / "run", bad=bad).fit()
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options", "fused"),
+    [("adam", {}, True), ("adamw", {}, True), ("adam", {"foreach": False}, None), ("adam", {"fused": False}, False),
+     ("sgd", {}, None)],
+)  # fmt: skip
+def test_an_updates_adam_runs_fused_unless_its_options_say_otherwise(optimizer, options, fused):
+    from zoo.updates import Updates
+
+    class Critic(zoo.Objective):
+        def __init__(self):
+            super().__init__()
+            self.critic = nn.Linear(3, 1)
+
+        def updates(self):
+            return [Update("critic", self.critic, optimizer=optimizer, options=options)]
+
+    updates = Updates(Critic(), nn.Linear(2, 2), lr=1e-3)
+    assert updates.optimizers["critic"].defaults.get("fused") is fused

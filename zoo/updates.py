@@ -53,10 +53,12 @@ class Updates:
                     f"{what}.updates(): update {name!r} asks for optimizer {update.optimizer!r}; "
                     f"use one of {', '.join(OPTIMIZERS)}"
                 )
+            options = dict(update.options or {})
+            on_fused_device = params[0].device.type in ("cpu", "cuda")
+            if kind in ("Adam", "AdamW") and on_fused_device and not options.keys() & {"fused", "foreach"}:
+                options["fused"] = True  # one kernel per step, as the model's optimizer (zoo/optimizers.py)
             try:
-                optimizer = getattr(torch.optim, kind)(
-                    params, lr=lr if update.lr is None else update.lr, **dict(update.options or {})
-                )
+                optimizer = getattr(torch.optim, kind)(params, lr=lr if update.lr is None else update.lr, **options)
             except (TypeError, ValueError) as exc:
                 raise ZooError(f"{what}.updates(): update {name!r}: {exc}") from None
             self.names.append(name)
