@@ -5,6 +5,7 @@ on MNIST and on a folder of colour images."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 from test_reliability import cli
+from torch import nn
+from torch.overrides import TorchFunctionMode
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
 
 import zoo
@@ -67,6 +70,41 @@ def test_the_term_and_its_gradient_are_torchmetrics():
     theirs.sum().backward()
     assert torch.allclose(ours, theirs.detach(), atol=1e-6)
     assert torch.allclose(ours_grad, y.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("channels", "options"),
+    [(1, {}), (3, {"padding": 2}), (3, {"stride": 2, "bias": True}), (2, {"dilation": 2, "padding": 1})],
+)
+def test_depthwise_convs_over_the_batch_equal_the_plain_conv(channels, options):
+    """MS-SSIM's depthwise windows run as one grouped conv over images x channels on the CPU: the
+    same values and input gradients as the conv itself, for colour images and any conv settings;
+    a conv that is not depthwise runs untouched."""
+    from zoo_perceptual.objectives import DepthwiseOverBatch
+
+    torch.manual_seed(0)
+    weight = torch.randn(channels, 1, 5, 5)
+    kwargs = {k: v for k, v in options.items() if k != "bias"}
+    bias = torch.randn(channels) if options.get("bias") else None
+    groups = []
+
+    class Recorder(TorchFunctionMode):  # below DepthwiseOverBatch: sees the calls it makes
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.conv2d:
+                groups.append((kwargs or {}).get("groups", args[6] if len(args) > 6 else 1))
+            return func(*args, **(kwargs or {}))
+
+    results = []
+    for mode in (DepthwiseOverBatch, contextlib.nullcontext):
+        x = torch.randn(4, channels, 12, 12, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        with Recorder(), mode():
+            out = nn.functional.conv2d(x, weight, bias, groups=channels, **kwargs)
+            dense = nn.functional.conv2d(x, torch.randn(2, channels, 3, 3, generator=torch.Generator().manual_seed(2)))
+        (out.square().sum() + dense.sum()).backward()
+        results.append((out.detach(), dense.detach(), x.grad))
+    assert groups == [4 * channels, 1, channels, 1]  # the depthwise conv went over the batch, the other not
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_the_loss_is_beta_kl_plus_the_scaled_term():
