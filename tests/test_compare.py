@@ -54,18 +54,19 @@ def test_compare_prints_one_row_per_run(span, sweep, capsys):
     code, out, err = run(capsys, "compare", *sweep)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["run", "model", "objective", "epochs"]
+    assert lines[0].split()[:5] == ["run", "model", "objective", "test", "epochs"]
     rows = lines[2:]
     assert len(rows) == 3
     for row, beta in zip(rows, (1, 2, 4)):
         assert "tiny-vamp" in row and f"elbo(beta={beta})" in row
-        assert row.split()[3] == "2"  # epochs
+        assert row.split()[3:5] == ["-ELBO", "2"]  # what the test loss is; epochs
     data = json.loads(run(capsys, "compare", *sweep, "--json")[1])
     for entry, path in zip(data, sweep):
         history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
         assert entry["last_neg_elbo"] == pytest.approx(history[-1]["test_loss"])
         assert entry["best_neg_elbo"] == pytest.approx(min(r["test_loss"] for r in history))
         assert entry["iw_nll"] is None and entry["seconds_per_epoch"] > 0
+        assert entry["test_measure"] == "-ELBO"
 
 
 def test_compare_shows_the_iw_nll_once_zoo_eval_has_scored_a_run(span, sweep, tmp_path, capsys):

@@ -179,6 +179,9 @@ def test_each_recipe_trains_and_evaluates_on_mnist(recipe, data_root, tmp_path, 
     assert "recon only: deterministic encoder" in err
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert row["test_loss"] == row["test_recon"] and "test_kl" not in row
+    code, out, err = run_zoo(capsys, "compare", run, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["test_measure"] == "-log p(x|z)"  # not headed as a negative ELBO
     result = _eval_json(capsys, run, "--data-dir", data_root, "--limit", "40", "--no-fid")
     _check_scored(result)
     assert result["model"] == recipe and result["n_images"] == 40

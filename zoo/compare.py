@@ -19,6 +19,8 @@ from zoo.errors import ZooError, is_count
 from zoo.plain_data import MAX_JSON_BYTES, finite, loads_json, read_json_file
 
 MAX_METRICS_BYTES = MAX_JSON_BYTES
+#: The two measures a run's ``test_loss`` can be (``RunSummary.test_measure``).
+NEG_ELBO, RECONSTRUCTION = "-ELBO", "-log p(x|z)"
 #: More runs than this are drawn without a legend (it would not fit beside the plot).
 MAX_LEGEND_ENTRIES = 20
 
@@ -31,6 +33,8 @@ class RunSummary:
     model: str
     objective: str
     epochs: int
+    #: what test_loss is: the negative ELBO, or -log p(x|z) at the code for a deterministic encoder
+    test_measure: str
     best_neg_elbo: float | None
     best_epoch: int | None
     last_neg_elbo: float | None
@@ -140,11 +144,14 @@ def summarize(run: str | os.PathLike) -> RunSummary:
     seconds = [s for s in (finite(r.get("epoch_seconds")) for r in history) if s is not None]
     iw_nll, iw_samples, iw_epoch = _evaluation(path, history)
     recipe = config["recipe"]
+    # a deterministic encoder's runs log test_recon as their test loss and no KL term
+    deterministic = bool(history) and all("test_kl" not in r and "test_recon" in r for r in history)
     return RunSummary(
         run=str(path),
         model=_text(config.get("model", recipe.get("id", "?"))),
         objective=_objective_label(recipe),
         epochs=len(history),
+        test_measure=RECONSTRUCTION if deterministic else NEG_ELBO,
         best_neg_elbo=best[0] if best else None,
         best_epoch=best[1] if best else None,
         last_neg_elbo=finite(history[-1].get("test_loss")) if history else None,
@@ -166,15 +173,17 @@ def _cell(value: Any, digits: int = 2) -> str:
 
 
 def format_table(summaries: list[RunSummary]) -> str:
-    """A plain-text table, one row per run (the negative ELBO and IW-NLL in nats per example)."""
+    """A plain-text table, one row per run: the test loss (the negative ELBO, or -log p(x|z) for a
+    deterministic encoder, as its ``test`` column says) and the IW-NLL, in nats per example."""
     header = [
         "run",
         "model",
         "objective",
+        "test",
         "epochs",
-        "best -ELBO",
+        "best",
         "(epoch)",
-        "last -ELBO",
+        "last",
         "IW-NLL",
         "(K)",
         "(epoch)",
@@ -185,6 +194,7 @@ def format_table(summaries: list[RunSummary]) -> str:
             s.run,
             s.model,
             s.objective,
+            s.test_measure,
             _cell(s.epochs),
             _cell(s.best_neg_elbo),
             _cell(s.best_epoch),
@@ -197,7 +207,7 @@ def format_table(summaries: list[RunSummary]) -> str:
         for s in summaries
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    numeric = set(range(3, len(header)))
+    numeric = set(range(4, len(header)))
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -241,7 +251,10 @@ def plot_curves(summaries: list[RunSummary], out: str | os.PathLike, metric: str
     if not drawn:
         plt.close(fig)
         raise ZooError(f"no run has a finite {metric!r} to plot yet")
-    labels = {"test_loss": "test negative ELBO (nats per example)", "train_loss": "training loss (nats per example)"}
+    test = "test negative ELBO (nats per example)"
+    if any(s.test_measure == RECONSTRUCTION for s in summaries):
+        test = "test loss: -ELBO, or -log p(x|z) for a deterministic encoder (nats per example)"
+    labels = {"test_loss": test, "train_loss": "training loss (nats per example)"}
     ax.set_xlabel("epoch")
     ax.set_ylabel(labels.get(metric, metric))
     ax.grid(True, alpha=0.3)
