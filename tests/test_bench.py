@@ -163,3 +163,31 @@ def test_export_families_exports_runs_and_prints_their_index_entries(data_root, 
     assert entry["metrics"]["iw_samples"] == 3 and entry["metrics"]["n_images"] == 12
     assert entry["metrics"]["quick"]["iw_samples"] == 2 and entry["metrics"]["quick"]["n_images"] == 10
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["vae-conv-mnist"]  # no scratch left
+
+
+@pytest.mark.parametrize("recipe", ["vae-conv-mnist", "ae-conv-mnist", "wae-mmd-conv-mnist"])
+def test_pythae_families_plain_networks_compute_the_zoo_networks_function(recipe):
+    """bench/pythae_families.py gives pythae the zoo networks' layers as plain nn.Sequential stacks:
+    the same function as the zoo components (which compute some layers another way on the CPU)."""
+    pytest.importorskip("pythae", reason="pythae is not installed (pip install --no-deps 'pythae==0.1.2')")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import pythae_families
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    import torch
+
+    import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create(recipe)
+    assert pythae_families.plain_networks_fit(model)
+    x, z = torch.rand(5, 1, 28, 28), torch.randn(5, model.latent_size)
+    outputs = []
+    for plain in (True, False):
+        encoder, decoder = pythae_families._wrap(model, (1, 28, 28), plain)
+        encoded = encoder(x)
+        codes = [encoded.embedding] + ([] if model.encoder.deterministic else [encoded.log_covariance])
+        outputs.append([*codes, decoder(z).reconstruction])
+    for got, expected in zip(*outputs):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
