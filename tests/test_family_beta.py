@@ -23,7 +23,7 @@ from zoo.interfaces import TrainingContext
 SMALL = {
     "encoder:burgess-conv": {"hidden": 16},
     "decoder:burgess-conv": {"hidden": 16},
-    "objective:factor-vae": {"code_size": 4, "hidden": 16, "layers": 2},
+    "objective:factor-vae": {"hidden": 16, "layers": 2},
     # the kit's factor-vae options (code size 4) apply to its recipes too, so their models take 4 latents
     "recipe:factor-vae-mnist": {"latent_size": 4},
     "recipe:factor-vae-dsprites": {"latent_size": 4},
@@ -211,7 +211,7 @@ def test_factor_vae_discriminator_loss_gives_the_model_no_gradient():
 
 
 def test_factor_vae_discriminator_is_the_papers_by_default():
-    objective, _ = zoo.build_objective("factor-vae")
+    objective, _ = zoo.build_objective("factor-vae", {"code_size": 10})
     layers = [m for m in objective.discriminator.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in layers] == [(10, 1000)] + [(1000, 1000)] * 5 + [(1000, 2)]
     assert all(m.negative_slope == 0.2 for m in objective.discriminator.modules() if hasattr(m, "negative_slope"))
@@ -219,9 +219,30 @@ def test_factor_vae_discriminator_is_the_papers_by_default():
 
 def test_factor_vae_refuses_a_model_of_another_latent_size_in_one_line():
     objective, _ = zoo.build_objective("factor-vae", {"code_size": 5, "hidden": 8, "layers": 1})
-    with pytest.raises(zoo.ZooError, match="set objective.code_size=3") as caught:
+    with pytest.raises(zoo.ZooError, match="leave code_size out") as caught:
         objective(_model(), torch.rand(4, 1, SIDE, SIDE))
     assert "\n" not in str(caught.value)
+    with pytest.raises(zoo.ZooError, match="set objective.code_size=3") as caught:
+        zoo.build_objective("factor-vae", {"code_size": 5}, _model())
+    assert "\n" not in str(caught.value)
+    with pytest.raises(zoo.ZooError, match="build it with its model .* or give the option code_size") as caught:
+        zoo.build_objective("factor-vae")
+    assert "\n" not in str(caught.value)
+
+
+def test_factor_vae_discriminator_takes_the_models_latent_size(tiny_data, tmp_path):
+    """Built for a model, the objective receives its latent size: no option repeats it, the record
+    holds only the options given, and resizing the model resizes the discriminator."""
+    objective, record = zoo.build_objective("factor-vae", {"hidden": 8, "layers": 1}, _model())
+    assert objective.code_size == 3 and record["options"] == {"hidden": 8, "layers": 1}
+    with pytest.raises(zoo.ZooError, match="filled in by zoo"):
+        zoo.build_objective("factor-vae", {"latent_size": 4})
+    trainer = _trainer(tmp_path / "run", "factor-vae", epochs=1, hidden=8, layers=1)
+    trainer.fit()
+    assert trainer.objective.discriminator.net[0].in_features == 3
+    resumed = zoo.Trainer.resume(tmp_path / "run", epochs=2)
+    assert resumed.objective.code_size == 3
+    resumed.fit()
 
 
 def test_factor_vae_permutes_each_dimension_on_its_own():
@@ -249,7 +270,7 @@ def tiny_data():
 
 
 def test_factor_vae_trains_its_discriminator_with_its_own_adam(tiny_data, tmp_path):
-    trainer = _trainer(tmp_path / "run", "factor-vae", code_size=3, hidden=16, layers=2)
+    trainer = _trainer(tmp_path / "run", "factor-vae", hidden=16, layers=2)
 
     history = trainer.fit()
     disc = trainer.objective.discriminator
@@ -267,7 +288,7 @@ def test_through_the_trainer_the_discriminator_loss_never_moves_the_model(tiny_d
     is trained (its lr), the model ends with the same weights, so none of its loss reached the model."""
     runs = []
     for lr in (1e-4, 0.1):
-        trainer = _trainer(tmp_path / f"lr{lr}", "factor-vae", gamma=0.0, code_size=3, hidden=16, layers=2, lr=lr)
+        trainer = _trainer(tmp_path / f"lr{lr}", "factor-vae", gamma=0.0, hidden=16, layers=2, lr=lr)
         trainer.fit()
         runs.append(trainer)
     slow, fast = runs
@@ -279,7 +300,7 @@ def test_through_the_trainer_the_discriminator_loss_never_moves_the_model(tiny_d
 @pytest.mark.parametrize(
     ("objective", "options"),
     [
-        ("factor-vae", {"code_size": 3, "hidden": 16, "layers": 2}),
+        ("factor-vae", {"hidden": 16, "layers": 2}),
         ("annealed-capacity", {"anneal_steps": 6}),
         ("beta-tc", {}),
     ],

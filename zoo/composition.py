@@ -191,9 +191,13 @@ def compose(
 
 
 def build_objective(
-    objective: str | Objective = "elbo", options: dict[str, Any] | None = None
+    objective: str | Objective = "elbo", options: dict[str, Any] | None = None, model: Any = None
 ) -> tuple[Objective, dict[str, Any]]:
-    """An objective and its record ``{"id", "options", "plugin", ...}`` from an id or a ready-made object."""
+    """An objective and its record ``{"id", "options", "plugin", ...}`` from an id or a ready-made object.
+
+    With the ``model`` it will train, a factory whose signature names ``latent_size`` or
+    ``data_shape`` receives the model's, as a component's factory does (a discriminator of codes
+    sizes itself to them); they are not options, so they are not recorded."""
     options = dict(options or {})
     if isinstance(objective, Objective):
         if options:
@@ -212,7 +216,8 @@ def build_objective(
     from zoo.plugins import get_registry
 
     entry = get_registry().get("objective", objective)
-    obj = call_factory(entry.load(), options, {}, f"objective {objective!r}")
+    context = {} if model is None else {"latent_size": model.latent_size, "data_shape": tuple(model.data_shape)}
+    obj = call_factory(entry.load(), options, context, f"objective {objective!r}")
     if not isinstance(obj, Objective):
         raise PluginError(
             f"plugin {entry.plugin!r}: objective {objective!r} built a {type(obj).__name__}, not a zoo.Objective"

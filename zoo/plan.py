@@ -127,9 +127,9 @@ class RunPlan:
         if self.settings.init_from and not resumed:
             init_weights(model, self.settings.init_from)
         if self.objective is not None and not resumed:
-            objective, record = build_objective(self.objective)
+            objective, record = build_objective(self.objective, model=model)
         else:
-            objective, record = build_objective(self.recipe.objective, self.recipe.objective_options)
+            objective, record = build_objective(self.recipe.objective, self.recipe.objective_options, model=model)
         model.spec["objective"] = record
         return model, objective
 

@@ -194,8 +194,9 @@ class FactorVAE(zoo.Objective):
     estimated by a discriminator, ``E[log D(z) / (1 - D(z))]``.
 
     The discriminator (``layers`` x ``hidden`` leaky-ReLU MLP, the paper's 6 x 1000) reads codes
-    of ``code_size`` dimensions, which must be the model's latent size: an objective is built
-    before it meets the model. It is this objective's own module, trained by its own Adam (``lr``
+    of the model's latent size, which zoo passes in when it builds the objective for a model
+    (``latent_size``); ``code_size`` sets it for an objective built on its own, and must then be
+    the model's latent size. It is this objective's own module, trained by its own Adam (``lr``
     1e-4, betas ``(beta1, beta2)`` = (0.5, 0.9), the paper's) on its cross-entropy between codes
     of q(z) and dimension-wise permuted codes, returned as the loss ``discriminator``. The paper
     draws two batches per step, one for the VAE and one to permute; here a batch is split in two
@@ -207,16 +208,16 @@ class FactorVAE(zoo.Objective):
     def __init__(
         self,
         gamma: float = 35.0,
-        code_size: int = 10,
+        code_size: int | None = None,
         hidden: int = 1000,
         layers: int = 6,
         lr: float = 1e-4,
         beta1: float = 0.5,
         beta2: float = 0.9,
+        latent_size: int | None = None,
     ) -> None:
         super().__init__()
         self.gamma = _number("gamma", gamma)
-        self.code_size = _count("code_size", code_size, 1)
         self.hidden = _count("hidden", hidden, 1)
         self.layers = _count("layers", layers, 1)
         self.lr = _number("lr", lr)
@@ -225,6 +226,17 @@ class FactorVAE(zoo.Objective):
         self.betas = (_number("beta1", beta1), _number("beta2", beta2))
         if not all(b < 1 for b in self.betas):
             raise zoo.ZooError(f"beta1 and beta2 must lie in [0, 1) (got {beta1!r}, {beta2!r})")
+        if code_size is None and latent_size is None:
+            raise zoo.ZooError(
+                "factor-vae's discriminator needs the size of the model's codes: build it with its model "
+                "(a recipe, zoo.compose, zoo.Trainer) or give the option code_size"
+            )
+        if code_size is not None and latent_size is not None and code_size != latent_size:
+            raise zoo.ZooError(
+                f"factor-vae's code_size {code_size!r} is not the model's latent size {latent_size}; "
+                f"leave code_size out (it follows the model) or set objective.code_size={latent_size}"
+            )
+        self.code_size = _count("code_size", code_size if code_size is not None else latent_size, 1)
         self.discriminator = Discriminator(self.code_size, self.hidden, self.layers)
 
     def updates(self) -> list[Update]:
@@ -240,7 +252,7 @@ class FactorVAE(zoo.Objective):
         if z.shape[-1] != self.code_size:
             raise zoo.ZooError(
                 f"factor-vae's discriminator takes codes of {self.code_size} dimensions (objective option "
-                f"code_size) but the model's have {z.shape[-1]}; set objective.code_size={z.shape[-1]}"
+                f"code_size) but the model's have {z.shape[-1]}; leave code_size out so that it follows the model"
             )
         recon = _recon(model, x_vae, z)
         kl = _kl(q, model.prior(), z)

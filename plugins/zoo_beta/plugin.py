@@ -56,7 +56,7 @@ def register_objectives(register):
         "factor-vae",
         f"{_O}:FactorVAE",
         description="FactorVAE (Kim & Mnih 2018): -ELBO + gamma TC from a discriminator trained by its own Adam; "
-        "options gamma, code_size (the model's latent size), hidden, layers, lr, beta1, beta2",
+        "options gamma, hidden, layers, lr, beta1, beta2, code_size (only when built without a model)",
     )
 
 
@@ -220,7 +220,7 @@ def register_recipes(register):
             "each batch of 200 is a VAE batch of 100 and a batch of 100 to permute",
             latent_size=16,
             objective="factor-vae",
-            objective_options={"gamma": 35.0, "code_size": 16},
+            objective_options={"gamma": 35.0},
             training=zoo.Training(epochs=100, batch_size=200, lr=1e-3),
             reference=_ref(_KIM, _MNIST_PROTOCOL),
             **_MNIST,
@@ -233,7 +233,7 @@ def register_recipes(register):
             "each batch of 128 is the paper's two batches of 64; discriminator 6 x 1000, Adam 1e-4, betas (0.5, 0.9)",
             dataset="dsprites",
             objective="factor-vae",
-            objective_options={"gamma": 35.0, "code_size": 10},
+            objective_options={"gamma": 35.0},
             training=_dsprites_training(1e-4, batch_size=128),
             reference=_ref(
                 _KIM,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.conformance.probes import probe, synthetic_batch
-from zoo.conformance.subject import UNKNOWN_OPTION, Subject
+from zoo.conformance.subject import UNKNOWN_OPTION, Subject, partner
 from zoo.errors import ZooError
 
 
@@ -108,8 +108,9 @@ def check_options(s: Subject) -> None:
         required[option["name"]] = given[option["name"]]
 
     def build(opts):
-        if s.kind == "objective":
-            return build_objective(s.target, opts)[0]
+        if s.kind == "objective":  # beside a small model, whose latent size and data shape it may take
+            host = Subject("encoder", partner("encoder")[0], s.settings)
+            return build_objective(s.target, opts, host.build_model())[0]
         return getattr(s.build_model(opts), s.slot)
 
     s.call("building it with its defaults", lambda: build(required), anchor)

@@ -21,7 +21,7 @@ def _objective_setup(s: Subject):
 
     host = Subject("encoder", partner("encoder")[0], s.settings)
     model = host.model()
-    objective = s.call("building it", lambda: build_objective(s.target, s.options())[0], "objective")
+    objective = s.call("building it", lambda: build_objective(s.target, s.options(), model)[0], "objective")
     if not getattr(objective, "needs_density", True):
         from zoo.conformance.point_mass import point_mass_model
 
@@ -89,7 +89,7 @@ def check_objective_state_dict(s: Subject) -> None:
         path = Path(tmp) / "objective.pt"
         payload = {"spec": model.spec, "model": model.state_dict(), "objective": objective.state_dict()}
         s.call("saving its state_dict", lambda: save_checkpoint(path, payload))
-        fresh = build_objective(s.target, s.options())[0]
+        fresh = build_objective(s.target, s.options(), model)[0]
         s.call("loading its state_dict", lambda: fresh.load_state_dict(load_checkpoint(path)["objective"]))
     losses = []
     for obj in (objective.eval(), fresh.eval()):
@@ -165,7 +165,7 @@ def check_recipe_training_step(s: Subject) -> tuple[int, ...]:
     model = s.call("building its model", lambda: from_recipe(recipe), "how-factories-receive-their-arguments")
     objective_options = {**recipe.objective_options, **s.options("objective", recipe.objective)}
     objective = s.call(
-        "building its objective", lambda: build_objective(recipe.objective, objective_options)[0], "objective"
+        "building its objective", lambda: build_objective(recipe.objective, objective_options, model)[0], "objective"
     )
     from zoo.composition import check_objective_fits
 
