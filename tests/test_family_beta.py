@@ -196,14 +196,29 @@ def test_beta_tc_refuses_a_posterior_that_does_not_factorise():
 # -- FactorVAE --------------------------------------------------------------------------------
 
 
-def test_factor_vae_discriminator_loss_gives_the_model_no_gradient():
-    objective, _ = zoo.build_objective("factor-vae", {"code_size": 3, "hidden": 16, "layers": 2})
+def test_factor_vae_discriminator_loss_is_the_cross_entropy_of_real_and_permuted_codes():
+    """The discriminator's loss (which shares the real codes' pass with the model's loss) and its
+    gradient for the discriminator are those of the two cross-entropies on the codes themselves."""
+    from zoo_beta.objectives import permute_dims
+
+    objective, _ = zoo.build_objective("factor-vae", {"hidden": 16, "layers": 2}, _model())
     model, x = _model(), torch.rand(8, 1, SIDE, SIDE)
+    torch.manual_seed(3)
     out = objective(model, x)
-    grads = torch.autograd.grad(out.losses["discriminator"], list(model.parameters()), allow_unused=True)
-    assert all(g is None for g in grads)
-    d_grads = torch.autograd.grad(out.losses["discriminator"], list(objective.discriminator.parameters()))
+    d_params = list(objective.discriminator.parameters())
+    d_grads = torch.autograd.grad(out.losses["discriminator"], d_params)
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in d_grads)
+    torch.manual_seed(3)  # the same draws: z, then the other half's codes, then the permutation
+    z = model.encoder(x[:4]).rsample().detach()
+    z_other = model.encoder(x[4:]).sample()
+    real, fake = objective.discriminator(z), objective.discriminator(permute_dims(z_other))
+    expected = 0.5 * (
+        torch.nn.functional.cross_entropy(real, torch.zeros(4, dtype=torch.long))
+        + torch.nn.functional.cross_entropy(fake, torch.ones(4, dtype=torch.long))
+    )
+    torch.testing.assert_close(out.losses["discriminator"], expected)
+    for got, want in zip(d_grads, torch.autograd.grad(expected, d_params)):
+        torch.testing.assert_close(got, want)
     layers = [m for m in objective.discriminator.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.in_features for m in layers] == [3, 16, 16] and layers[-1].out_features == 2
     (update,) = objective.updates()

@@ -256,13 +256,14 @@ class FactorVAE(zoo.Objective):
             )
         recon = _recon(model, x_vae, z)
         kl = _kl(q, model.prior(), z)
-        logits = self.discriminator(z)
-        tc = (logits[:, 0] - logits[:, 1]).mean()
+        real = self.discriminator(z)
+        tc = (real[:, 0] - real[:, 1]).mean()
         loss = -(recon - kl).mean() + self.gamma * tc
-        # The discriminator's own loss sees detached codes: no gradient of it reaches the model.
+        # The discriminator's loss reuses the real codes' pass (as pythae does, one pass fewer a step);
+        # the trainer gives each loss's gradient to its own parameters only (Objective.updates), so
+        # it never reaches the model, and the model's loss never reaches the discriminator.
         with torch.no_grad():
             z_other = model.encoder(x_other).sample()
-        real = self.discriminator(z.detach())
         fake = self.discriminator(permute_dims(z_other))
         zeros = torch.zeros(real.shape[0], dtype=torch.long, device=z.device)
         ones = torch.ones(fake.shape[0], dtype=torch.long, device=z.device)
