@@ -92,7 +92,7 @@ def imagefolder_epochs(folder: Path, epochs: int, device: str, model_id: str, si
 
     recipe = zoo.get_recipe(model_id)
     model = zoo.from_recipe(recipe, SimpleNamespace(shape=(3, size, size))).to(device)  # the model zoo trains
-    step = TrainingStep(model, zoo.composition.build_objective(recipe.objective, recipe.objective_options)[0])
+    step = TrainingStep(model, zoo.composition.build_objective(recipe.objective, recipe.objective_options, model)[0])
     optimizer = torch.optim.Adam(step.parameters(), lr=1e-3)
     data = torchvision.datasets.ImageFolder(str(folder), transform=transforms.ToTensor())
     loader = torch.utils.data.DataLoader(data, batch_size=100, shuffle=True, num_workers=4, drop_last=True)

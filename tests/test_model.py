@@ -123,7 +123,7 @@ def test_every_registered_model(model_id, mnist_test_batch):
     recipe = zoo.get_recipe(model_id)
     # Without the KL warm-up, whose weight is 0 at the first step, so the prior's parameters get a gradient.
     options = {k: v for k, v in recipe.objective_options.items() if k != "warmup"}
-    objective, _ = zoo.build_objective(recipe.objective, options)
+    objective, _ = zoo.build_objective(recipe.objective, options, model)
     loss, logs = objective(model, x)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(torch.isfinite(v) for v in logs.values())
