@@ -79,6 +79,11 @@ def test_the_registered_set_test_split_and_factors(tmp_path):
     chosen = np.array([[2, 5, 3, 10, 20]])
     assert (info.images_for_factors(chosen, tmp_path)[0, 0].numpy() == S.render(chosen)[0] * 255).all()
     assert len(S.test_indices()) == 10_000 and len(np.unique(S.test_indices())) == 10_000
+    # any first part of the split is a random sample: the first 500 images hold every shape and scale
+    # (in the file's order they would all be small squares), so `zoo eval --limit 500` is representative
+    first = factors[:500]
+    assert set(first[:, 0]) == {0, 1, 2} and set(first[:, 1]) == set(range(6))
+    assert abs(float(images[:500].float().mean() - images.float().mean())) < 0.1 * float(images.float().mean())
 
 
 def test_the_coloured_variant_paints_each_sprite_in_its_colour(tmp_path):
