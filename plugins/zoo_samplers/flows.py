@@ -240,6 +240,8 @@ class MAFSampler(FlowSampler):
     """Masked autoregressive flow: ``blocks`` MADE blocks of ``layers`` hidden layers of ``hidden`` units."""
 
     kind = "maf"
+    #: what each block's autoregressive network reads: the code (MAF) or the noise (IAF)
+    conditioned_on = "code"
 
     def __init__(
         self,
@@ -253,27 +255,16 @@ class MAFSampler(FlowSampler):
     ) -> None:
         super().__init__(latent_size, epochs, batch_size, lr)
         _check_shape(self.kind, blocks=blocks, hidden=hidden, layers=layers)
-        self.blocks.extend(AutoregressiveBlock(latent_size, hidden, layers, on="code") for _ in range(blocks))
+        self.blocks.extend(
+            AutoregressiveBlock(latent_size, hidden, layers, on=self.conditioned_on) for _ in range(blocks)
+        )
 
 
-class IAFSampler(FlowSampler):
+class IAFSampler(MAFSampler):
     """Inverse autoregressive flow: MAF's blocks conditioned on the noise (fast draws, slow density)."""
 
     kind = "iaf"
-
-    def __init__(
-        self,
-        latent_size: int,
-        blocks: int = 2,
-        hidden: int = 128,
-        layers: int = 3,
-        epochs: int = 100,
-        batch_size: int = 64,
-        lr: float = 1e-4,
-    ) -> None:
-        super().__init__(latent_size, epochs, batch_size, lr)
-        _check_shape(self.kind, blocks=blocks, hidden=hidden, layers=layers)
-        self.blocks.extend(AutoregressiveBlock(latent_size, hidden, layers, on="noise") for _ in range(blocks))
+    conditioned_on = "noise"
 
 
 class RealNVPSampler(FlowSampler):
